@@ -1,0 +1,23 @@
+"""multimodal_s2s: encoder-decoder models for images, audio and text, from interchangeable parts."""
+
+from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode
+from multimodal_s2s.models import EncoderDecoder, ModelConfig, Segmenter, build_model, create_model
+from multimodal_s2s.registry import IncompatiblePairError, list_decoders, list_encoders
+from multimodal_s2s.types import EncoderInfo, FeatureMaps, SequenceOutput
+
+__all__ = [
+    "DecodingOptions",
+    "DecodingResult",
+    "EncoderDecoder",
+    "EncoderInfo",
+    "FeatureMaps",
+    "IncompatiblePairError",
+    "ModelConfig",
+    "Segmenter",
+    "SequenceOutput",
+    "build_model",
+    "create_model",
+    "decode",
+    "list_decoders",
+    "list_encoders",
+]

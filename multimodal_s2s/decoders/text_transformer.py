@@ -1,0 +1,250 @@
+"""Transformer text decoder (pre-LN, Vaswani et al. 2017) with an explicit KV cache.
+
+Implements the protocol of ``decoders.base``: ``forward`` (teacher forcing) and ``step``
+(incremental decoding; self-attention keys/values are kept in a preallocated ``KVCache``,
+cross-attention keys/values are projected from the memory once, on the first step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from multimodal_s2s.decoders.base import StepOutput
+from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
+from multimodal_s2s.layers.positional import SinusoidalPositions
+from multimodal_s2s.registry import register_decoder
+from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput
+
+DEFAULT_DROPOUT = 0.1
+
+
+def check_tokens(tokens: Tensor, batch: int | None = None) -> None:
+    """Raise InputError unless tokens are integer (B, L) with B, L >= 1 (and B == batch when given)."""
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point() or tokens.is_complex():
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise InputError(f"decoder tokens must be integer ids of shape (B, L), got {shape}")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise InputError(f"decoder tokens must be non-empty, got shape {tuple(tokens.shape)}")
+    if batch is not None and tokens.shape[0] != batch:
+        raise InputError(f"decoder tokens have batch size {tokens.shape[0]}, the memory or cache has {batch}")
+
+
+def check_token_range(tokens: Tensor, vocab_size: int) -> None:
+    """Raise InputError when an id is outside [0, vocab_size) (one device sync)."""
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise InputError(f"token ids must lie in [0, {vocab_size}), got ids from {low} to {high}")
+
+
+def check_encoded(encoded: SequenceOutput, dim: int) -> None:
+    """Raise InputError unless encoded.memory is (B, T, dim) with a (B, T) bool mask, each row with a valid entry."""
+    memory, mask = encoded.memory, encoded.mask
+    if memory.dim() != 3 or memory.shape[-1] != dim:
+        raise InputError(f"encoded memory must be (B, T, {dim}), got shape {tuple(memory.shape)}")
+    if mask.dtype != torch.bool or mask.shape != memory.shape[:2]:
+        raise InputError(f"encoded mask must be bool {tuple(memory.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+    if memory.shape[0] == 0 or memory.shape[1] == 0:
+        raise InputError(f"encoded memory is empty: shape {tuple(memory.shape)}")
+    if not bool(mask.any(dim=1).all()):
+        raise InputError("encoded mask has an example with no valid memory row")
+
+
+@dataclass
+class TransformerCache:
+    """Decoder state between steps.
+
+    Attributes:
+        self_kv: self-attention keys/values of every layer, written in place by ``step``.
+        cross_kv: per layer (2, B, H, T, Dh), the cross-attention keys/values, projected once.
+        memory_bias: (B, 1, 1, T) additive mask of the memory rows (-inf on padding).
+    """
+
+    self_kv: KVCache
+    cross_kv: list[Tensor]
+    memory_bias: Tensor
+
+    @property
+    def length(self) -> int:
+        """Positions decoded so far."""
+        return self.self_kv.length
+
+    def reorder(self, index: Tensor) -> TransformerCache:
+        """A new cache with batch rows ``index`` (B',) long, in that order.
+
+        Cross-attention keys/values and the memory mask are reordered too, so that any index is
+        right, also one that maps rows across examples or drops finished ones (HF's cache does the
+        same). ``self`` is left untouched.
+        """
+        cross_kv = [key_values.index_select(1, index) for key_values in self.cross_kv]
+        return TransformerCache(self.self_kv.reorder(index), cross_kv, self.memory_bias.index_select(0, index))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN block: causal self-attention, cross-attention to memory, MLP; each a residual."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.self_norm = nn.LayerNorm(d_model)
+        self.self_attention = SelfAttention(d_model, num_heads, dropout)
+        self.cross_norm = nn.LayerNorm(d_model)
+        self.cross_attention = CrossAttention(d_model, num_heads, dropout)
+        self.mlp_norm = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory_kv: Tensor,
+        memory_bias: Tensor,
+        kv_buffer: Tensor | None = None,
+        start: int = 0,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x (B, L, D) -> (B, L, D) and the cross-attention weights (B, H, L, T) when asked."""
+        x = x + self.dropout(self.self_attention(self.self_norm(x), kv_buffer, start))
+        attended, weights = self.cross_attention(self.cross_norm(x), memory_kv, memory_bias, need_weights)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.mlp(self.mlp_norm(x))), weights
+
+
+class TransformerDecoder(nn.Module):
+    """Token embedding (scaled by sqrt(d_model)) + sinusoidal positions, pre-LN blocks, final
+    LayerNorm, output projection (tied to the embedding when ``tie_embeddings``).
+
+    Memory of width ``encoder_info.out_dim`` is projected to ``d_model`` when they differ.
+    """
+
+    def __init__(
+        self,
+        encoder_info: EncoderInfo,
+        vocab_size: int,
+        d_model: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        ff_dim: int = 1024,
+        dropout: float = DEFAULT_DROPOUT,
+        tie_embeddings: bool = True,
+    ):
+        super().__init__()
+        if encoder_info.out_dim is None or Emits.SEQUENCE not in encoder_info.emits:
+            raise ValueError(f"the transformer decoder needs an encoder that emits a sequence, got {encoder_info}")
+        self.memory_dim = encoder_info.out_dim
+        self.vocab_size = vocab_size
+        self.num_heads = num_heads
+        self.embed_scale = math.sqrt(d_model)
+        self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
+        nn.init.zeros_(self.embedding.weight[PAD_ID])
+        self.positions = SinusoidalPositions(d_model)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, vocab_size, bias=False)
+        if tie_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+        """tokens (B, L) at positions offset .. offset+L-1 -> (B, L, D)."""
+        return self.embed_dropout(self.positions(self.embedding(tokens) * self.embed_scale, offset))
+
+    def _memory(self, encoded: SequenceOutput) -> tuple[Tensor, Tensor]:
+        """-> memory (B, T, D) in the model width and its bias (B, 1, 1, T)."""
+        check_encoded(encoded, self.memory_dim)
+        memory = self.memory_projection(encoded.memory)
+        return memory, attention_bias(encoded.mask, memory.dtype)[:, None, None, :]
+
+    def forward(self, tokens: Tensor, encoded: SequenceOutput) -> Tensor:
+        """Teacher forcing: tokens (B, L) -> logits (B, L, V); position i sees tokens[:, :i+1]."""
+        check_tokens(tokens, encoded.memory.shape[0])
+        check_token_range(tokens, self.vocab_size)
+        memory, memory_bias = self._memory(encoded)
+        x = self._embed(tokens, 0)
+        for block in self.blocks:
+            x, _ = block(x, block.cross_attention.project_memory(memory), memory_bias)
+        return self.output(self.final_norm(x))
+
+    def start_cache(self, encoded: SequenceOutput, length: int) -> TransformerCache:
+        """An empty cache with room for ``length`` positions (it grows when needed)."""
+        memory, memory_bias = self._memory(encoded)
+        cross_kv = [block.cross_attention.project_memory(memory) for block in self.blocks]
+        head_dim = memory.shape[-1] // self.num_heads
+        self_kv = KVCache.allocate(len(self.blocks), memory.shape[0], self.num_heads, head_dim, length, memory)
+        return TransformerCache(self_kv, cross_kv, memory_bias)
+
+    def step(
+        self,
+        tokens: Tensor,
+        encoded: SequenceOutput,
+        cache: TransformerCache | None = None,
+        return_attention: bool = False,
+    ) -> StepOutput:
+        """tokens (B, L_new) after the cached positions -> logits (B, L_new, V).
+
+        ``cache=None`` starts from scratch (``encoded`` is read only then). The cache is
+        updated in place and returned; ``cache.reorder`` gives an independent copy.
+        ``attention``: (B, L_new, T) cross-attention of the last block, mean over heads.
+        """
+        if cache is None:
+            check_tokens(tokens, encoded.memory.shape[0])
+            check_token_range(tokens, self.vocab_size)
+            cache = self.start_cache(encoded, tokens.shape[1])
+        else:
+            check_tokens(tokens, cache.memory_bias.shape[0])
+        start, new = cache.self_kv.length, tokens.shape[1]
+        cache.self_kv.reserve(new)
+        x = self._embed(tokens, start)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, weights = block(
+                x, cache.cross_kv[i], cache.memory_bias, cache.self_kv.buffers[i], start, return_attention and i == last
+            )
+        cache.self_kv.advance(new)
+        attention = weights.mean(dim=1) if return_attention else None
+        return StepOutput(self.output(self.final_norm(x)), cache, attention)
+
+
+@register_decoder("transformer", requires={Emits.SEQUENCE}, output="text")
+def transformer(
+    encoder_info: EncoderInfo,
+    *,
+    vocab_size: int,
+    d_model: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    ff_dim: int = 1024,
+    dropout: float = DEFAULT_DROPOUT,
+    tie_embeddings: bool = True,
+) -> TransformerDecoder:
+    """Any size; the defaults are those of ``transformer_small``."""
+    return TransformerDecoder(encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings)
+
+
+@register_decoder("transformer_tiny", requires={Emits.SEQUENCE}, output="text")
+def transformer_tiny(
+    encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
+) -> TransformerDecoder:
+    """d_model 64, 2 layers, 4 heads, MLP 128."""
+    return TransformerDecoder(encoder_info, vocab_size, 64, 2, 4, 128, dropout, tie_embeddings)
+
+
+@register_decoder("transformer_small", requires={Emits.SEQUENCE}, output="text")
+def transformer_small(
+    encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
+) -> TransformerDecoder:
+    """d_model 256, 4 layers, 4 heads, MLP 1024."""
+    return TransformerDecoder(encoder_info, vocab_size, 256, 4, 4, 1024, dropout, tie_embeddings)
+
+
+@register_decoder("transformer_base", requires={Emits.SEQUENCE}, output="text")
+def transformer_base(
+    encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
+) -> TransformerDecoder:
+    """d_model 512, 6 layers, 8 heads, MLP 2048 (Vaswani et al. 2017, base)."""
+    return TransformerDecoder(encoder_info, vocab_size, 512, 6, 8, 2048, dropout, tie_embeddings)

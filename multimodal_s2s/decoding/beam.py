@@ -1,0 +1,97 @@
+"""Batched beam search over B examples x K beams, flattened to B*K rows of one decoder batch.
+
+Each step scores the K*V extensions of every example's beams, takes the best 2K (so that K of them
+continue even if K end with EOS), sets the EOS extensions that rank in the top K aside as finished
+hypotheses with their length-penalized score, and continues with the best K others (the decoder
+cache follows through ``cache.reorder``). An example is done when it holds K finished hypotheses
+and its best live beam, scored at its current length, does not beat the worst of them (exact for
+length_penalty 0, where scores only fall; HF's default rule otherwise). At ``max_length`` the live
+beams of unfinished examples are ranked too. Everything is tensor ops over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from multimodal_s2s.decoding.filters import apply_filters, constraint_filters
+from multimodal_s2s.decoding.hypotheses import NEG_INF, Hypotheses
+from multimodal_s2s.decoding.options import DecodingOptions, DecodingResult, ranking_score
+from multimodal_s2s.decoding.stepper import TextModel, TokenStepper
+from multimodal_s2s.types import EOS_ID, SequenceOutput
+
+
+def beam_search(model: TextModel, encoded: SequenceOutput, options: DecodingOptions) -> list[DecodingResult]:
+    """encoded: (B, T, D) memory -> B results, each with up to ``options.n_best`` hypotheses."""
+    batch, beams, device = encoded.memory.shape[0], options.beam_size, encoded.memory.device
+    stepper = TokenStepper(
+        model, encoded.repeat_interleave(beams), options.max_length, options.use_cache, options.return_attention
+    )
+    constraints = constraint_filters(options)
+    finished = Hypotheses.empty(batch, beams, options.max_length + 1, device)
+    # Only beam 0 of each example is live at first, so the first step expands one beam per example.
+    beam_sums = torch.full((batch, beams), NEG_INF, device=device)  # (B, K) summed log-probs
+    beam_sums[:, 0] = 0.0
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    first_row = torch.arange(batch, device=device).unsqueeze(1) * beams  # (B, 1)
+    for _ in range(options.max_length):
+        logits = apply_filters(constraints, stepper.next_logits(), stepper.prefix)  # (B*K, V)
+        log_probs = logits.log_softmax(dim=-1)
+        candidates = (beam_sums.view(-1, 1) + log_probs).view(batch, -1)  # (B, K*V)
+        top_sums, top_index = candidates.topk(2 * beams, dim=1)  # (B, 2K)
+        finished = _set_aside_finished(finished, stepper, beam_sums, log_probs, top_sums, done, options)
+        beam_sums, source_beams, next_tokens = _continue_best(top_sums, top_index, log_probs.shape[1], beams)
+        stepper.reorder((first_row + source_beams).view(-1))
+        stepper.append(next_tokens.view(-1))
+        best_live = ranking_score(beam_sums[:, 0], stepper.generated, options.length_penalty)  # (B,)
+        full = finished.scores[:, -1] > NEG_INF
+        done |= (full & (best_live <= finished.scores[:, -1])) | (beam_sums[:, 0] == NEG_INF)
+        if bool(done.all()):
+            return finished.to_results(encoded.mask, options.n_best)
+    live = _hypotheses(stepper, beam_sums, ~done.unsqueeze(1), options.max_length, options.length_penalty, ended=False)
+    return finished.merge(live).to_results(encoded.mask, options.n_best)
+
+
+def _set_aside_finished(
+    finished: Hypotheses,
+    stepper: TokenStepper,
+    beam_sums: Tensor,
+    log_probs: Tensor,
+    top_sums: Tensor,
+    done: Tensor,
+    options: DecodingOptions,
+) -> Hypotheses:
+    """Merge into ``finished`` every beam whose EOS extension ranks in its example's top K."""
+    batch, beams = beam_sums.shape
+    eos_sums = beam_sums + log_probs[:, EOS_ID].view(batch, beams)  # (B, K)
+    kth_best = top_sums[:, beams - 1 : beams]  # (B, 1)
+    ends = (eos_sums >= kth_best) & (eos_sums > NEG_INF) & ~done.unsqueeze(1)  # (B, K)
+    if not bool(ends.any()):
+        return finished
+    ended = _hypotheses(stepper, eos_sums, ends, stepper.generated, options.length_penalty, ended=True)
+    return finished.merge(ended)
+
+
+def _continue_best(top_sums: Tensor, top_index: Tensor, vocab: int, beams: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The K best non-EOS extensions of each example, best first: (sums, source beams, tokens), each (B, K)."""
+    top_tokens = top_index % vocab
+    # A stable sort on "is EOS" keeps the rank order and puts the (at most K) EOS extensions last.
+    keep = torch.sort((top_tokens == EOS_ID).to(torch.uint8), dim=1, stable=True).indices[:, :beams]
+    return top_sums.gather(1, keep), top_index.gather(1, keep) // vocab, top_tokens.gather(1, keep)
+
+
+def _hypotheses(
+    stepper: TokenStepper, sums: Tensor, valid: Tensor, out_length: int, alpha: float, ended: bool
+) -> Hypotheses:
+    """The stepper's current beams as hypotheses: sums (B, K), valid (B, K) or (B, 1) bool, ``out_length``
+    output tokens each (+1 scored token for the EOS when ``ended``)."""
+    batch, beams = sums.shape
+    scores = ranking_score(sums, out_length + int(ended), alpha).masked_fill(~valid, NEG_INF)
+    attention = stepper.attention
+    return Hypotheses(
+        scores=scores,
+        log_probs=sums,
+        out_lengths=torch.full_like(sums, out_length, dtype=torch.long),
+        tokens=stepper.tokens.view(batch, beams, -1),
+        attention=None if attention is None else attention.view(batch, beams, *attention.shape[1:]),
+    )

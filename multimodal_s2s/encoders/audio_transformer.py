@@ -1,0 +1,191 @@
+"""Audio spectrogram Transformer encoder: log-mel (B, n_mels, frames) -> SequenceOutput.
+
+Two frontends turn frames into rows before a pre-LN Transformer:
+
+- ``"conv"``: convolutional subsampling as in ESPnet/Conformer (two 3x3 stride-2 Conv2d
+  + ReLU, 4x fewer frames), flattened over frequency and projected to d_model; sinusoidal
+  positions over time.
+- ``"patch"``: AST-style (Gong et al. 2021) overlapping 16x16 time-frequency patches with
+  stride 10 in both axes; one row per (frequency patch, time patch) pair, frequency-major;
+  a learned embedding of the frequency-patch index plus sinusoidal positions over the
+  time-patch index.
+
+The Transformer is a stack of timm's pre-LN ViT blocks (attention through PyTorch's
+scaled_dot_product_attention, padded rows masked by an additive -inf bias on the keys)
+and a final LayerNorm. Sinusoidal time positions have no table to outgrow, so inputs longer than any seen in
+training (30 s = 3000 frames and beyond) work. Padded frames never change valid rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from multimodal_s2s.audio import N_MELS
+from multimodal_s2s.encoders.base import Encoder, InputError
+from multimodal_s2s.layers.attention import attention_bias
+from multimodal_s2s.layers.masks import conv_output_lengths, lengths_to_mask
+from multimodal_s2s.layers.positional import SinusoidalPositions, sinusoidal_positions
+from multimodal_s2s.registry import register_encoder
+from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
+
+CONV_KERNEL, CONV_STRIDE = 3, 2
+MIN_CONV_SIZE = 7  # the fewest frames (or mel bins) two 3x3 stride-2 convolutions turn into one row
+PATCH_SIZE, PATCH_STRIDE = 16, 10  # AST: 16x16 patches, overlap 6 in both axes
+FF_MULTIPLIER = 4
+DEFAULT_DROPOUT = 0.1
+FRONTENDS = ("conv", "patch")
+
+
+class ConvSubsampling(nn.Module):
+    """(B, n_mels, frames) + lengths (B,) -> rows (B, T', d_model) + row mask (B, T'), T' ~ frames / 4."""
+
+    def __init__(self, n_mels: int, d_model: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, d_model, CONV_KERNEL, CONV_STRIDE),
+            nn.ReLU(),
+            nn.Conv2d(d_model, d_model, CONV_KERNEL, CONV_STRIDE),
+            nn.ReLU(),
+        )
+        reduced_mels = self._reduce(self._reduce(n_mels))
+        self.project = nn.Linear(d_model * reduced_mels, d_model)
+        self.positions = SinusoidalPositions(d_model)
+
+    @staticmethod
+    def _reduce(size: int) -> int:
+        return (size - CONV_KERNEL) // CONV_STRIDE + 1
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for _ in range(2):
+            lengths = conv_output_lengths(lengths, CONV_KERNEL, CONV_STRIDE)
+        return lengths
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if int(lengths.min()) < MIN_CONV_SIZE:
+            raise InputError(
+                f"the conv frontend needs at least {MIN_CONV_SIZE} frames per utterance, got lengths {lengths.tolist()}"
+            )
+        # Valid outputs see only valid frames: the convolutions do not pad along time.
+        maps = self.convs(features.transpose(1, 2).unsqueeze(1))  # (B, d, T', F')
+        rows = self.project(maps.permute(0, 2, 1, 3).flatten(2))  # (B, T', d)
+        return self.positions(rows), lengths_to_mask(self.output_lengths(lengths), rows.shape[1])
+
+
+class PatchEmbedding(nn.Module):
+    """(B, n_mels, frames) + lengths (B,) -> rows (B, F_p * T_p, d_model) + row mask (B, F_p * T_p).
+
+    Time patch t covers frames [10t, 10t + 16); it is valid when it starts inside the
+    utterance (10t < length). Frames past each length are zeroed and the time axis is
+    zero-padded so the last valid patch exists, so a patch sees the same values alone
+    or in a padded batch.
+    """
+
+    def __init__(self, n_mels: int, d_model: int):
+        super().__init__()
+        self.freq_patches = (n_mels - PATCH_SIZE) // PATCH_STRIDE + 1
+        self.project = nn.Conv2d(1, d_model, PATCH_SIZE, PATCH_STRIDE)
+        self.freq_embedding = nn.Embedding(self.freq_patches, d_model)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        frames = features.shape[-1]
+        time_patches = _ceil_div(frames, PATCH_STRIDE)  # patches starting inside the frames
+        needed_frames = (time_patches - 1) * PATCH_STRIDE + PATCH_SIZE
+        frame_mask = lengths_to_mask(lengths, frames).unsqueeze(1)  # (B, 1, frames)
+        padded = nn.functional.pad(features * frame_mask, (0, needed_frames - frames))
+        patches = self.project(padded.unsqueeze(1)).permute(0, 2, 3, 1)  # (B, F_p, T_p, d)
+        time_index = torch.arange(time_patches, device=features.device)
+        time_positions = sinusoidal_positions(time_index, patches.shape[-1]).to(patches.dtype)  # (T_p, d)
+        patches = patches + self.freq_embedding.weight[:, None, :] + time_positions  # (B, F_p, T_p, d)
+        rows = patches.flatten(1, 2)  # (B, F_p * T_p, d), row = f * T_p + t
+        valid_time = lengths_to_mask(_ceil_div(lengths, PATCH_STRIDE), time_patches)  # (B, T_p)
+        return rows, valid_time.repeat(1, self.freq_patches)  # (B, F_p * T_p)
+
+
+def _ceil_div(numerator: int | Tensor, denominator: int) -> int | Tensor:
+    return -(-numerator // denominator)
+
+
+class AudioTransformerEncoder(Encoder):
+    """log-mel (B, n_mels, frames) + lengths (B,) -> SequenceOutput(memory (B, T, d_model), mask (B, T)).
+
+    Args:
+        n_mels: mel bins of the input (checked by EncoderDecoder.encode via the ``n_mels`` attribute).
+        d_model, num_layers, num_heads: Transformer size.
+        ff_dim: feed-forward width (default 4 * d_model).
+        dropout: dropout on the frontend's rows and in the Transformer blocks (attention, projections).
+        frontend: ``"conv"`` (4x time subsampling: T = ((frames - 1) // 2 - 1) // 2, at least 7 frames and 7 mel bins)
+            or ``"patch"`` (AST patches: T = F_p * ceil(frames / 10), F_p = (n_mels - 16) // 10 + 1).
+    """
+
+    def __init__(
+        self,
+        n_mels: int = N_MELS,
+        d_model: int = 256,
+        num_layers: int = 6,
+        num_heads: int = 4,
+        ff_dim: int | None = None,
+        dropout: float = DEFAULT_DROPOUT,
+        frontend: str = "conv",
+    ):
+        super().__init__()
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, not {frontend!r}")
+        min_mels = MIN_CONV_SIZE if frontend == "conv" else PATCH_SIZE
+        if n_mels < min_mels:
+            raise ValueError(f"the {frontend} frontend needs n_mels >= {min_mels}, got {n_mels}")
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by {num_heads} heads")
+        self.n_mels = n_mels
+        self.frontend = (ConvSubsampling if frontend == "conv" else PatchEmbedding)(n_mels, d_model)
+        self.dropout = nn.Dropout(dropout)
+        mlp_ratio = (ff_dim or FF_MULTIPLIER * d_model) / d_model
+        self.blocks = nn.ModuleList(
+            Block(d_model, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.info = EncoderInfo(modality=Modality.AUDIO, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model)
+
+    def encode_sequence(self, features: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
+        """features (B, n_mels, frames) float, lengths (B,) frames (None = all) -> SequenceOutput."""
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[-1], dtype=torch.long)
+        lengths = lengths.to(features.device)
+        rows, mask = self.frontend(features, lengths)  # (B, T, d), (B, T)
+        bias = attention_bias(mask, rows.dtype)[:, None, None, :]  # (B, 1, 1, T): -inf on padded keys
+        memory = self.dropout(rows)
+        for block in self.blocks:
+            memory = block(memory, attn_mask=bias)
+        memory = self.norm(memory)  # (B, T, d)
+        return SequenceOutput(memory=torch.where(mask.unsqueeze(-1), memory, 0.0), mask=mask)  # padded rows = 0
+
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
+        return self.encode_sequence(features, lengths)
+
+
+_SIZES = {
+    "tiny": {"d_model": 64, "num_layers": 2, "num_heads": 4},
+    "small": {"d_model": 256, "num_layers": 6, "num_heads": 4},
+    "base": {"d_model": 512, "num_layers": 12, "num_heads": 8},
+}
+_AUDIO = {"modality": Modality.AUDIO, "emits": {Emits.SEQUENCE}}
+
+
+@register_encoder("audio_transformer_tiny", **_AUDIO)
+def audio_transformer_tiny(**overrides) -> AudioTransformerEncoder:
+    """d_model 64, 2 layers, 4 heads; overrides: n_mels, d_model, num_layers, num_heads, ff_dim, dropout, frontend."""
+    return AudioTransformerEncoder(**{**_SIZES["tiny"], **overrides})
+
+
+@register_encoder("audio_transformer_small", **_AUDIO)
+def audio_transformer_small(**overrides) -> AudioTransformerEncoder:
+    """d_model 256, 6 layers, 4 heads; same overrides as audio_transformer_tiny."""
+    return AudioTransformerEncoder(**{**_SIZES["small"], **overrides})
+
+
+@register_encoder("audio_transformer_base", **_AUDIO)
+def audio_transformer_base(**overrides) -> AudioTransformerEncoder:
+    """d_model 512, 12 layers, 8 heads; same overrides as audio_transformer_tiny."""
+    return AudioTransformerEncoder(**{**_SIZES["base"], **overrides})

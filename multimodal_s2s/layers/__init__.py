@@ -1,0 +1,1 @@
+"""Shared building blocks: masks, positional encodings, attention, pooling."""

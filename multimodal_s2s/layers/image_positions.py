@@ -1,0 +1,29 @@
+"""Fixed 2-D sinusoidal positions, and feature maps turned into rows that a text decoder attends to."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from multimodal_s2s.layers.positional import sinusoidal_positions
+from multimodal_s2s.types import SequenceOutput
+
+
+def grid_positions_2d(height: int, width: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """Encodings of the cells of a (height, width) grid in row-major order -> (height * width, dim).
+
+    The first ``dim // 2`` channels encode the row, the rest the column (each as in Vaswani et al. 2017).
+    """
+    rows = torch.arange(height, device=device).repeat_interleave(width)  # (H*W,)
+    cols = torch.arange(width, device=device).repeat(height)  # (H*W,)
+    row_dim = dim // 2
+    return torch.cat([sinusoidal_positions(rows, row_dim), sinusoidal_positions(cols, dim - row_dim)], dim=-1)
+
+
+def feature_map_to_sequence(feature_map: Tensor) -> SequenceOutput:
+    """(B, C, H, W) -> SequenceOutput(memory (B, H*W, C) with 2-D positions added, mask (B, H*W) all True)."""
+    batch, channels, height, width = feature_map.shape
+    rows = feature_map.flatten(2).transpose(1, 2)  # (B, H*W, C)
+    rows = rows + grid_positions_2d(height, width, channels, feature_map.device).to(rows.dtype)
+    mask = torch.ones(batch, height * width, dtype=torch.bool, device=feature_map.device)
+    return SequenceOutput(memory=rows, mask=mask)

@@ -1,0 +1,27 @@
+"""Segmenter: any feature-map encoder with a dense decoder."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from multimodal_s2s.encoders.base import Encoder, check_inputs
+from multimodal_s2s.models.config import ModelConfig
+
+
+class Segmenter(nn.Module):
+    """Dense out: images (B, 3, H, W) -> class logits (B, num_classes, H, W)."""
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module, config: ModelConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def forward(self, images: Tensor) -> Tensor:
+        check_inputs(self.encoder.info, images, None)
+        maps = self.encoder.encode_feature_maps(images)
+        return self.decoder(maps, output_size=images.shape[-2:])

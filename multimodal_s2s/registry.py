@@ -1,0 +1,118 @@
+"""Registries of encoders and decoders: short entry points, looked up by name.
+
+Each entry declares, before anything is built, what an encoder emits or what a
+decoder requires, so that ``create_model`` can refuse a pair whose needs do not
+meet and name the encoders that would fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from multimodal_s2s.types import Emits, Modality
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    name: str
+    factory: Callable[..., Any]
+    modality: Modality
+    emits: frozenset[Emits]
+
+
+@dataclass(frozen=True)
+class DecoderEntry:
+    name: str
+    factory: Callable[..., Any]
+    requires: frozenset[Emits]
+    output: str  # "text" or "dense"
+
+
+_ENCODERS: dict[str, EncoderEntry] = {}
+_DECODERS: dict[str, DecoderEntry] = {}
+
+
+class UnknownNameError(ValueError):
+    """A registry lookup with a name that is not registered."""
+
+
+class IncompatiblePairError(ValueError):
+    """An encoder that does not emit what a decoder requires."""
+
+
+def register_encoder(name: str, *, modality: Modality, emits: set[Emits]) -> Callable:
+    """Register ``factory(**kwargs) -> Encoder`` under ``name``."""
+
+    def decorate(factory: Callable) -> Callable:
+        if name in _ENCODERS:
+            raise ValueError(f"encoder {name!r} is already registered")
+        _ENCODERS[name] = EncoderEntry(name, factory, Modality(modality), frozenset(emits))
+        return factory
+
+    return decorate
+
+
+def register_decoder(name: str, *, requires: set[Emits], output: str) -> Callable:
+    """Register ``factory(encoder_info, *, vocab_size|num_classes, **kwargs) -> Decoder``."""
+
+    def decorate(factory: Callable) -> Callable:
+        if name in _DECODERS:
+            raise ValueError(f"decoder {name!r} is already registered")
+        if output not in ("text", "dense"):
+            raise ValueError(f"decoder output must be 'text' or 'dense', not {output!r}")
+        _DECODERS[name] = DecoderEntry(name, factory, frozenset(requires), output)
+        return factory
+
+    return decorate
+
+
+def _lookup(table: dict, kind: str, name: str):
+    _import_builtins()
+    if name not in table:
+        raise UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def encoder_entry(name: str) -> EncoderEntry:
+    return _lookup(_ENCODERS, "encoder", name)
+
+
+def decoder_entry(name: str) -> DecoderEntry:
+    return _lookup(_DECODERS, "decoder", name)
+
+
+def list_encoders(modality: str | None = None) -> list[str]:
+    """Sorted names of the registered encoders, optionally of one modality."""
+    _import_builtins()
+    return sorted(n for n, e in _ENCODERS.items() if modality is None or e.modality == modality)
+
+
+def list_decoders() -> list[str]:
+    """Sorted names of the registered decoders."""
+    _import_builtins()
+    return sorted(_DECODERS)
+
+
+def encoders_fitting(decoder_name: str) -> list[str]:
+    """Names of the encoders that emit everything ``decoder_name`` requires."""
+    needs = decoder_entry(decoder_name).requires
+    return sorted(n for n, e in _ENCODERS.items() if needs <= e.emits)
+
+
+def check_pair(encoder_name: str, decoder_name: str) -> None:
+    """Raise IncompatiblePairError, in one sentence, when the encoder misses a decoder need."""
+    missing = decoder_entry(decoder_name).requires - encoder_entry(encoder_name).emits
+    if missing:
+        names = ", ".join(sorted(m.value for m in missing))
+        raise IncompatiblePairError(
+            f"decoder {decoder_name!r} needs {names}, which encoder {encoder_name!r} does not emit; "
+            f"encoders that fit: {', '.join(encoders_fitting(decoder_name))}"
+        )
+
+
+def _import_builtins() -> None:
+    """Import the built-in encoder and decoder modules, which register themselves."""
+    import multimodal_s2s.decoders  # noqa: F401
+    import multimodal_s2s.encoders  # noqa: F401

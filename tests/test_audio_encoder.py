@@ -1,0 +1,123 @@
+"""AudioTransformerEncoder: shapes, masks, padding invariance, long inputs, registry entries."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from multimodal_s2s.audio import MAX_WINDOW_FRAMES, N_MELS
+from multimodal_s2s.encoders.audio_transformer import AudioTransformerEncoder
+from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.registry import encoder_entry, list_encoders
+from multimodal_s2s.types import Emits, Modality
+
+FRONTENDS = ("conv", "patch")
+TINY = {"d_model": 32, "num_layers": 1, "num_heads": 2}
+
+
+def _tiny(frontend: str) -> AudioTransformerEncoder:
+    torch.manual_seed(0)
+    return encoder_entry("audio_transformer_tiny").factory(frontend=frontend, **TINY).eval()
+
+
+def test_registered_sizes():
+    names = {"audio_transformer_tiny", "audio_transformer_small", "audio_transformer_base"}
+    assert names <= set(list_encoders(Modality.AUDIO))
+    for name in names:
+        entry = encoder_entry(name)
+        assert entry.emits == {Emits.SEQUENCE} and entry.modality == Modality.AUDIO
+    tiny = encoder_entry("audio_transformer_tiny").factory()
+    assert tiny.info.out_dim == 64 and tiny.n_mels == N_MELS and len(tiny.blocks) == 2
+
+
+def test_kwargs_override_sizes():
+    encoder = encoder_entry("audio_transformer_small").factory(n_mels=40, d_model=48, num_layers=1, ff_dim=96)
+    assert encoder.n_mels == 40 and encoder.info.out_dim == 48
+    assert len(encoder.blocks) == 1 and encoder.blocks[0].mlp.fc1.out_features == 96
+
+
+def test_conv_frontend_shapes_and_lengths():
+    encoder = _tiny("conv")
+    out = encoder.encode_sequence(torch.randn(2, N_MELS, 100), torch.tensor([100, 40]))
+    # Two 3x3 stride-2 convolutions: 100 -> 49 -> 24 rows, 40 -> 19 -> 9.
+    assert out.memory.shape == (2, 24, 32)
+    assert out.mask.sum(1).tolist() == [24, 9]
+    assert out.memory[1, 9:].abs().max() == 0
+
+
+def test_patch_frontend_rows_are_freq_time_pairs():
+    encoder = _tiny("patch")
+    out = encoder.encode_sequence(torch.randn(2, N_MELS, 95), torch.tensor([95, 31]))
+    freq_patches, time_patches = (N_MELS - 16) // 10 + 1, 10  # 7 frequency patches, ceil(95 / 10) time patches
+    assert out.memory.shape == (2, freq_patches * time_patches, 32)
+    mask = out.mask.view(2, freq_patches, time_patches)
+    # Time patch t starts at frame 10 t: patches 0..3 start inside 31 frames, whatever the frequency patch.
+    assert mask[0].all() and mask[1, :, :4].all() and not mask[1, :, 4:].any()
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_padding_does_not_change_valid_outputs(frontend):
+    encoder = _tiny(frontend)
+    short = torch.randn(1, N_MELS, 57)
+    alone = encoder.encode_sequence(short, torch.tensor([57]))
+    garbage = 50 * torch.randn(1, N_MELS, 60)  # padding need not be zeros
+    batch = torch.cat([torch.cat([short, garbage], dim=2), torch.randn(1, N_MELS, 117)])
+    batched = encoder.encode_sequence(batch, torch.tensor([57, 117]))
+    if frontend == "conv":
+        rows = alone.memory.shape[1]
+        torch.testing.assert_close(batched.memory[0, :rows], alone.memory[0], atol=1e-5, rtol=0)
+        assert batched.mask[0].sum() == rows
+    else:  # rows are (frequency, time) pairs: compare per frequency patch
+        alone_grid = alone.memory.view(1, 7, -1, 32)
+        batched_grid = batched.memory.view(2, 7, -1, 32)[:1, :, : alone_grid.shape[2]]
+        torch.testing.assert_close(batched_grid, alone_grid, atol=1e-5, rtol=0)
+        assert batched.mask[0].sum() == alone.mask.sum()
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_thirty_seconds_runs_with_tiny(frontend):
+    encoder = encoder_entry("audio_transformer_tiny").factory(frontend=frontend).eval()
+    with torch.no_grad():
+        out = encoder.encode_sequence(torch.randn(1, N_MELS, MAX_WINDOW_FRAMES))
+    assert out.mask.all() and torch.isfinite(out.memory).all()
+    expected_rows = {"conv": (MAX_WINDOW_FRAMES - 1) // 2 // 2, "patch": 7 * MAX_WINDOW_FRAMES // 10}
+    assert out.memory.shape == (1, expected_rows[frontend], 64)
+
+
+def test_gradients_reach_the_frontend():
+    encoder = _tiny("conv").train()
+    out = encoder.encode_sequence(torch.randn(2, N_MELS, 30), torch.tensor([30, 20]))
+    out.memory[out.mask].sum().backward()
+    assert encoder.frontend.convs[0].weight.grad.abs().sum() > 0
+
+
+def test_too_short_for_conv_frontend():
+    with pytest.raises(InputError, match="at least 7 frames"):
+        _tiny("conv").encode_sequence(torch.randn(2, N_MELS, 20), torch.tensor([20, 5]))
+    out = _tiny("patch").encode_sequence(torch.randn(1, N_MELS, 3))  # one short patch, zero-padded
+    assert out.mask.sum() == 7
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="frontend must be one of conv, patch"):
+        AudioTransformerEncoder(frontend="mfcc")
+    with pytest.raises(ValueError, match="n_mels >= 16"):
+        AudioTransformerEncoder(n_mels=8, frontend="patch")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_frontend_and_encoder_on_cuda_match_cpu():
+    from multimodal_s2s.audio import LogMelFrontend
+
+    waveform, lengths = torch.randn(2, 8000), torch.tensor([8000, 5000])
+    frontend = LogMelFrontend()
+    features, frames = frontend(waveform, lengths)
+    features_gpu, frames_gpu = frontend.cuda()(waveform.cuda(), lengths)
+    torch.testing.assert_close(features_gpu.cpu(), features, atol=1e-3, rtol=1e-3)
+    for frontend_name in FRONTENDS:
+        encoder = _tiny(frontend_name)
+        expected = encoder.encode_sequence(features, frames)
+        actual = encoder.cuda().encode_sequence(features_gpu, frames_gpu)
+        assert torch.equal(actual.mask.cpu(), expected.mask)
+        torch.testing.assert_close(actual.memory.cpu(), expected.memory, atol=1e-3, rtol=1e-3)
