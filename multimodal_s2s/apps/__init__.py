@@ -1,0 +1,1 @@
+"""Command-line apps: training, captioning, transcription, segmentation, translation, export, demo."""

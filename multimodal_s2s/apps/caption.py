@@ -1,0 +1,115 @@
+"""Caption images with a captioning checkpoint.
+
+    mms2s caption photo.jpg more_photos/ --checkpoint runs/.../best.ckpt [--beam-size 5] [--json]
+
+Prints ``path<TAB>caption`` per image, in the order given (folders: their images, sorted); with
+``--json``, one JSON object a line: ``{"path", "caption", "score", "n_best": [{"caption", "score"}, ...]}``
+(score: the length-penalized log-probability, higher is better). Images of any mode (grayscale,
+RGBA, 16-bit, CMYK, palette) are converted to RGB, very large ones shrunk while loading. A file
+that cannot be captioned gets one ``error: PATH: reason`` line on stderr and the others are still
+captioned; the exit code is then 1 (2 when the checkpoint itself cannot be used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from multimodal_s2s.checkpoint import CheckpointError
+from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, find_images, load_image
+from multimodal_s2s.decoding import DecodingOptionsError
+from multimodal_s2s.inference import Generation, ImageCaptioner, json_score
+
+EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
+DEFAULT_BATCH_SIZE = 16
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files, or folders whose images to caption")
+    parser.add_argument("--checkpoint", required=True, help="a captioning checkpoint (.ckpt)")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
+    parser.add_argument("--n-best", type=int, default=None, help="alternatives in --json output (default: beam size)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="most tokens per caption (default: the checkpoint's)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line, with score and n-best list")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images decoded together")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument(
+        "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.beam_size is not None and args.beam_size < 1:
+        return _fail(f"--beam-size must be >= 1, got {args.beam_size}")
+    try:
+        captioner = ImageCaptioner.load(args.checkpoint, args.device)
+        beam_size = args.beam_size or captioner.pipeline.decoding.get("beam_size", 1)
+        options = captioner.pipeline.options(beam_size, args.n_best or beam_size, args.max_length)
+    except (CheckpointError, DecodingOptionsError, ValueError) as error:
+        return _fail(str(error))
+    paths, failures = _expand_inputs(args.images)
+    captioned = 0
+    for batch in _batches(paths, args.batch_size):
+        images, loaded = [], []
+        for path in batch:
+            try:
+                images.append(load_image(path, max_side=args.max_side))
+                loaded.append(path)
+            except ImageLoadError as error:
+                failures.append(str(error))
+                print(f"error: {error}", file=sys.stderr)
+        if images:
+            for path, generation in zip(loaded, captioner.caption(images, options), strict=True):
+                print(_format(path, generation, args.json), flush=True)
+            captioned += len(images)
+    if failures:
+        print(f"{len(failures)} file(s) failed, {captioned} captioned", file=sys.stderr)
+    return EXIT_FAILED_FILES if failures else 0
+
+
+def _format(path: Path, generation: Generation, as_json: bool) -> str:
+    if not as_json:
+        return f"{path}\t{generation.text}"
+    record = {
+        "path": str(path),
+        "caption": generation.text,
+        "score": json_score(generation.score),
+        "n_best": [{"caption": text, "score": json_score(score)} for text, score in generation.n_best],
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _expand_inputs(names: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders as their images; paths that do not exist are reported (stderr) and skipped."""
+    paths, problems = [], []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = find_images(path)
+            paths += found
+            if not found:
+                problems.append(f"{path}: folder holds no images")
+        elif path.exists():
+            paths.append(path)
+        else:
+            problems.append(f"{path}: file not found")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return paths, problems
+
+
+def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(paths), size):
+        yield paths[start : start + size]
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_SETUP

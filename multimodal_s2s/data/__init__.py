@@ -1,0 +1,1 @@
+"""Datasets (real formats and embedded generators), collation and LightningDataModules."""

@@ -1,0 +1,105 @@
+"""Robust image loading shared by every image task (captioning, segmentation, the apps).
+
+``load_image(path)`` returns an upright 8-bit RGB ``PIL.Image`` whatever the file holds:
+grayscale, 16-bit or 32-bit integer, float, RGBA / LA (composited over white), palette
+(with or without transparency), CMYK, YCbCr, LAB, 1-bit. Very large images are shrunk while
+they are decoded (JPEG's reduced-scale decoding through ``Image.draft``, via ``thumbnail``) so
+that they are never held at full size when a decoder can avoid it. Anything that cannot be read
+raises ``ImageLoadError``, a one-line message that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+#: Longest side kept on load; larger images are downscaled (aspect kept) while decoding.
+DEFAULT_MAX_SIDE = 4096
+#: Colour that transparent pixels are composited over.
+ALPHA_BACKGROUND = (255, 255, 255)
+#: Divisor that maps 16-bit samples (0..65535) onto 8-bit ones (0..255).
+UINT16_TO_UINT8 = 257
+UINT8_MAX = 255
+#: The per-channel statistics that ImageNet-trained backbones (timm, torchvision) expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: File name endings treated as images when a folder is scanned.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageLoadError(ValueError):
+    """A file that is missing, unreadable or not an image; the message is one line naming the file."""
+
+
+def load_image(path: str | os.PathLike, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
+    """Read ``path`` as an upright 8-bit RGB image, its longest side at most ``max_side`` (None: no limit).
+
+    Raises:
+        ImageLoadError: missing file, a folder, not an image, corrupt or truncated data, too many pixels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: {'is a folder, not an image' if path.is_dir() else 'file not found'}")
+    try:
+        with Image.open(path) as image:
+            if max_side is not None and max(image.size) > max_side:
+                image.thumbnail((max_side, max_side))  # draft(): JPEG decodes at a reduced scale
+            image.load()
+            return to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{path}: too many pixels to load safely ({_first_line(error)})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image file (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path}: corrupt or unreadable image ({_first_line(error)})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: high bit depths rescaled, transparency composited over white."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        return _high_depth_to_rgb(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, UINT8_MAX))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """16/32-bit integer images as 16-bit samples (>> 8), float images as 0..1 or 0..255 values."""
+    values = np.asarray(image, dtype=np.float64)  # (H, W)
+    if image.mode == "F":
+        scale = UINT8_MAX if values.size and np.nanmax(values) <= 1.0 else 1.0
+        values = np.nan_to_num(values) * scale
+    else:
+        values = values / UINT16_TO_UINT8
+    grey = np.clip(np.rint(values), 0, UINT8_MAX).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def normalized_tensor(
+    image: Image.Image, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> Tensor:
+    """RGB image -> float (3, H, W): values scaled to 0..1, then ``(x - mean) / std`` per channel."""
+    pixels = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)  # (3, H, W) in 0..1
+    return TF.normalize(pixels, list(mean), list(std))
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files (by name ending, see IMAGE_EXTENSIONS) directly inside ``folder``, sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,82 @@
+"""Batches for text-out tasks: targets tokenized (BOS ... EOS) and padded, references kept as text.
+
+A text-out dataset yields examples as dicts:
+    inputs: Tensor, the same shape in every example (an image (3, H, W)), or variable along the last
+        axis (a log-mel (n_mels, frames), source ids (L,)) when the collator pads them
+    target: str, the text to learn with teacher forcing
+    references: list[str], every correct text (for the metrics)
+and ``TextTargetCollator`` turns a list of them into the batch that ``lit.seq2seq.Seq2SeqModule`` reads:
+``inputs``, ``lengths`` (None for fixed-size inputs), ``tokens`` (B, L) long, ``references``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from multimodal_s2s.tokenizers import Tokenizer
+from multimodal_s2s.types import BOS_ID, EOS_ID, PAD_ID
+
+
+def encode_target(tokenizer: Tokenizer, text: str, max_tokens: int | None = None) -> list[int]:
+    """Text -> BOS, at most ``max_tokens`` ids of the text (None: all), EOS."""
+    ids = tokenizer.encode(text)
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    return [BOS_ID, *ids, EOS_ID]
+
+
+def pad_token_ids(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:
+    """Id lists of any lengths -> (B, L_max) long, padded with ``pad_id`` on the right."""
+    if not sequences:
+        raise ValueError("cannot pad an empty list of token sequences")
+    padded = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        padded[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return padded
+
+
+def pad_last_axis(tensors: Sequence[Tensor], pad_value: float) -> tuple[Tensor, Tensor]:
+    """Tensors equal but for the last axis -> (B, ..., T_max) padded with ``pad_value``, lengths (B,)."""
+    lengths = torch.tensor([t.shape[-1] for t in tensors], dtype=torch.long)
+    longest = int(lengths.max())
+    padded = [F.pad(t, (0, longest - t.shape[-1]), value=pad_value) for t in tensors]
+    return torch.stack(padded), lengths
+
+
+class TextTargetCollator:
+    """Examples (see the module docstring) -> one batch dict.
+
+    Args:
+        tokenizer: encodes the targets.
+        max_target_tokens: longer targets are cut to this many ids (before EOS); None keeps all.
+        input_pad_value: None stacks inputs of one shape (``lengths`` None); a value pads inputs
+            along their last axis with it and gives their ``lengths``.
+    """
+
+    def __init__(
+        self, tokenizer: Tokenizer, max_target_tokens: int | None = None, input_pad_value: float | None = None
+    ):
+        if max_target_tokens is not None and max_target_tokens < 1:
+            raise ValueError(f"max_target_tokens must be >= 1 or None, got {max_target_tokens}")
+        self.tokenizer = tokenizer
+        self.max_target_tokens = max_target_tokens
+        self.input_pad_value = input_pad_value
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        inputs = [example["inputs"] for example in examples]
+        if self.input_pad_value is None:
+            batch_inputs, lengths = torch.stack(inputs), None  # (B, ...)
+        else:
+            batch_inputs, lengths = pad_last_axis(inputs, self.input_pad_value)
+        targets = [encode_target(self.tokenizer, e["target"], self.max_target_tokens) for e in examples]
+        return {
+            "inputs": batch_inputs,
+            "lengths": lengths,
+            "tokens": pad_token_ids(targets),  # (B, L)
+            "references": [list(example["references"]) for example in examples],
+        }

@@ -1,0 +1,1 @@
+"""LightningModules: Seq2SeqModule for text out, SegmentationModule for dense out."""

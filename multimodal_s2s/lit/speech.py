@@ -1,0 +1,109 @@
+"""Speech parts of the text-out LightningModule: the audio features before the encoder, and a CTC head.
+
+``AudioFeatures``: waveforms (B, S) + lengths in samples -> normalized log-mel (B, n_mels, frames) +
+frame lengths, with SpecAugment in training mode; it runs on the module's device in float32 (outside
+any autocast), so that training, validation and transcription see the same features.
+
+``CTCHead``: a linear layer from the encoder's memory to the target vocabulary for the hybrid
+CTC/attention objective of ESPnet (Watanabe et al. 2017): ``loss = (1 - w) * attention + w * CTC``.
+The CTC blank is ``CTC_BLANK_ID`` = PAD_ID: padding is never a target, so its output serves as the
+blank and the head has exactly ``vocab_size`` outputs. ``sequence_log_probs`` scores given token
+sequences under CTC (used to rescore beam-search hypotheses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from multimodal_s2s.audio import N_MELS, LogMelFrontend, SpecAugment
+from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
+
+CTC_BLANK_ID = PAD_ID
+#: Key prefix of the CTC head's weights in a checkpoint's ``state_dict``.
+CTC_HEAD_PREFIX = "ctc_head."
+
+
+class AudioFeatures(nn.Module):
+    """(B, S) waveforms + (B,) sample lengths -> (B, n_mels, frames) log-mel + (B,) frame lengths.
+
+    Args:
+        n_mels: mel bins (the encoder's ``n_mels``).
+        spec_augment: keyword arguments of ``audio.SpecAugment`` (None: its defaults); masks apply in
+            training mode only. ``{"num_freq_masks": 0, "num_time_masks": 0}`` turns it off.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, spec_augment: dict[str, Any] | None = None):
+        super().__init__()
+        self.frontend = LogMelFrontend(n_mels)
+        self.spec_augment = SpecAugment(**(spec_augment or {}))
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        with torch.autocast(waveforms.device.type, enabled=False):  # the STFT and log stay in float32
+            features, frame_lengths = self.frontend(waveforms.float(), lengths)
+        return self.spec_augment(features), frame_lengths
+
+
+class CTCHead(nn.Module):
+    """Encoder memory (B, T, D) -> CTC log-probabilities (B, T, V) over the target vocabulary (blank = PAD)."""
+
+    def __init__(self, memory_dim: int, vocab_size: int):
+        super().__init__()
+        self.project = nn.Linear(memory_dim, vocab_size)
+
+    def forward(self, encoded: SequenceOutput) -> Tensor:
+        return F.log_softmax(self.project(encoded.memory).float(), dim=-1)  # (B, T, V)
+
+    def loss(self, encoded: SequenceOutput, targets: Tensor) -> Tensor:
+        """CTC loss, per target token and averaged over the batch.
+
+        ``targets`` (B, L): token ids, each row ending at its first EOS or PAD (BOS removed).
+        Utterances whose targets cannot fit their frames add 0 (``zero_infinity``).
+        """
+        target_lengths = _lengths_before_end(targets)  # (B,)
+        return F.ctc_loss(
+            self(encoded).transpose(0, 1),  # (T, B, V)
+            targets,
+            encoded.mask.sum(dim=1),
+            target_lengths,
+            blank=CTC_BLANK_ID,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    @torch.no_grad()
+    def sequence_log_probs(self, encoded: SequenceOutput, hypotheses: list[list[int]]) -> Tensor:
+        """log P_ctc(hypothesis | audio) (H,) of each hypothesis of the single example in ``encoded`` (B = 1)."""
+        log_probs = self(encoded).transpose(0, 1).expand(-1, len(hypotheses), -1)  # (T, H, V)
+        lengths = torch.tensor([len(h) for h in hypotheses])
+        targets = torch.full((len(hypotheses), max(int(lengths.max()), 1)), PAD_ID, dtype=torch.long)
+        for row, tokens in enumerate(hypotheses):
+            targets[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        frames = encoded.mask.sum(dim=1).expand(len(hypotheses))
+        nll = F.ctc_loss(log_probs, targets.to(log_probs.device), frames, lengths, blank=CTC_BLANK_ID, reduction="none")
+        return -nll
+
+
+def ctc_head_from_checkpoint(checkpoint: dict[str, Any]) -> CTCHead | None:
+    """The CTC head saved in a Seq2SeqModule checkpoint (``ctc_head.*`` weights), or None when it has none."""
+    weights = {
+        key.removeprefix(CTC_HEAD_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(CTC_HEAD_PREFIX)
+    }
+    if not weights:
+        return None
+    vocab_size, memory_dim = weights["project.weight"].shape
+    head = CTCHead(memory_dim, vocab_size)
+    head.load_state_dict(weights)
+    return head.eval()
+
+
+def _lengths_before_end(targets: Tensor) -> Tensor:
+    """(B, L) ids -> (B,) the number of ids before the first EOS or PAD of each row."""
+    ended = (targets == EOS_ID) | (targets == PAD_ID)  # (B, L)
+    ended = torch.cat([ended, torch.ones_like(ended[:, :1])], dim=1)  # a row without an end ends at L
+    return ended.int().argmax(dim=1)

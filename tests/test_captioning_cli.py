@@ -1,0 +1,138 @@
+"""``mms2s caption``: output formats, awkward images, and one-line errors that leave the other images captioned."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from captioning_fixtures import save_tiny_checkpoint, write_image
+from PIL import Image
+
+from multimodal_s2s.apps.cli import main
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY
+
+BEAM = 2
+LARGE_SIDE = 5000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    save_tiny_checkpoint(path)
+    return path
+
+
+def _caption(capsys, *args) -> tuple[int, list[str], list[str]]:
+    code = main(["caption", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err.splitlines()
+
+
+def test_prints_path_tab_caption_per_image_in_order(checkpoint, tmp_path, capsys):
+    paths = [write_image(tmp_path / f"{name}.png", seed=i) for i, name in enumerate("bca")]
+    code, out, err = _caption(capsys, *paths, "--checkpoint", checkpoint)
+    assert code == 0 and err == []
+    assert [line.split("\t")[0] for line in out] == [str(p) for p in paths]
+    assert all(len(line.split("\t")) == 2 and line.split("\t")[1] for line in out)
+
+
+def test_json_lines_have_caption_score_and_n_best(checkpoint, tmp_path, capsys):
+    path = write_image(tmp_path / "x.png")
+    code, out, _ = _caption(capsys, path, "--checkpoint", checkpoint, "--json", "--beam-size", BEAM)
+    assert code == 0 and len(out) == 1
+    record = json.loads(out[0])
+    assert set(record) == {"path", "caption", "score", "n_best"}
+    assert record["path"] == str(path) and isinstance(record["score"], float)
+    assert len(record["n_best"]) == BEAM and record["n_best"][0]["caption"] == record["caption"]
+    assert record["n_best"][0]["score"] >= record["n_best"][1]["score"]
+
+
+def test_folders_expand_to_their_images(checkpoint, tmp_path, capsys):
+    for name in ("one.png", "two.jpg"):
+        write_image(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, _ = _caption(capsys, tmp_path, "--checkpoint", checkpoint)
+    assert code == 0 and [line.split("\t")[0] for line in out] == [str(tmp_path / "one.png"), str(tmp_path / "two.jpg")]
+
+
+def test_awkward_images_are_all_captioned(checkpoint, tmp_path, capsys):
+    rgb = Image.open(write_image(tmp_path / "base.png"))
+    rgb.convert("L").save(tmp_path / "grey.png")
+    rgb.convert("RGBA").save(tmp_path / "alpha.png")
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    rgb.convert("P").save(tmp_path / "palette.gif")
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    Image.new("RGB", (LARGE_SIDE, LARGE_SIDE // 5), (90, 20, 200)).save(tmp_path / "large.jpg", quality=50)
+    names = ["grey.png", "alpha.png", "cmyk.jpg", "palette.gif", "deep.png", "large.jpg"]
+    code, out, err = _caption(capsys, *(tmp_path / n for n in names), "--checkpoint", checkpoint)
+    assert code == 0 and err == []
+    assert [line.split("\t")[0] for line in out] == [str(tmp_path / n) for n in names]
+
+
+def test_bad_files_get_one_line_each_and_the_rest_are_captioned(checkpoint, tmp_path, capsys):
+    good = write_image(tmp_path / "good.png")
+    text = tmp_path / "notes.png"
+    text.write_text("hello, not a picture")
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(write_image(tmp_path / "whole.jpg").read_bytes()[:200])
+    missing = tmp_path / "missing.png"
+    code, out, err = _caption(capsys, text, good, corrupt, missing, "--checkpoint", checkpoint)
+    assert code == 1
+    assert out == [line for line in out if line.startswith(f"{good}\t")] and len(out) == 1
+    problems = [line for line in err if line.startswith("error: ")]
+    assert len(problems) == 3
+    for path in (text, corrupt, missing):
+        assert sum(str(path) in line for line in problems) == 1
+    assert err[-1] == "3 file(s) failed, 1 captioned"
+
+
+def test_missing_or_foreign_checkpoint_is_one_line(checkpoint, tmp_path, capsys):
+    image = write_image(tmp_path / "x.png")
+    code, out, err = _caption(capsys, image, "--checkpoint", tmp_path / "none.ckpt")
+    assert code == 2 and out == [] and err == [f"error: {tmp_path / 'none.ckpt'}: checkpoint not found"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state[CHECKPOINT_KEY] = {**state[CHECKPOINT_KEY], "task": "segmentation"}
+    torch.save(state, tmp_path / "seg.ckpt")
+    code, _, err = _caption(capsys, image, "--checkpoint", tmp_path / "seg.ckpt")
+    assert code == 2 and len(err) == 1 and "seg.ckpt: a 'segmentation' checkpoint" in err[0]
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    code, _, err = _caption(capsys, image, "--checkpoint", tmp_path / "junk.ckpt")
+    assert code == 2 and len(err) == 1 and "junk.ckpt: not a readable checkpoint" in err[0]
+
+
+def test_translation_checkpoint_is_refused_by_name(checkpoint, tmp_path, capsys):
+    from multimodal_s2s import create_model
+    from multimodal_s2s.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer.train(["abc"])
+    model = create_model(
+        "text_lstm_tiny", "rnn_attention", {"vocab_size": tokenizer.vocab_size}, {}, tokenizer.vocab_size
+    )
+    meta = {
+        "task": "seq2seq",
+        "model": model.config.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "source_tokenizer": tokenizer.to_dict(),
+        "preprocess": {"task": "translation"},
+        "decoding": {"beam_size": 1, "max_length": 8},
+    }
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, CHECKPOINT_KEY: meta}, tmp_path / "mt.ckpt")
+    code, out, err = _caption(capsys, write_image(tmp_path / "x.png"), "--checkpoint", tmp_path / "mt.ckpt")
+    assert code == 2 and out == [] and len(err) == 1
+    assert "mt.ckpt: a translation checkpoint" in err[0] and "reads image" in err[0]
+
+
+def test_quickstart_captions_generated_scenes_with_a_given_checkpoint(checkpoint, tmp_path, monkeypatch, capsys):
+    from multimodal_s2s.apps import quickstart
+
+    monkeypatch.chdir(tmp_path)
+    assert quickstart.main(["--checkpoint", str(checkpoint), "--images", "2"]) == 0
+    out = capsys.readouterr().out
+    scenes = sorted((tmp_path / "runs" / "captioning" / "quickstart").glob("scene_*.png"))
+    assert [p.name for p in scenes] == ["scene_0.png", "scene_1.png"]
+    captioned = [line for line in out.splitlines() if line.startswith("runs/captioning/quickstart/scene_")]
+    assert len(captioned) == 4  # each scene: its references, then its caption
+    assert f"mms2s demo captioning --checkpoint {checkpoint}" in out
