@@ -70,19 +70,23 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
+def wall_time(fn) -> float:
+    """Seconds one call of ``fn()`` takes (waiting for the GPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def timed_side_by_side(ours, theirs, repeats: int) -> tuple[float, float]:
+    """Median wall times of ``ours()`` and ``theirs()``, run alternately (after one warm-up each)
+    so that both see the same machine load."""
+    ours(), theirs()
+    pairs = [(wall_time(ours), wall_time(theirs)) for _ in range(repeats)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def run(repeats: int, device: torch.device) -> dict:
@@ -95,7 +99,9 @@ def run(repeats: int, device: torch.device) -> dict:
     results = {}
     for beam, cache in SETTINGS:
         options = DecodingOptions(max_length=NEW_TOKENS, min_length=NEW_TOKENS, beam_size=beam, use_cache=cache)
-        seconds_ours = timed(lambda o=options: decode_encoded(ours, SequenceOutput(memory, mask), o), repeats)
+
+        def our_decode(options=options):
+            decode_encoded(ours, SequenceOutput(memory, mask), options)
 
         def hf_generate(beam=beam, cache=cache):
             with torch.no_grad():
@@ -110,7 +116,7 @@ def run(repeats: int, device: torch.device) -> dict:
                     length_penalty=1.0,
                 )
 
-        seconds_hf = timed(hf_generate, repeats)
+        seconds_ours, seconds_hf = timed_side_by_side(our_decode, hf_generate, repeats)
         name = f"{'greedy' if beam == 1 else f'beam{beam}'}_{'cache' if cache else 'no_cache'}"
         results[name] = {
             "ours_tokens_per_s": BATCH * NEW_TOKENS / seconds_ours,

@@ -1,0 +1,351 @@
+"""Speech recognition data: the embedded espeak-ng corpus, LibriSpeech, NeMo manifests and FSDD.
+
+Formats (``ASRDataModule(format=...)``):
+    espeak: sentences spoken by espeak-ng (``data.espeak``), synthesized on first use into a cache;
+        train and val never share a sentence. No downloads; needs the espeak-ng program.
+    librispeech: ``root/**/{spk}-{chapter}.trans.txt`` (``UTT-ID TRANSCRIPT`` lines) beside
+        ``{spk}-{chapter}-{utt}.flac`` (or .opus, .wav, .ogg, .mp3). The val split is ``val_root``
+        when given, else the speakers ``val_speakers`` held back from ``root``.
+    manifest: NeMo-style JSONL, one ``{"audio_filepath", "duration", "text"}`` a line (relative audio
+        paths are relative to the manifest's folder); ``root`` is the training manifest, ``val_root``
+        the validation one.
+    fsdd: Free Spoken Digit Dataset, ``root/recordings/{digit}_{speaker}_{index}.wav``; transcripts are
+        the digit words ("7" -> "seven"); the splits are ranges of ``index`` (``fsdd_train_indices``...).
+
+Each example is ``{"inputs": (S,) float32 waveform at 16 kHz, "target": str, "references": [str]}``:
+the target is the transcript after ``metrics.text.normalize_transcript`` (lower case, punctuation but
+apostrophes removed), the reference is the transcript as written (WER/CER normalize it the same way).
+``data.text_batches.TextTargetCollator`` pads the waveforms into ``inputs`` (B, S) + ``lengths`` (B,).
+Training batches gather utterances of similar duration (so that padding stays small), in random order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import soundfile
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError, load_audio
+from multimodal_s2s.data.espeak import espeak_corpus, sentences
+from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.data.translation import LengthBucketBatchSampler, train_tokenizer
+from multimodal_s2s.metrics.text import normalize_transcript
+from multimodal_s2s.tokenizers import Tokenizer
+
+TASK = "asr"
+FORMATS = ("espeak", "librispeech", "manifest", "fsdd")
+TOKENIZERS = ("char", "bpe")
+AUDIO_SUFFIXES = (".flac", ".opus", ".wav", ".ogg", ".mp3")
+TRANSCRIPT_GLOB = "*.trans.txt"
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav")
+#: Seed offsets of the espeak splits, so that they draw different sentences and voices.
+ESPEAK_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+#: Lightning stage -> the splits it reads (the training split is always read: the tokenizer comes from it).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+MILLISECONDS = 1000  # durations are bucketed in whole milliseconds
+INT16_SCALE = 32767  # cached waveforms are kept as 16-bit integers
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One recording and its transcript; ``duration`` in seconds."""
+
+    audio_path: Path
+    text: str
+    duration: float
+    speaker: str = ""
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of audio in ``path`` from its header (no decoding); AudioLoadError when unreadable."""
+    try:
+        info = soundfile.info(path)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioLoadError(f"{path}: not an audio file or unreadable ({error})") from None
+    return info.frames / info.samplerate
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """A NeMo-style JSONL manifest -> utterances; a bad line is a ValueError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    utterances = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            audio_path = path.parent / entry["audio_filepath"]  # an absolute path stays absolute
+            duration = float(entry["duration"]) if "duration" in entry else audio_duration(audio_path)
+            utterances.append(Utterance(audio_path, str(entry["text"]), duration, str(entry.get("speaker", ""))))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+            raise ValueError(f"{path} line {number}: not a manifest entry ({reason})") from None
+    return utterances
+
+
+def read_librispeech(root: str | Path, speakers: set[str] | None = None) -> list[Utterance]:
+    """Every utterance under ``root`` in the LibriSpeech layout (only ``speakers`` when given), in path order."""
+    transcripts = sorted(Path(root).rglob(TRANSCRIPT_GLOB))
+    if not transcripts:
+        raise FileNotFoundError(f"{root}: no LibriSpeech transcripts ({TRANSCRIPT_GLOB}) found")
+    utterances = []
+    for transcript in transcripts:
+        for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            utterance_id, _, text = line.partition(" ")
+            speaker = utterance_id.split("-")[0]
+            if speakers is not None and speaker not in speakers:
+                continue
+            audio_path = _find_audio(transcript.parent, utterance_id)
+            if audio_path is None:
+                raise FileNotFoundError(f"{transcript} line {number}: no audio file for {utterance_id}")
+            utterances.append(Utterance(audio_path, text.strip(), audio_duration(audio_path), speaker))
+    return utterances
+
+
+def _find_audio(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{s}" for s in AUDIO_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
+def librispeech_speakers(root: str | Path) -> list[str]:
+    """Speaker ids under ``root`` (the top folders that hold transcripts), sorted as numbers."""
+    speakers = {path.name.split("-")[0] for path in Path(root).rglob(TRANSCRIPT_GLOB)}
+    return sorted(speakers, key=lambda s: (len(s), s))
+
+
+def read_fsdd(root: str | Path, indices: Sequence[int]) -> list[Utterance]:
+    """FSDD recordings whose index is in [indices[0], indices[1]] (inclusive); transcripts are digit words."""
+    root = Path(root)
+    folder = root / "recordings" if (root / "recordings").is_dir() else root
+    first, last = indices
+    utterances = []
+    for path in sorted(folder.glob("*.wav")):
+        match = FSDD_NAME.fullmatch(path.name)
+        if match and first <= int(match["index"]) <= last:
+            text = DIGIT_WORDS[int(match["digit"])]
+            utterances.append(Utterance(path, text, audio_duration(path), match["speaker"]))
+    if not utterances:
+        raise FileNotFoundError(f"{folder}: no FSDD recordings with index {first}..{last}")
+    return utterances
+
+
+class SpeechDataset(Dataset):
+    """Utterances -> examples (see the module docstring), decoded on access.
+
+    ``cache_audio`` keeps each decoded waveform in memory (16-bit) after its first read: worth it when
+    decoding (opus, mp3) costs more than training on it, and the corpus fits in RAM (1 h = 115 MB);
+    with loader workers each worker holds its own cache.
+    """
+
+    def __init__(self, utterances: Sequence[Utterance], cache_audio: bool = False):
+        if not utterances:
+            raise ValueError("no utterances")
+        self.utterances = list(utterances)
+        self.cache: dict[int, np.ndarray] | None = {} if cache_audio else None
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def waveform(self, index: int) -> np.ndarray:
+        """(S,) float32 at 16 kHz."""
+        if self.cache is None:
+            return load_audio(self.utterances[index].audio_path)
+        if index not in self.cache:
+            waveform = load_audio(self.utterances[index].audio_path)
+            self.cache[index] = np.round(np.clip(waveform, -1.0, 1.0) * INT16_SCALE).astype(np.int16)
+        return self.cache[index].astype(np.float32) / INT16_SCALE
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        utterance = self.utterances[index]
+        return {
+            "inputs": torch.from_numpy(self.waveform(index)),
+            "target": normalize_transcript(utterance.text),
+            "references": [utterance.text],
+        }
+
+    def durations_ms(self) -> list[int]:
+        return [round(utterance.duration * MILLISECONDS) for utterance in self.utterances]
+
+
+class ASRDataModule(L.LightningDataModule):
+    """Train / val (/ test) loaders of one format (see the module docstring); the tokenizer is learned
+    from the training transcripts.
+
+    Args:
+        format: "espeak", "librispeech", "manifest" or "fsdd".
+        root: the dataset folder (librispeech, fsdd) or the training manifest (manifest).
+        val_root, test_root: a folder or manifest of the same kind for val / test; librispeech without
+            ``val_root`` holds back ``val_speakers`` from ``root``.
+        val_speakers: LibriSpeech speaker ids held back for validation, or a count N (the last N speakers).
+        fsdd_train_indices, fsdd_val_indices, fsdd_test_indices: inclusive [first, last] recording indices.
+        espeak_train_size, espeak_val_size, espeak_seed: the embedded corpus (val and test have
+            ``espeak_val_size`` utterances each).
+        tokenizer: "char" or "bpe" (byte-level BPE with ``vocab_size`` ids).
+        max_duration: training utterances longer than this (seconds) are dropped; val is never filtered.
+        max_train_utterances: use only the first N training utterances (None = all).
+        batch_size, num_workers: loaders; ``bucket_by_duration``: batches of similar durations.
+        cache_audio: keep decoded waveforms in memory (see SpeechDataset).
+    """
+
+    def __init__(
+        self,
+        format: str = "espeak",
+        root: str | None = None,
+        val_root: str | None = None,
+        test_root: str | None = None,
+        val_speakers: list[str] | int = 4,
+        fsdd_train_indices: tuple[int, int] = (10, 49),
+        fsdd_val_indices: tuple[int, int] = (5, 9),
+        fsdd_test_indices: tuple[int, int] | None = None,
+        espeak_train_size: int = 4000,
+        espeak_val_size: int = 200,
+        espeak_seed: int = 0,
+        tokenizer: str = "char",
+        vocab_size: int = 256,
+        max_duration: float = 30.0,
+        max_train_utterances: int | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        bucket_by_duration: bool = True,
+        cache_audio: bool = False,
+    ):
+        super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"unknown ASR data format {format!r}; choose from {', '.join(FORMATS)}")
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
+        if format != "espeak" and (root is None or not Path(root).exists()):
+            raise FileNotFoundError(f"{root}: dataset not found (format {format!r} needs root)")
+        if format == "manifest" and val_root is None:
+            raise ValueError("format 'manifest' needs val_root: the validation manifest")
+        self.save_hyperparameters()
+        self.splits: dict[str, list[Utterance]] = {}
+        self.datasets: dict[str, SpeechDataset] = {}
+        self.tokenizer: Tokenizer | None = None
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """What transcription needs besides the tokenizer (stored in checkpoints).
+
+        ``max_seconds``: the longest training utterance (transcription windows are cut to at most this);
+        ``median_seconds``: the median one (transcription joins pauses-separated speech up to this);
+        ``tokens_per_second``: the most target tokens per second of audio in training (bounds decoding).
+        """
+        train = self.splits["train"]
+        tokens_per_second = max(len(self.tokenizer.encode(normalize_transcript(u.text))) / u.duration for u in train)
+        return {
+            "task": TASK,
+            "format": self.hparams.format,
+            "tokenizer": self.hparams.tokenizer,
+            "sample_rate": SAMPLE_RATE,
+            "max_seconds": round(max(u.duration for u in train), 3),
+            "median_seconds": round(float(np.median([u.duration for u in train])), 3),
+            "tokens_per_second": round(tokens_per_second, 3),
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            train = self.read_split("train")
+            if self.hparams.max_train_utterances is not None:
+                train = train[: self.hparams.max_train_utterances]
+            self.splits["train"] = [u for u in train if u.duration <= self.hparams.max_duration]
+            if not self.splits["train"]:
+                raise ValueError(f"no training utterance is at most max_duration={self.hparams.max_duration} s")
+            corpus = [normalize_transcript(u.text) for u in self.splits["train"]]
+            self.tokenizer = train_tokenizer(self.hparams.tokenizer, corpus, self.hparams.vocab_size, 1)
+        for split in STAGE_SPLITS.get(stage, ("train", "val")):
+            if split not in self.splits and (split != "test" or self._has_test_split()):
+                self.splits[split] = sorted(self.read_split(split), key=lambda u: u.duration)  # less padding
+            if split in self.splits and split not in self.datasets:
+                self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio)
+
+    def _has_test_split(self) -> bool:
+        hp = self.hparams
+        return hp.format == "espeak" or hp.test_root is not None or (hp.format == "fsdd" and bool(hp.fsdd_test_indices))
+
+    def read_split(self, split: str) -> list[Utterance]:
+        """The utterances of ``split`` ("train", "val" or "test")."""
+        hp = self.hparams
+        if hp.format == "espeak":
+            return self._espeak_split(split)
+        if hp.format == "fsdd":
+            indices = {"train": hp.fsdd_train_indices, "val": hp.fsdd_val_indices, "test": hp.fsdd_test_indices}
+            return read_fsdd(hp.test_root if split == "test" and hp.test_root else hp.root, indices[split])
+        path = {"train": hp.root, "val": hp.val_root, "test": hp.test_root}[split]
+        if hp.format == "manifest":
+            return read_manifest(path)
+        if split == "test" or hp.val_root is not None:
+            return read_librispeech(path)
+        held_back = self._held_back_speakers()  # val: these speakers of root; train: the others
+        all_speakers = set(librispeech_speakers(hp.root))
+        return read_librispeech(hp.root, held_back if split == "val" else all_speakers - held_back)
+
+    def _held_back_speakers(self) -> set[str]:
+        speakers, chosen = librispeech_speakers(self.hparams.root), self.hparams.val_speakers
+        held_back = set(speakers[-chosen:]) if isinstance(chosen, int) else {str(s) for s in chosen}
+        unknown = held_back - set(speakers)
+        if unknown or not held_back or held_back == set(speakers):
+            raise ValueError(
+                f"val_speakers {sorted(held_back)} must be some (not all) of the speakers under "
+                f"{self.hparams.root}: {', '.join(speakers)}"
+            )
+        return held_back
+
+    def _espeak_split(self, split: str) -> list[Utterance]:
+        hp = self.hparams
+        if split != "train":
+            return read_manifest(espeak_corpus(hp.espeak_val_size, self._espeak_seed(split)))
+        held_out = set(self._held_out_sentences())
+        return read_manifest(espeak_corpus(hp.espeak_train_size, self._espeak_seed("train"), exclude=held_out))
+
+    def _held_out_sentences(self) -> list[str]:
+        """The sentences of the espeak val and test splits (text only, no synthesis)."""
+        size = self.hparams.espeak_val_size
+        return [text for split in ("val", "test") for text in sentences(size, self._espeak_seed(split))]
+
+    def _espeak_seed(self, split: str) -> int:
+        return self.hparams.espeak_seed * len(ESPEAK_SPLIT_SEEDS) + ESPEAK_SPLIT_SEEDS[split]
+
+    def collator(self) -> TextTargetCollator:
+        return TextTargetCollator(self.tokenizer, input_pad_value=0.0)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset, hp = self.datasets["train"], self.hparams
+        common = {
+            "collate_fn": self.collator(),
+            "num_workers": hp.num_workers,
+            "persistent_workers": hp.num_workers > 0,
+        }
+        if not hp.bucket_by_duration:
+            return DataLoader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True, **common)
+        batches = LengthBucketBatchSampler(
+            RandomSampler(dataset), hp.batch_size, drop_last=True, lengths=dataset.durations_ms()
+        )
+        return DataLoader(dataset, batch_sampler=batches, **common)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise ValueError("no test set: give data.test_root (or fsdd_test_indices)")
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=False, collate_fn=self.collator(),
+            num_workers=self.hparams.num_workers,
+        )  # fmt: skip

@@ -1,0 +1,322 @@
+"""Translation data: embedded dates, aligned parallel text files, TSV pairs; tokenizers trained on the training side.
+
+Formats (``TranslationDataModule(format=...)``):
+    dates: written dates -> ISO 8601 (``data.dates``), procedural and seeded, no files.
+    parallel: two aligned files per split, one sentence a line, plain or gzipped:
+        ``root/<split>.<source_lang>[.gz]`` and ``root/<split>.<target_lang>[.gz]`` (Multi30k's layout:
+        ``train.en.gz`` / ``train.de.gz``, ``val.*``, ``test_2016_flickr.*``).
+    tsv: ``root/<split>.tsv[.gz]``, one pair a line, tab-separated (``tsv_columns`` picks the source
+        and target columns, so Tatoeba-style files with an attribution column work too).
+
+Batches are dicts (``data.text_batches.TextTargetCollator``): ``inputs`` (B, L) long source ids
+(BOS ... EOS, then PAD), ``lengths`` (B,), ``tokens`` (B, L_out) long target ids (BOS ... EOS, then
+PAD), ``references`` list[list[str]] (the target text of each example).
+"""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+from multimodal_s2s.data.dates import date_pairs
+from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
+from multimodal_s2s.types import PAD_ID
+
+FORMATS = ("dates", "parallel", "tsv")
+TOKENIZERS = ("char", "word", "bpe")
+TASK = "translation"
+GZIP_SUFFIX = ".gz"
+#: Split name -> seed offset of the dates pairs, so that train, val and test are drawn apart.
+DATES_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+#: A length-bucketing pool holds this many batches: sorted by length inside, shuffled across.
+BUCKET_POOL_BATCHES = 50
+Pair = tuple[str, str]
+
+
+def text_file(base: str | Path) -> Path:
+    """``base`` if it exists, else ``base.gz``; FileNotFoundError names both."""
+    base = Path(base)
+    for candidate in (base, base.with_name(base.name + GZIP_SUFFIX)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{base}: file not found (nor {base.name}{GZIP_SUFFIX})")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as ``wc -l`` counts them: split at "\\n" only (not at the Unicode separators, such as
+    U+2028 or U+0085, where ``str.splitlines`` also breaks and misaligns parallel text), "\\r" of
+    CRLF endings removed, no empty last line for a final newline."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines (``split_lines``) of a UTF-8 text file, plain or gzipped (by the .gz suffix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == GZIP_SUFFIX else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as file:  # newline="": line endings kept as read
+            return split_lines(file.read())
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise ValueError(f"{path}: corrupt gzip file ({error})") from None
+
+
+def read_parallel(source_path: str | Path, target_path: str | Path) -> list[Pair]:
+    """Two aligned files -> (source, target) pairs; differing line counts are an error naming both files."""
+    sources, targets = read_lines(source_path), read_lines(target_path)
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"parallel files are not aligned: {source_path} has {len(sources)} lines, {target_path} has {len(targets)}"
+        )
+    return list(zip(sources, targets, strict=True))
+
+
+def read_tsv(path: str | Path, columns: Sequence[int] = (0, 1)) -> list[Pair]:
+    """Tab-separated lines -> (line[columns[0]], line[columns[1]]) pairs; blank lines are skipped."""
+    source_column, target_column = columns
+    pairs = []
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) <= max(source_column, target_column):
+            raise ValueError(
+                f"{path} line {number}: expected at least {max(columns) + 1} tab-separated fields, got {len(fields)}"
+            )
+        pairs.append((fields[source_column], fields[target_column]))
+    return pairs
+
+
+def without_blank(pairs: list[Pair], origin: str) -> list[Pair]:
+    """Drop pairs with an empty side (a warning says how many)."""
+    kept = [(source, target) for source, target in pairs if source.strip() and target.strip()]
+    if len(kept) < len(pairs):
+        warnings.warn(f"{origin}: dropped {len(pairs) - len(kept)} pairs with an empty side", stacklevel=2)
+    return kept
+
+
+def train_tokenizer(kind: str, corpus: list[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    """A "char", "word" or "bpe" tokenizer learned from ``corpus`` (word and BPE: at most ``vocab_size`` ids)."""
+    if kind == "char":
+        return CharTokenizer.train(corpus, min_frequency=min_frequency)
+    if kind == "word":
+        return WordTokenizer.train(corpus, min_frequency=min_frequency, max_vocab_size=vocab_size, lowercase=False)
+    if kind == "bpe":
+        return BPETokenizer.train(corpus, vocab_size=vocab_size, min_frequency=min_frequency)
+    raise ValueError(f"unknown tokenizer {kind!r}; choose from {', '.join(TOKENIZERS)}")
+
+
+def encode_source(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Source text -> encoder input ids, BOS ... EOS (the same in training and in ``mms2s translate``)."""
+    return tokenizer.encode(text, add_special=True)
+
+
+class SourceEncodedPairs(Dataset):
+    """(source, target) text pairs with the sources encoded once. Items are the examples that
+    ``data.text_batches.TextTargetCollator`` batches: {"inputs": (L,) source ids, "target": str,
+    "references": [target]}."""
+
+    def __init__(self, pairs: list[Pair], source_tokenizer: Tokenizer, origin: str = "dataset"):
+        if not pairs:
+            raise ValueError(f"{origin}: no translation pairs")
+        self.pairs = pairs
+        self.sources = [torch.tensor(encode_source(source_tokenizer, source)) for source, _ in pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        target = self.pairs[index][1]
+        return {"inputs": self.sources[index], "target": target, "references": [target]}
+
+    def source_lengths(self) -> list[int]:
+        return [len(source) for source in self.sources]
+
+
+class LengthBucketBatchSampler(BatchSampler):
+    """Batches of similar source lengths, in random order: the indices of ``sampler`` are cut into pools
+    of ``pool_batches`` batches, each pool is sorted by length and cut into batches, and the batches are
+    shuffled. Less padding, so RNNs run faster; the pools keep the randomness. A ``BatchSampler`` with a
+    ``sampler`` argument, so that Lightning can put a DistributedSampler under it on several devices."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        batch_size: int,
+        drop_last: bool,
+        lengths: Sequence[int],
+        pool_batches: int = BUCKET_POOL_BATCHES,
+    ):
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths, self.pool_batches = lengths, pool_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices, pool_size = list(self.sampler), self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(indices), pool_size):  # only the last pool can end in a partial batch
+            pool = sorted(indices[start : start + pool_size], key=self.lengths.__getitem__)
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        for position in torch.randperm(len(batches)).tolist():
+            yield batches[position]
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """Train / val / test loaders of one format (see the module docstring) with tokenizers trained on
+    the training split only.
+
+    Args:
+        format: "dates", "parallel" or "tsv".
+        root: dataset folder (parallel and tsv).
+        source_lang, target_lang: file suffixes of the parallel format (``train.de``, ``train.en``).
+        train_split, val_split, test_split: split names (file stems); test_split None: no test set.
+        tsv_columns: [source column, target column] of the tsv format.
+        tokenizer: "char", "word" or "bpe" (byte-level BPE, HF tokenizers), for both sides.
+        vocab_size: most ids of a word or BPE vocabulary (per side, or shared when ``joint_vocab``).
+        joint_vocab: one tokenizer learned from both sides of the training split, else one per side.
+        min_frequency: a unit (word, character, BPE pair) must occur this often in training to be kept.
+        max_source_tokens, max_target_tokens: drop longer training pairs (None = keep all); val and
+            test are never filtered.
+        max_train_pairs: use only the first N training pairs (None = all).
+        batch_size, num_workers: loaders; ``bucket_by_length`` batches training pairs of similar length.
+        dates_train_size, dates_val_size, dates_seed: the embedded dates task.
+    """
+
+    def __init__(
+        self,
+        format: str = "dates",
+        root: str | None = None,
+        source_lang: str = "en",
+        target_lang: str = "de",
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        tsv_columns: tuple[int, int] = (0, 1),
+        tokenizer: str = "char",
+        vocab_size: int = 8000,
+        joint_vocab: bool = False,
+        min_frequency: int = 1,
+        max_source_tokens: int | None = None,
+        max_target_tokens: int | None = None,
+        max_train_pairs: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        bucket_by_length: bool = True,
+        dates_train_size: int = 20000,
+        dates_val_size: int = 1000,
+        dates_seed: int = 0,
+    ):
+        super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"unknown translation data format {format!r}; choose from {', '.join(FORMATS)}")
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
+        if format != "dates" and (root is None or not Path(root).is_dir()):
+            raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
+        self.save_hyperparameters()
+        self.texts: dict[str, list[Pair]] = {}
+        self.datasets: dict[str, SourceEncodedPairs] = {}
+        self.source_tokenizer: Tokenizer | None = None
+        self.tokenizer: Tokenizer | None = None  # the target side's, as Seq2SeqModule expects
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """What inference needs besides the tokenizers (stored in checkpoints); "task" tells apps apart."""
+        hp = self.hparams
+        languages = {"source_lang": hp.source_lang, "target_lang": hp.target_lang} if hp.format == "parallel" else {}
+        return {"task": TASK, "format": hp.format, "tokenizer": hp.tokenizer, **languages}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            self._train_tokenizers(self._training_pairs())
+        splits = {"train": self.hparams.train_split, "val": self.hparams.val_split, "test": self.hparams.test_split}
+        for split, name in splits.items():
+            if split in self.datasets or (name is None and self.hparams.format != "dates"):
+                continue
+            if split not in self.texts:
+                self.texts[split] = self.read_split(split, name)
+            self.datasets[split] = SourceEncodedPairs(self.texts[split], self.source_tokenizer, f"{split} split")
+
+    def read_split(self, split: str, name: str | None) -> list[Pair]:
+        """The text pairs of ``split`` ("train", "val" or "test"), ``name`` being its file stem."""
+        hp = self.hparams
+        if hp.format == "dates":
+            size = hp.dates_train_size if split == "train" else hp.dates_val_size
+            seen = set() if split == "train" else {source for source, _ in self.texts["train"]}
+            return date_pairs(size, hp.dates_seed + DATES_SPLIT_SEEDS[split], exclude=seen)
+        root = Path(hp.root)
+        if hp.format == "parallel":
+            source_path, target_path = (text_file(root / f"{name}.{lang}") for lang in (hp.source_lang, hp.target_lang))
+            return without_blank(read_parallel(source_path, target_path), f"{source_path} / {target_path}")
+        tsv_path = text_file(root / f"{name}.tsv")
+        return without_blank(read_tsv(tsv_path, hp.tsv_columns), str(tsv_path))
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        workers = self.hparams.num_workers
+        common = {"collate_fn": self._collator(), "num_workers": workers, "persistent_workers": workers > 0}
+        if not self.hparams.bucket_by_length:
+            return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True, **common)
+        batches = LengthBucketBatchSampler(
+            RandomSampler(dataset), self.hparams.batch_size, drop_last=True, lengths=dataset.source_lengths()
+        )
+        return DataLoader(dataset, batch_sampler=batches, **common)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise ValueError("no test set: give data.test_split (a split name under root)")
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=False, collate_fn=self._collator(),
+            num_workers=self.hparams.num_workers,
+        )  # fmt: skip
+
+    def _collator(self) -> TextTargetCollator:
+        """Pads the source ids with PAD_ID, encodes and pads the targets."""
+        return TextTargetCollator(self.tokenizer, input_pad_value=PAD_ID)
+
+    def _training_pairs(self) -> list[Pair]:
+        """The training split, cut to ``max_train_pairs``."""
+        pairs = self.read_split("train", self.hparams.train_split)
+        return pairs[: self.hparams.max_train_pairs] if self.hparams.max_train_pairs is not None else pairs
+
+    def _train_tokenizers(self, pairs: list[Pair]) -> None:
+        """Learn the tokenizers from the training pairs, then drop training pairs over the length limits."""
+        hp = self.hparams
+        sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+        if hp.joint_vocab:
+            self.source_tokenizer = self.tokenizer = train_tokenizer(
+                hp.tokenizer, sources + targets, hp.vocab_size, hp.min_frequency
+            )
+        else:
+            self.source_tokenizer = train_tokenizer(hp.tokenizer, sources, hp.vocab_size, hp.min_frequency)
+            self.tokenizer = train_tokenizer(hp.tokenizer, targets, hp.vocab_size, hp.min_frequency)
+        self.texts["train"] = [pair for pair in pairs if self._within_limits(pair)]
+
+    def _within_limits(self, pair: Pair) -> bool:
+        limits = (self.hparams.max_source_tokens, self.hparams.max_target_tokens)
+        tokenizers = (self.source_tokenizer, self.tokenizer)
+        return all(
+            limit is None or len(tokenizer.encode(text)) <= limit
+            for limit, tokenizer, text in zip(limits, tokenizers, pair, strict=True)
+        )

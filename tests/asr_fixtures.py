@@ -1,0 +1,97 @@
+"""Helpers shared by the ASR tests: a tone "language" written as NeMo manifests (no espeak-ng needed),
+and a tiny ASR checkpoint trained on it in seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import soundfile
+from lightning.pytorch.callbacks import Callback
+
+from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.data.asr import ASRDataModule
+from multimodal_s2s.lit.seq2seq import Seq2SeqModule
+
+#: Each word is a tone of its own pitch; utterances are 1 to 3 words with short pauses.
+WORD_TONES = {"up": 300.0, "down": 500.0, "left": 800.0, "right": 1200.0}
+WORD_SECONDS, PAUSE_SECONDS, AMPLITUDE = 0.25, 0.1, 0.3
+TINY_ENCODER_ARGS = {"d_model": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.0}
+TINY_DECODER_ARGS = {"d_model": 32, "num_layers": 1, "num_heads": 2, "ff_dim": 64, "dropout": 0.0}
+
+
+def tone_utterance(words: list[str]) -> np.ndarray:
+    """(S,) float32 at 16 kHz: each word's tone followed by a pause."""
+    time = np.arange(int(WORD_SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
+    pause = np.zeros(int(PAUSE_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    parts = [np.r_[AMPLITUDE * np.sin(2 * np.pi * WORD_TONES[w] * time), pause] for w in words]
+    return np.concatenate([pause, *parts]).astype(np.float32)
+
+
+def write_tone_manifest(folder: Path, count: int, seed: int, name: str) -> Path:
+    """``count`` tone utterances as WAV files plus ``folder/name.jsonl`` (relative audio paths)."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in range(count):
+        words = rng.choices(sorted(WORD_TONES), k=rng.randint(1, 3))
+        waveform = tone_utterance(words)
+        audio_name = f"{name}-{index:03d}.wav"
+        soundfile.write(folder / audio_name, waveform, SAMPLE_RATE)
+        entry = {"audio_filepath": audio_name, "duration": len(waveform) / SAMPLE_RATE, "text": " ".join(words)}
+        lines.append(json.dumps(entry))
+    manifest = folder / f"{name}.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+class LossRecorder(Callback):
+    """Appends each training step's loss to ``losses``."""
+
+    def __init__(self, losses: list[float]):
+        self.losses = losses
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
+
+
+def tiny_asr_run(
+    folder: Path, steps: int, ctc_weight: float = 0.3, losses: list[float] | None = None
+) -> tuple[L.Trainer, Seq2SeqModule, ASRDataModule]:
+    """Train a tiny hybrid CTC/attention model on tone utterances for ``steps`` steps."""
+    L.seed_everything(0, verbose=False)
+    data = ASRDataModule(
+        format="manifest",
+        root=str(write_tone_manifest(folder, 24, seed=0, name="train")),
+        val_root=str(write_tone_manifest(folder, 4, seed=1, name="val")),
+        batch_size=8,
+    )
+    module = Seq2SeqModule(
+        "audio_transformer_tiny",
+        "transformer",
+        encoder_args=TINY_ENCODER_ARGS,
+        decoder_args=TINY_DECODER_ARGS,
+        lr=3e-3,
+        warmup_steps=5,
+        metrics=["wer"],
+        beam_size=2,
+        max_length=24,
+        ctc_weight=ctc_weight,
+        spec_augment={"num_freq_masks": 0, "num_time_masks": 0},
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        callbacks=[LossRecorder(losses if losses is not None else [])],
+    )
+    trainer.fit(module, data)
+    return trainer, module, data

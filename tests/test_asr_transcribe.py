@@ -1,0 +1,149 @@
+"""``mms2s transcribe``: long recordings cut into windows with monotonic timestamps, valid srt/json,
+bad files skipped with a one-line message, inputs never overwritten, non-ASR checkpoints refused."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from asr_fixtures import tiny_asr_run, tone_utterance
+
+from multimodal_s2s.apps.cli import main
+from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY
+from multimodal_s2s.transcription import Segment, Transcript, render, speech_windows, srt_timestamp
+
+LONG_FILE_SECONDS = 180
+SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n(.+)\n")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    trainer, _, _ = tiny_asr_run(tmp_path_factory.mktemp("tones"), steps=5)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """Three minutes of tone clips (1 to 3 words) separated by pauses of 0.2 to 1 s."""
+    rng = np.random.default_rng(0)
+    words, parts, total = ["up", "down", "left", "right"], [], 0
+    while total < LONG_FILE_SECONDS * SAMPLE_RATE:
+        clip = tone_utterance(list(rng.choice(words, size=rng.integers(1, 4))))
+        pause = np.zeros(int(rng.uniform(0.2, 1.0) * SAMPLE_RATE), dtype=np.float32)
+        parts += [clip, pause]
+        total += len(clip) + len(pause)
+    path = tmp_path_factory.mktemp("long") / "long.flac"
+    soundfile.write(path, np.concatenate(parts)[: LONG_FILE_SECONDS * SAMPLE_RATE], SAMPLE_RATE)
+    return path
+
+
+def _bursts(seconds_on_off: list[tuple[float, float]]) -> np.ndarray:
+    time = np.arange(int(0.05 * SAMPLE_RATE)) / SAMPLE_RATE
+    parts = []
+    for on, off in seconds_on_off:
+        tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(on * SAMPLE_RATE)) / SAMPLE_RATE)
+        parts += [tone, np.zeros(int(off * SAMPLE_RATE))]
+    return np.concatenate([np.zeros_like(time), *parts]).astype(np.float32)
+
+
+def test_windows_follow_pauses_and_limits():
+    waveform = _bursts([(2.0, 1.0), (3.0, 0.1), (1.0, 1.0), (4.0, 0.5)])  # the 0.1 s pause is not a break
+    windows = speech_windows(waveform, max_seconds=30, merge_seconds=1)
+    starts = [start / SAMPLE_RATE for start, _ in windows]
+    assert len(windows) == 3 and starts[1] == pytest.approx(3.05 - 0.1, abs=0.02)  # padded by 0.1 s
+    assert all(end1 <= start2 for (_, end1), (start2, _) in zip(windows, windows[1:], strict=False))
+    merged = speech_windows(waveform, max_seconds=30, merge_seconds=30)
+    assert len(merged) == 1 and merged[0][1] - merged[0][0] <= 30 * SAMPLE_RATE
+
+
+def test_long_speech_without_pauses_is_cut_below_the_limit():
+    time = np.arange(70 * SAMPLE_RATE) / SAMPLE_RATE
+    waveform = (0.3 * np.sin(2 * np.pi * 300 * time) * (1.2 + np.sin(2 * np.pi * 0.7 * time))).astype(np.float32)
+    windows = speech_windows(waveform, max_seconds=MAX_WINDOW_SECONDS)
+    assert len(windows) == 3 and windows[0][0] == 0 and windows[-1][1] == len(waveform)
+    assert all(0 < end - start <= MAX_WINDOW_SECONDS * SAMPLE_RATE for start, end in windows)
+    assert all(end == next_start for (_, end), (next_start, _) in zip(windows, windows[1:], strict=False))
+
+
+def test_silence_has_no_windows():
+    assert speech_windows(np.zeros(SAMPLE_RATE * 5, dtype=np.float32), max_seconds=30) == []
+
+
+def test_srt_and_json_rendering():
+    transcript = Transcript(3725.25, [Segment(0.5, 2.0, "up down"), Segment(2.5, 3.0, ""), Segment(3661.5, 3662, "x")])
+    srt = render(transcript, "srt")
+    assert srt_timestamp(3661.5) == "01:01:01,500"
+    assert [m.group(1, 2, 4) for m in SRT_CUE.finditer(srt)] == [
+        ("1", "00:00:00,500", "up down"),
+        ("2", "01:01:01,500", "x"),
+    ]
+    record = json.loads(render(transcript, "json", "a.wav"))
+    assert record["text"] == "up down x" and len(record["segments"]) == 3 and record["audio"] == "a.wav"
+    assert render(transcript, "txt") == "up down x\n"
+
+
+def test_three_minute_file_in_windows_with_monotonic_timestamps(checkpoint, long_recording, tmp_path, capsys):
+    assert main(["transcribe", str(long_recording), "--checkpoint", str(checkpoint), "--format", "json",
+                 "--output-dir", str(tmp_path), "--batch-size", "16"]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "long.flac.json").read_text())
+    segments = record["segments"]
+    preprocess = torch.load(checkpoint, weights_only=True)[CHECKPOINT_KEY]["preprocess"]
+    limit = min(MAX_WINDOW_SECONDS, preprocess["max_seconds"])
+    assert record["duration"] == pytest.approx(LONG_FILE_SECONDS) and len(segments) > 100
+    assert all(0 < s["end"] - s["start"] <= limit + 1e-3 for s in segments)
+    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:], strict=False))
+    assert segments[-1]["end"] <= LONG_FILE_SECONDS
+    captured = capsys.readouterr()
+    assert "real-time factor" in captured.err and captured.out.startswith(f"{long_recording}\t")
+
+
+def test_srt_output_is_valid(checkpoint, tmp_path):
+    audio = tmp_path / "clip.wav"
+    clips = [tone_utterance(["up", "left"]), np.zeros(SAMPLE_RATE, dtype=np.float32), tone_utterance(["down"])]
+    soundfile.write(audio, np.concatenate(clips), SAMPLE_RATE)
+    assert main(["transcribe", str(audio), "--checkpoint", str(checkpoint), "--format", "srt", "--beam-size", "2"]) == 0
+    srt = (tmp_path / "clip.wav.srt").read_text()
+    cues = SRT_CUE.findall(srt)
+    assert srt == "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, a, b, text in cues)  # nothing else in the file
+    assert [int(n) for n, *_ in cues] == list(range(1, len(cues) + 1))
+    assert all(a < b for _, a, b, _ in cues)
+
+
+def test_bad_files_are_skipped_with_one_line_each(checkpoint, tmp_path, capsys):
+    good, empty, garbage = tmp_path / "good.wav", tmp_path / "empty.wav", tmp_path / "garbage.mp3"
+    soundfile.write(good, tone_utterance(["up"]), SAMPLE_RATE)
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    garbage.write_text("not audio")
+    code = main(["transcribe", str(empty), str(garbage), str(good), str(tmp_path / "missing.wav"),
+                 "--checkpoint", str(checkpoint)])  # fmt: skip
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 3
+    assert all(name in line for name, line in zip(["missing.wav", "empty.wav", "garbage.mp3"], errors, strict=True))
+    assert (tmp_path / "good.wav.txt").is_file() and garbage.read_text() == "not audio"
+
+
+def test_outputs_never_overwrite_inputs(checkpoint, tmp_path, capsys):
+    audio, clash = tmp_path / "a.wav", tmp_path / "a.wav.txt"
+    soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
+    clash.write_text("keep me")
+    assert main(["transcribe", str(audio), str(clash), "--checkpoint", str(checkpoint)]) == 1
+    assert clash.read_text() == "keep me"
+    assert "is an input" in capsys.readouterr().err
+
+
+def test_other_task_checkpoint_is_refused(checkpoint, tmp_path, capsys):
+    contents = torch.load(checkpoint, weights_only=True)
+    contents[CHECKPOINT_KEY]["preprocess"]["task"] = "captioning"
+    torch.save(contents, tmp_path / "caption.ckpt")
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
+    assert main(["transcribe", str(audio), "--checkpoint", str(tmp_path / "caption.ckpt")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "captioning checkpoint, not a speech-recognition one" in error and "\n" not in error

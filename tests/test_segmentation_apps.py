@@ -1,0 +1,123 @@
+"""mms2s segment and mms2s export: both PNGs written, inputs never overwritten, bad files skipped,
+and the ONNX export runs in onnxruntime with PyTorch's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from multimodal_s2s.apps.cli import main
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY, model_from_checkpoint, read_checkpoint
+from multimodal_s2s.data.segmentation import voc_palette
+from multimodal_s2s.lit.segmentation import SegmentationModule
+
+NUM_CLASSES = 3
+SHAPES_RECIPE = Path(__file__).resolve().parents[1] / "tasks" / "segmentation" / "shapes.yaml"
+IMAGE_SIZE = [32, 48]
+
+
+def _meta(task: str = "segmentation") -> dict:
+    model = {"encoder": "segnet_basic", "decoder": "segnet", "encoder_args": {"channels": 4, "kernel_size": 3},
+             "decoder_args": {}, "vocab_size": None, "num_classes": NUM_CLASSES}  # fmt: skip
+    return {"task": task, "model": model, "class_names": ["bg", "cat", "dog"], "palette": voc_palette(NUM_CLASSES),
+            "ignore_index": 255, "preprocess": {"image_size": IMAGE_SIZE, "mean": [0.5] * 3, "std": [0.25] * 3},
+            "class_weights": None}  # fmt: skip
+
+
+def _write_checkpoint(path, task: str = "segmentation"):
+    module = SegmentationModule(encoder="segnet_basic")
+    module._build(_meta())
+    torch.save({"state_dict": module.state_dict(), CHECKPOINT_KEY: _meta(task)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return _write_checkpoint(tmp_path_factory.mktemp("ckpt") / "seg.ckpt")
+
+
+def _photo(path, size=(40, 30), mode="RGB"):
+    pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+    return path
+
+
+def test_segment_writes_a_palette_label_png_and_an_overlay(checkpoint, tmp_path, capsys):
+    photo = _photo(tmp_path / "street.jpg")
+    grey = _photo(tmp_path / "grey.png", size=(20, 50), mode="L")
+    out = tmp_path / "out"
+    assert main(["segment", str(photo), str(grey), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    labels = Image.open(out / "street_labels.png")
+    assert labels.mode == "P" and labels.size == (40, 30)
+    assert set(np.unique(np.asarray(labels))) <= set(range(NUM_CLASSES))
+    assert labels.getpalette()[:9] == sum(voc_palette(NUM_CLASSES), [])
+    overlay = Image.open(out / "street_overlay.png")
+    assert overlay.mode == "RGB" and overlay.size == (40, 30)
+    assert Image.open(out / "grey_labels.png").size == (20, 50)
+    assert "street_overlay.png" in capsys.readouterr().out
+
+
+def test_segment_skips_bad_files_and_never_overwrites_inputs(checkpoint, tmp_path, capsys):
+    good = _photo(tmp_path / "good.png")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg at all")
+    victim = _photo(tmp_path / "a_labels.png")  # an input named like the output of a.png
+    source = _photo(tmp_path / "a.png")
+    before = victim.read_bytes()
+    names = [str(good), str(corrupt), str(tmp_path / "missing.png"), str(victim), str(source)]
+    code = main(["segment", *names, "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"{corrupt}: not an image file" in err and f"{tmp_path / 'missing.png'}: file not found" in err
+    assert "would overwrite an input file" in err
+    assert victim.read_bytes() == before  # untouched
+    assert (tmp_path / "good_labels.png").is_file() and (tmp_path / "good_overlay.png").is_file()
+
+
+def test_segment_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
+    other = _write_checkpoint(tmp_path / "captions.ckpt", task="seq2seq")
+    code = main(["segment", str(_photo(tmp_path / "x.png")), "--checkpoint", str(other), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "captions.ckpt: a 'seq2seq' checkpoint" in err and "\n" not in err
+    missing = tmp_path / "nothing.ckpt"
+    assert main(["segment", str(tmp_path / "x.png"), "--checkpoint", str(missing), "--out", str(tmp_path)]) == 2
+    assert f"{missing}: checkpoint not found" in capsys.readouterr().err
+
+
+def test_onnx_export_matches_pytorch_in_onnxruntime(checkpoint, tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "seg.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+    assert "onnxruntime vs PyTorch" in capsys.readouterr().out
+    graph = onnx.load(str(out))
+    assert "ScatterElements" in {node.op_type for node in graph.graph.node}  # the exportable max-unpooling
+    properties = {prop.key: prop.value for prop in graph.metadata_props}
+    assert json.loads(properties["mms2s.class_names"]) == ["bg", "cat", "dog"]
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = model_from_checkpoint(read_checkpoint(checkpoint, "segmentation"))
+    images = torch.randn(3, 3, 64, 80)  # another batch and size than the export's example
+    (logits,) = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert logits.shape == (3, NUM_CLASSES, 64, 80)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_export_refuses_other_tasks_and_bad_paths(tmp_path, capsys):
+    other = _write_checkpoint(tmp_path / "asr.ckpt", task="seq2seq")
+    assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "asr.ckpt: a 'seq2seq' checkpoint" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
+    assert "must be a file name" in capsys.readouterr().err
+
+
+def test_a_wrong_recipe_key_is_named(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(SHAPES_RECIPE), "--data.init_args.imag_size", "[8, 8]"])
+    assert "imag_size" in capsys.readouterr().err
