@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, find_images, load_image
+from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.inference import Generation, ImageCaptioner, json_score
 
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         options = captioner.pipeline.options(beam_size, args.n_best or beam_size, args.max_length)
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return _fail(str(error))
-    paths, failures = _expand_inputs(args.images)
+    paths, failures = expand_image_inputs(args.images)
+    for problem in failures:
+        print(f"error: {problem}", file=sys.stderr)
     captioned = 0
     for batch in _batches(paths, args.batch_size):
         images, loaded = [], []
@@ -84,25 +86,6 @@ def _format(path: Path, generation: Generation, as_json: bool) -> str:
         "n_best": [{"caption": text, "score": json_score(score)} for text, score in generation.n_best],
     }
     return json.dumps(record, ensure_ascii=False)
-
-
-def _expand_inputs(names: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders as their images; paths that do not exist are reported (stderr) and skipped."""
-    paths, problems = [], []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            found = find_images(path)
-            paths += found
-            if not found:
-                problems.append(f"{path}: folder holds no images")
-        elif path.exists():
-            paths.append(path)
-        else:
-            problems.append(f"{path}: file not found")
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return paths, problems
 
 
 def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:

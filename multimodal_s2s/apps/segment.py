@@ -23,7 +23,13 @@ from PIL import Image
 from torch.nn import functional as F
 
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointError, model_from_checkpoint, read_checkpoint
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, find_images, load_image, normalized_tensor
+from multimodal_s2s.data.images import (
+    DEFAULT_MAX_SIDE,
+    ImageLoadError,
+    expand_image_inputs,
+    load_image,
+    normalized_tensor,
+)
 
 TASK = "segmentation"
 DEFAULT_ALPHA = 0.5
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         segmenter = ImageSegmenter(read_checkpoint(args.checkpoint, TASK), device)
     except (CheckpointError, ValueError, RuntimeError) as error:
         return _fail(str(error))
-    inputs, failures = _expand_inputs(args.images)
+    inputs, failures = expand_image_inputs(args.images)
     out_dir.mkdir(parents=True, exist_ok=True)
     planned: dict[Path, Path] = {}  # output -> the input it belongs to
     protected = {path.resolve() for path in inputs}
@@ -121,23 +127,6 @@ def _segment_one(segmenter: ImageSegmenter, path: Path, outputs: Sequence[Path],
         return f"{path}: could not write the outputs ({error})"
     print(f"{path} -> {outputs[0]}, {outputs[1]}")
     return None
-
-
-def _expand_inputs(names: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders as their images; missing paths become problems."""
-    inputs, problems = [], []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            found = find_images(path)
-            inputs += found
-            if not found:
-                problems.append(f"{path}: folder holds no images")
-        elif path.exists():
-            inputs.append(path)
-        else:
-            problems.append(f"{path}: file not found")
-    return inputs, problems
 
 
 def _output_problem(path: Path, outputs: Sequence[Path], protected: set[Path], planned: dict[Path, Path]) -> str | None:

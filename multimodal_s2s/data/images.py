@@ -11,6 +11,7 @@ raises ``ImageLoadError``, a one-line message that names the file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,21 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def expand_image_inputs(names: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Command-line inputs -> (image files, problems): files as given, folders as their images
+    (``find_images``); a missing path or an empty folder becomes a one-line problem."""
+    paths, problems = [], []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = find_images(path)
+            paths += found
+            if not found:
+                problems.append(f"{path}: folder holds no images")
+        elif path.exists():
+            paths.append(path)
+        else:
+            problems.append(f"{path}: file not found")
+    return paths, problems
