@@ -66,6 +66,7 @@ class ToyModel(nn.Module):
         return SequenceOutput(torch.tanh(self.input_proj(inputs)), lengths_to_mask(lengths, inputs.shape[1]))
 
     def step(self, tokens: Tensor, encoded: SequenceOutput, cache=None, return_attention: bool = False) -> StepOutput:
+        encoded = encoded.repeat_interleave(tokens.shape[0] // encoded.memory.shape[0])  # beams: rows per example
         if cache is None:
             cache = ToyCache(torch.tanh(self.init_proj(encoded.context_vector())), 0)
         hidden, logits, attention = cache.hidden, [], []

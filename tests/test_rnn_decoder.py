@@ -82,6 +82,16 @@ def test_reordered_cache_equals_running_the_reordered_batch(cell, attention, ind
     torch.testing.assert_close(after.logits, expected[:, 2:], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
+def test_rows_sharing_an_examples_memory_equal_the_repeated_memory(cell, attention):
+    decoder, encoded, group = make_decoder(cell, attention), make_encoded(), 3
+    tokens = torch.randint(0, VOCAB, (BATCH * group, TOKENS))
+    with torch.no_grad():
+        shared = decoder.step(tokens, encoded).logits
+        expected = decoder(tokens, encoded.repeat_interleave(group))
+    torch.testing.assert_close(shared, expected, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_attention_weights_sum_to_one_over_valid_rows_and_zero_on_padding(cell):
     decoder, encoded = make_decoder(cell, "additive"), make_encoded()

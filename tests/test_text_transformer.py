@@ -134,6 +134,31 @@ def test_reordered_cache_equals_running_the_reordered_batch(index):
     torch.testing.assert_close(untouched.logits, decoder(tokens, encoded)[:, 3:], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "index", [[1, 0, 2, 2, 5, 4], [2, 0, 0, 5, 1, 3], [4, 1]], ids=["within-examples", "across-examples", "drop-rows"]
+)
+def test_rows_sharing_an_examples_memory_equal_the_repeated_memory(index):
+    """Beam search steps g rows per example over unrepeated memory; any later reorder stays right."""
+    decoder, encoded, group = make_decoder(), make_encoded(), 2
+    tokens = torch.randint(0, VOCAB, (BATCH * group, TOKENS))
+    repeated = encoded.repeat_interleave(group)
+    index = torch.tensor(index)
+    with torch.no_grad():
+        shared = decoder.step(tokens[:, :3], encoded, return_attention=True)
+        copied = decoder.step(tokens[:, :3], repeated, return_attention=True)
+        after = decoder.step(tokens[index, 3:], encoded, shared.cache.reorder(index), return_attention=True)
+        expected = decoder(tokens[index], rows(repeated, index))
+    assert shared.cache.cross_kv[0].shape[1] == BATCH  # the memory's keys/values are not repeated
+    torch.testing.assert_close(shared.logits, copied.logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(shared.attention, copied.attention, atol=ATOL, rtol=0)
+    torch.testing.assert_close(after.logits, expected[:, 3:], atol=ATOL, rtol=0)
+
+
+def test_token_rows_must_be_a_multiple_of_the_examples():
+    with pytest.raises(InputError, match="not a multiple of the 3 examples"):
+        make_decoder().step(torch.randint(0, VOCAB, (4, 2)), make_encoded())
+
+
 def test_kv_cache_reorder_keeps_length_and_capacity_and_selects_rows():
     cache = KVCache.allocate(num_layers=2, batch=3, num_heads=2, head_dim=4, capacity=5, like=torch.empty(0))
     for buffer in cache.buffers:

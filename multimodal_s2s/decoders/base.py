@@ -5,10 +5,12 @@ A text decoder is built as ``Decoder(encoder_info, vocab_size=V, **args)`` and o
 - ``forward(tokens, encoded) -> logits``: teacher forcing. tokens (B, L) long,
   logits (B, L, V); position i sees tokens[:, :i+1] and the whole valid memory.
 - ``step(tokens, encoded, cache=None, return_attention=False) -> StepOutput``:
-  incremental decoding. ``tokens`` (B, L_new) are appended after the positions the
+  incremental decoding. ``tokens`` (N, L_new) are appended after the positions the
   cache already holds (cache=None starts from scratch and computes what is needed
-  from ``encoded`` once, e.g. the cross-attention keys/values). Returns logits for
-  the L_new positions and the grown cache. Calling ``step`` with the whole prefix and
+  from ``encoded`` once, e.g. the cross-attention keys/values). N is B or a multiple
+  B * g of the B examples of ``encoded``: rows n*g .. n*g + g - 1 continue example n
+  (beam search decodes K beams per example without copying the memory K times).
+  Returns logits for the L_new positions and the grown cache. Calling ``step`` with the whole prefix and
   ``cache=None`` at every step is the uncached recomputation; both give the same logits.
 """
 

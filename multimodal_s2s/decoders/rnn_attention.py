@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.decoders.base import StepOutput
-from multimodal_s2s.decoders.text_transformer import DEFAULT_DROPOUT, check_encoded, check_token_range, check_tokens
+from multimodal_s2s.decoders.text_transformer import (
+    DEFAULT_DROPOUT,
+    check_encoded,
+    check_token_range,
+    check_tokens,
+    rows_per_example,
+)
 from multimodal_s2s.encoders.base import InputError
 from multimodal_s2s.layers.attention import attention_bias
 from multimodal_s2s.registry import register_decoder
@@ -188,15 +194,16 @@ class RNNDecoder(nn.Module):
     def step(
         self, tokens: Tensor, encoded: SequenceOutput, cache: RNNCache | None = None, return_attention: bool = False
     ) -> StepOutput:
-        """tokens (B, L_new) after the cached positions -> logits (B, L_new, V) and a new cache.
+        """tokens (N, L_new) after the cached positions -> logits (N, L_new, V) and a new cache.
 
-        ``cache=None`` starts from the initial state (``encoded`` is read only then).
+        ``cache=None`` starts from the initial state (``encoded`` is read only then); N may be a
+        multiple g of its B examples (``rows_per_example``): each row then gets its example's state.
         ``attention``: (B, L_new, T) when asked and attention="additive", else None.
         """
         if cache is None:
-            check_tokens(tokens, encoded.memory.shape[0])
+            group = rows_per_example(tokens, encoded.memory.shape[0])
             check_token_range(tokens, self.vocab_size)
-            cache = self.start_cache(encoded)
+            cache = self.start_cache(encoded.repeat_interleave(group) if group > 1 else encoded)
         else:
             check_tokens(tokens, cache.hidden.shape[1])
         logits, cache, weights = self._decode(tokens, cache)

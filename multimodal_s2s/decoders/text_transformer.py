@@ -34,6 +34,17 @@ def check_tokens(tokens: Tensor, batch: int | None = None) -> None:
         raise InputError(f"decoder tokens have batch size {tokens.shape[0]}, the memory or cache has {batch}")
 
 
+def rows_per_example(tokens: Tensor, examples: int) -> int:
+    """g for decoder tokens (N, L) over the memory of ``examples`` examples: N = examples * g, rows
+    n*g .. n*g + g - 1 belong to example n (beam search steps g = K beams per example). InputError otherwise."""
+    check_tokens(tokens)
+    if tokens.shape[0] % examples:
+        raise InputError(
+            f"decoder tokens have {tokens.shape[0]} rows, not a multiple of the {examples} examples of the memory"
+        )
+    return tokens.shape[0] // examples
+
+
 def check_token_range(tokens: Tensor, vocab_size: int) -> None:
     """Raise InputError when an id is outside [0, vocab_size) (one device sync)."""
     low, high = int(tokens.min()), int(tokens.max())
@@ -56,32 +67,44 @@ def check_encoded(encoded: SequenceOutput, dim: int) -> None:
 
 @dataclass
 class TransformerCache:
-    """Decoder state between steps.
+    """Decoder state between steps, for N = B * g token rows over the memory of B examples.
 
     Attributes:
-        self_kv: self-attention keys/values of every layer, written in place by ``step``.
-        cross_kv: per layer (2, B, H, T, Dh), the cross-attention keys/values, projected once.
+        self_kv: self-attention keys/values of every layer, N rows, written in place by ``step``.
+        cross_kv: per layer (2, B, H, T, Dh), the cross-attention keys/values, projected once and
+            shared by the g rows of an example (beams do not copy the memory).
         memory_bias: (B, 1, 1, T) additive mask of the memory rows (-inf on padding).
+        rows_per_example: g.
     """
 
     self_kv: KVCache
     cross_kv: list[Tensor]
     memory_bias: Tensor
+    rows_per_example: int = 1
 
     @property
     def length(self) -> int:
         """Positions decoded so far."""
         return self.self_kv.length
 
-    def reorder(self, index: Tensor) -> TransformerCache:
-        """A new cache with batch rows ``index`` (B',) long, in that order.
+    @property
+    def rows(self) -> int:
+        """N, the token rows."""
+        return self.self_kv.buffers[0].shape[1]
 
-        Cross-attention keys/values and the memory mask are reordered too, so that any index is
-        right, also one that maps rows across examples or drops finished ones (HF's cache does the
-        same). ``self`` is left untouched.
+    def reorder(self, index: Tensor) -> TransformerCache:
+        """A new cache with token rows ``index`` (N',) long, in that order; ``self`` is left untouched.
+
+        Any index is right. One that keeps every row within its example (beam search) keeps the
+        shared cross-attention keys/values as they are; any other (rows moved across examples,
+        rows dropped) gives every row its own copy of its example's keys/values and mask.
         """
-        cross_kv = [key_values.index_select(1, index) for key_values in self.cross_kv]
-        return TransformerCache(self.self_kv.reorder(index), cross_kv, self.memory_bias.index_select(0, index))
+        examples = torch.div(index, self.rows_per_example, rounding_mode="floor")  # (N',)
+        same_rows = torch.arange(self.rows, device=index.device) // self.rows_per_example
+        if index.shape[0] == self.rows and torch.equal(examples, same_rows):
+            return TransformerCache(self.self_kv.reorder(index), self.cross_kv, self.memory_bias, self.rows_per_example)
+        cross_kv = [key_values.index_select(1, examples) for key_values in self.cross_kv]
+        return TransformerCache(self.self_kv.reorder(index), cross_kv, self.memory_bias.index_select(0, examples))
 
 
 class DecoderBlock(nn.Module):
@@ -170,13 +193,14 @@ class TransformerDecoder(nn.Module):
             x, _ = block(x, block.cross_attention.project_memory(memory), memory_bias)
         return self.output(self.final_norm(x))
 
-    def start_cache(self, encoded: SequenceOutput, length: int) -> TransformerCache:
-        """An empty cache with room for ``length`` positions (it grows when needed)."""
+    def start_cache(self, encoded: SequenceOutput, length: int, rows_per_example: int = 1) -> TransformerCache:
+        """An empty cache for ``rows_per_example`` token rows per example of ``encoded``, with room for
+        ``length`` positions (it grows when needed)."""
         memory, memory_bias = self._memory(encoded)
         cross_kv = [block.cross_attention.project_memory(memory) for block in self.blocks]
-        head_dim = memory.shape[-1] // self.num_heads
-        self_kv = KVCache.allocate(len(self.blocks), memory.shape[0], self.num_heads, head_dim, length, memory)
-        return TransformerCache(self_kv, cross_kv, memory_bias)
+        rows, head_dim = memory.shape[0] * rows_per_example, memory.shape[-1] // self.num_heads
+        self_kv = KVCache.allocate(len(self.blocks), rows, self.num_heads, head_dim, length, memory)
+        return TransformerCache(self_kv, cross_kv, memory_bias, rows_per_example)
 
     def step(
         self,
@@ -185,18 +209,20 @@ class TransformerDecoder(nn.Module):
         cache: TransformerCache | None = None,
         return_attention: bool = False,
     ) -> StepOutput:
-        """tokens (B, L_new) after the cached positions -> logits (B, L_new, V).
+        """tokens (N, L_new) after the cached positions -> logits (N, L_new, V).
 
-        ``cache=None`` starts from scratch (``encoded`` is read only then). The cache is
-        updated in place and returned; ``cache.reorder`` gives an independent copy.
-        ``attention``: (B, L_new, T) cross-attention of the last block, mean over heads.
+        ``cache=None`` starts from scratch (``encoded`` is read only then); N may be a multiple
+        g of the B examples of ``encoded`` (see ``rows_per_example``), whose memory the g rows of
+        an example then share. The cache is updated in place and returned; ``cache.reorder``
+        gives an independent copy. ``attention``: (N, L_new, T) cross-attention of the last
+        block, mean over heads.
         """
         if cache is None:
-            check_tokens(tokens, encoded.memory.shape[0])
+            group = rows_per_example(tokens, encoded.memory.shape[0])
             check_token_range(tokens, self.vocab_size)
-            cache = self.start_cache(encoded, tokens.shape[1])
+            cache = self.start_cache(encoded, tokens.shape[1], group)
         else:
-            check_tokens(tokens, cache.memory_bias.shape[0])
+            check_tokens(tokens, cache.rows)
         start, new = cache.self_kv.length, tokens.shape[1]
         cache.self_kv.reserve(new)
         x = self._embed(tokens, start)

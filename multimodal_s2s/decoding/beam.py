@@ -25,7 +25,7 @@ def beam_search(model: TextModel, encoded: SequenceOutput, options: DecodingOpti
     """encoded: (B, T, D) memory -> B results, each with up to ``options.n_best`` hypotheses."""
     batch, beams, device = encoded.memory.shape[0], options.beam_size, encoded.memory.device
     stepper = TokenStepper(
-        model, encoded.repeat_interleave(beams), options.max_length, options.use_cache, options.return_attention
+        model, encoded, options.max_length, options.use_cache, options.return_attention, rows_per_example=beams
     )
     constraints = constraint_filters(options)
     finished = Hypotheses.empty(batch, beams, options.max_length + 1, device)

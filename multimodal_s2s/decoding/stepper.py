@@ -24,7 +24,7 @@ class TextModel(Protocol):
 
 
 class TokenStepper:
-    """N rows decoded in lockstep from BOS.
+    """N = B * g rows decoded in lockstep from BOS: g rows per example of ``encoded`` (B examples).
 
     Holds ``tokens`` (N, max_length + 1): BOS then the tokens appended so far, PAD beyond; the decoder
     cache (when ``use_cache``); and ``attention`` (N, max_length, T): row i of a prefix is the
@@ -32,11 +32,17 @@ class TokenStepper:
     """
 
     def __init__(
-        self, model: TextModel, encoded: SequenceOutput, max_length: int, use_cache: bool, return_attention: bool
+        self,
+        model: TextModel,
+        encoded: SequenceOutput,
+        max_length: int,
+        use_cache: bool,
+        return_attention: bool,
+        rows_per_example: int = 1,
     ):
         self.model, self.encoded = model, encoded
         self.use_cache, self.return_attention = use_cache, return_attention
-        rows, device = encoded.memory.shape[0], encoded.memory.device
+        rows, device = encoded.memory.shape[0] * rows_per_example, encoded.memory.device
         self.tokens = torch.full((rows, max_length + 1), PAD_ID, dtype=torch.long, device=device)
         self.tokens[:, 0] = BOS_ID
         self.length = 1  # filled positions of ``tokens``

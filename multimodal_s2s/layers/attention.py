@@ -110,18 +110,47 @@ class CrossAttention(nn.Module):
     def forward(
         self, x: Tensor, memory_kv: Tensor, bias: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x (B, L, D), memory_kv (2, B, H, T, Dh), bias (B, 1, 1, T) from ``attention_bias``
-        -> (B, L, D) and, when ``need_weights``, the weights (B, H, L, T) (0 on padded rows)."""
-        query = split_heads(self.query(x), self.num_heads)  # (B, H, L, Dh)
+        """x (N, L, D), memory_kv (2, B, H, T, Dh), bias (B, 1, 1, T) from ``attention_bias``
+        -> (N, L, D) and, when ``need_weights``, the weights (N, H, L, T) (0 on padded rows).
+
+        N = B * g: the g consecutive rows of an example (its beams) share its keys/values; their
+        queries are attended together as g * L query positions of that example.
+        """
+        group = x.shape[0] // memory_kv.shape[1]
+        query = group_queries(split_heads(self.query(x), self.num_heads), group)  # (B, H, g*L, Dh)
         dropout_p = self.dropout if self.training else 0.0
-        if not need_weights:
+        weights = None
+        if need_weights:
+            weights = attention_weights(query, memory_kv[0], bias)  # (B, H, g*L, T)
+            attended = torch.matmul(F.dropout(weights, dropout_p, self.training), memory_kv[1])
+            weights = ungroup_queries(weights, group)
+        else:
             attended = F.scaled_dot_product_attention(
                 query, memory_kv[0], memory_kv[1], attn_mask=bias, dropout_p=dropout_p
             )
-            return self.out(merge_heads(attended)), None
-        weights = attention_weights(query, memory_kv[0], bias)  # (B, H, L, T)
-        attended = torch.matmul(F.dropout(weights, dropout_p, self.training), memory_kv[1])
-        return self.out(merge_heads(attended)), weights
+        return self.out(merge_heads(ungroup_queries(attended, group))), weights
+
+
+def group_queries(query: Tensor, group: int) -> Tensor:
+    """(B*g, H, L, X) -> (B, H, g*L, X): the g rows of an example as one row of g*L queries."""
+    if group == 1:
+        return query
+    rows, heads, length, width = query.shape
+    return (
+        query.view(rows // group, group, heads, length, width).transpose(1, 2).reshape(-1, heads, group * length, width)
+    )
+
+
+def ungroup_queries(x: Tensor, group: int) -> Tensor:
+    """(B, H, g*L, X) -> (B*g, H, L, X), the inverse of ``group_queries``."""
+    if group == 1:
+        return x
+    examples, heads, grouped, width = x.shape
+    return (
+        x.view(examples, heads, group, grouped // group, width)
+        .transpose(1, 2)
+        .reshape(-1, heads, grouped // group, width)
+    )
 
 
 @dataclass
