@@ -45,6 +45,21 @@ def test_conv_frontend_shapes_and_lengths():
     assert out.memory[1, 9:].abs().max() == 0
 
 
+def test_eightfold_subsampling_halves_the_rows_again():
+    encoder = AudioTransformerEncoder(subsampling=8, **TINY)
+    out = encoder.encode_sequence(torch.randn(2, N_MELS, 100), torch.tensor([100, 40]))
+    # Three 3x3 stride-2 convolutions: 100 -> 49 -> 24 -> 11 rows, 40 -> 19 -> 9 -> 4.
+    assert out.memory.shape == (2, 11, 32) and out.mask.sum(1).tolist() == [11, 4]
+    with pytest.raises(InputError, match="at least 15 frames"):
+        encoder.encode_sequence(torch.randn(1, N_MELS, 14))
+
+
+def test_conv_frontend_channels_can_be_narrower_than_the_model():
+    encoder = AudioTransformerEncoder(conv_channels=8, **TINY)
+    assert encoder.frontend.convs[2].weight.shape == (8, 8, 3, 3)
+    assert encoder.encode_sequence(torch.randn(2, N_MELS, 100)).memory.shape == (2, 24, 32)
+
+
 def test_patch_frontend_rows_are_freq_time_pairs():
     encoder = _tiny("patch")
     out = encoder.encode_sequence(torch.randn(2, N_MELS, 95), torch.tensor([95, 31]))
@@ -103,6 +118,10 @@ def test_bad_constructor_arguments():
         AudioTransformerEncoder(frontend="mfcc")
     with pytest.raises(ValueError, match="n_mels >= 16"):
         AudioTransformerEncoder(n_mels=8, frontend="patch")
+    with pytest.raises(ValueError, match="conv_channels and subsampling apply to the conv frontend only"):
+        AudioTransformerEncoder(frontend="patch", conv_channels=32)
+    with pytest.raises(ValueError, match="subsampling must be one of 4, 8"):
+        AudioTransformerEncoder(subsampling=2)
 
 
 @pytest.mark.gpu

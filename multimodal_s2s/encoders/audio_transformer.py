@@ -3,8 +3,8 @@
 Two frontends turn frames into rows before a pre-LN Transformer:
 
 - ``"conv"``: convolutional subsampling as in ESPnet/Conformer (two 3x3 stride-2 Conv2d
-  + ReLU, 4x fewer frames), flattened over frequency and projected to d_model; sinusoidal
-  positions over time.
+  + ReLU, 4x fewer frames; or three, 8x, as in NeMo's Fast Conformer), flattened over
+  frequency and projected to d_model; sinusoidal positions over time.
 - ``"patch"``: AST-style (Gong et al. 2021) overlapping 16x16 time-frequency patches with
   stride 10 in both axes; one row per (frequency patch, time patch) pair, frequency-major;
   a learned embedding of the frequency-patch index plus sinusoidal positions over the
@@ -31,44 +31,56 @@ from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
 CONV_KERNEL, CONV_STRIDE = 3, 2
-MIN_CONV_SIZE = 7  # the fewest frames (or mel bins) two 3x3 stride-2 convolutions turn into one row
+SUBSAMPLING_FACTORS = {4: 2, 8: 3}  # time subsampling of the conv frontend -> its stride-2 convolutions
 PATCH_SIZE, PATCH_STRIDE = 16, 10  # AST: 16x16 patches, overlap 6 in both axes
 FF_MULTIPLIER = 4
 DEFAULT_DROPOUT = 0.1
 FRONTENDS = ("conv", "patch")
 
 
-class ConvSubsampling(nn.Module):
-    """(B, n_mels, frames) + lengths (B,) -> rows (B, T', d_model) + row mask (B, T'), T' ~ frames / 4."""
+def min_conv_size(num_convs: int) -> int:
+    """The fewest frames (or mel bins) that ``num_convs`` 3x3 stride-2 convolutions turn into one row."""
+    return 2 ** (num_convs + 1) - 1
 
-    def __init__(self, n_mels: int, d_model: int):
+
+class ConvSubsampling(nn.Module):
+    """(B, n_mels, frames) + lengths (B,) -> rows (B, T', d_model) + row mask (B, T'), T' ~ frames / factor.
+
+    ``factor`` 4: two 3x3 stride-2 convolutions (ESPnet, Conformer); 8: three (NeMo's Fast Conformer),
+    half the rows for every Transformer layer. ``channels`` of the convolutions: d_model as in ESPnet by
+    default; a convolution after the first costs channels^2 per output, so a narrower one (32, 64)
+    is several times cheaper on a CPU.
+    """
+
+    def __init__(self, n_mels: int, d_model: int, channels: int | None = None, factor: int = 4):
         super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(1, d_model, CONV_KERNEL, CONV_STRIDE),
-            nn.ReLU(),
-            nn.Conv2d(d_model, d_model, CONV_KERNEL, CONV_STRIDE),
-            nn.ReLU(),
-        )
-        reduced_mels = self._reduce(self._reduce(n_mels))
-        self.project = nn.Linear(d_model * reduced_mels, d_model)
+        if factor not in SUBSAMPLING_FACTORS:
+            raise ValueError(f"subsampling must be one of {', '.join(map(str, SUBSAMPLING_FACTORS))}, got {factor}")
+        channels = channels or d_model
+        self.num_convs = SUBSAMPLING_FACTORS[factor]
+        layers = [nn.Conv2d(1, channels, CONV_KERNEL, CONV_STRIDE), nn.ReLU()]
+        for _ in range(self.num_convs - 1):
+            layers += [nn.Conv2d(channels, channels, CONV_KERNEL, CONV_STRIDE), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.min_size = min_conv_size(self.num_convs)
+        reduced_mels = n_mels
+        for _ in range(self.num_convs):
+            reduced_mels = (reduced_mels - CONV_KERNEL) // CONV_STRIDE + 1
+        self.project = nn.Linear(channels * reduced_mels, d_model)
         self.positions = SinusoidalPositions(d_model)
 
-    @staticmethod
-    def _reduce(size: int) -> int:
-        return (size - CONV_KERNEL) // CONV_STRIDE + 1
-
     def output_lengths(self, lengths: Tensor) -> Tensor:
-        for _ in range(2):
+        for _ in range(self.num_convs):
             lengths = conv_output_lengths(lengths, CONV_KERNEL, CONV_STRIDE)
         return lengths
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        if int(lengths.min()) < MIN_CONV_SIZE:
+        if int(lengths.min()) < self.min_size:
             raise InputError(
-                f"the conv frontend needs at least {MIN_CONV_SIZE} frames per utterance, got lengths {lengths.tolist()}"
+                f"the conv frontend needs at least {self.min_size} frames per utterance, got lengths {lengths.tolist()}"
             )
         # Valid outputs see only valid frames: the convolutions do not pad along time.
-        maps = self.convs(features.transpose(1, 2).unsqueeze(1))  # (B, d, T', F')
+        maps = self.convs(features.transpose(1, 2).unsqueeze(1))  # (B, channels, T', F')
         rows = self.project(maps.permute(0, 2, 1, 3).flatten(2))  # (B, T', d)
         return self.positions(rows), lengths_to_mask(self.output_lengths(lengths), rows.shape[1])
 
@@ -115,8 +127,11 @@ class AudioTransformerEncoder(Encoder):
         d_model, num_layers, num_heads: Transformer size.
         ff_dim: feed-forward width (default 4 * d_model).
         dropout: dropout on the frontend's rows and in the Transformer blocks (attention, projections).
-        frontend: ``"conv"`` (4x time subsampling: T = ((frames - 1) // 2 - 1) // 2, at least 7 frames and 7 mel bins)
-            or ``"patch"`` (AST patches: T = F_p * ceil(frames / 10), F_p = (n_mels - 16) // 10 + 1).
+        frontend: ``"conv"`` (time subsampling by ``subsampling``: 4 gives T = ((frames - 1) // 2 - 1) // 2
+            and needs at least 7 frames and 7 mel bins, 8 one more halving and 15) or ``"patch"`` (AST
+            patches: T = F_p * ceil(frames / 10), F_p = (n_mels - 16) // 10 + 1).
+        conv_channels: channels of the conv frontend (default d_model).
+        subsampling: time subsampling of the conv frontend, 4 or 8.
     """
 
     def __init__(
@@ -128,17 +143,24 @@ class AudioTransformerEncoder(Encoder):
         ff_dim: int | None = None,
         dropout: float = DEFAULT_DROPOUT,
         frontend: str = "conv",
+        conv_channels: int | None = None,
+        subsampling: int = 4,
     ):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, not {frontend!r}")
-        min_mels = MIN_CONV_SIZE if frontend == "conv" else PATCH_SIZE
+        min_mels = min_conv_size(SUBSAMPLING_FACTORS.get(subsampling, 2)) if frontend == "conv" else PATCH_SIZE
         if n_mels < min_mels:
             raise ValueError(f"the {frontend} frontend needs n_mels >= {min_mels}, got {n_mels}")
         if d_model % num_heads:
             raise ValueError(f"d_model {d_model} is not divisible by {num_heads} heads")
         self.n_mels = n_mels
-        self.frontend = (ConvSubsampling if frontend == "conv" else PatchEmbedding)(n_mels, d_model)
+        if frontend == "conv":
+            self.frontend = ConvSubsampling(n_mels, d_model, conv_channels, subsampling)
+        elif conv_channels is not None or subsampling != 4:
+            raise ValueError("conv_channels and subsampling apply to the conv frontend only")
+        else:
+            self.frontend = PatchEmbedding(n_mels, d_model)
         self.dropout = nn.Dropout(dropout)
         mlp_ratio = (ff_dim or FF_MULTIPLIER * d_model) / d_model
         self.blocks = nn.ModuleList(
@@ -175,7 +197,7 @@ _AUDIO = {"modality": Modality.AUDIO, "emits": {Emits.SEQUENCE}}
 
 @register_encoder("audio_transformer_tiny", **_AUDIO)
 def audio_transformer_tiny(**overrides) -> AudioTransformerEncoder:
-    """d_model 64, 2 layers, 4 heads; overrides: n_mels, d_model, num_layers, num_heads, ff_dim, dropout, frontend."""
+    """d_model 64, 2 layers, 4 heads; overrides: the arguments of AudioTransformerEncoder."""
     return AudioTransformerEncoder(**{**_SIZES["tiny"], **overrides})
 
 
