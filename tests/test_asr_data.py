@@ -132,14 +132,35 @@ def test_cached_audio_matches_decoded_audio(tmp_path):
         assert torch.allclose(plain[1]["inputs"], cached[1]["inputs"], atol=1e-4)
 
 
-def test_batches_are_padded_waveforms_with_token_targets(tmp_path):
+def manifest_data(folder, train: int, val: int, **kwargs) -> ASRDataModule:
+    """A set-up data module over ``train`` and ``val`` tone utterances written to ``folder``."""
     data = ASRDataModule(
         format="manifest",
-        root=str(write_tone_manifest(tmp_path, 12, seed=0, name="train")),
-        val_root=str(write_tone_manifest(tmp_path, 3, seed=1, name="val")),
-        batch_size=4,
+        root=str(write_tone_manifest(folder, train, seed=0, name="train")),
+        val_root=str(write_tone_manifest(folder, val, seed=1, name="val")),
+        **kwargs,
     )
     data.setup("fit")
+    return data
+
+
+def test_silence_padding_surrounds_training_audio_only(tmp_path):
+    data = manifest_data(tmp_path, 4, 2, silence_pad=0.25)
+    train, val = data.datasets["train"], data.datasets["val"]
+    original = train.waveform(0)
+    padded = [train[0]["inputs"].numpy() for _ in range(8)]
+    for waveform in padded:
+        before = int(np.flatnonzero(waveform)[0] - np.flatnonzero(original)[0])
+        after = len(waveform) - len(original) - before
+        assert 0 <= before <= 0.25 * SAMPLE_RATE and 0 <= after <= 0.25 * SAMPLE_RATE
+        assert np.array_equal(waveform[before : before + len(original)], original)  # the clip, moved
+        assert not waveform[:before].any() and not waveform[before + len(original) :].any()
+    assert len({len(waveform) for waveform in padded}) > 1  # drawn anew on each access
+    assert np.array_equal(val[0]["inputs"].numpy(), val.waveform(0))
+
+
+def test_batches_are_padded_waveforms_with_token_targets(tmp_path):
+    data = manifest_data(tmp_path, 12, 3, batch_size=4)
     batch = next(iter(data.val_dataloader()))
     assert batch["inputs"].shape == (3, int(batch["lengths"].max()))
     assert (batch["tokens"][:, 0] == BOS_ID).all() and (batch["tokens"] == EOS_ID).sum() == 3

@@ -32,6 +32,7 @@ import lightning as L
 import numpy as np
 import soundfile
 import torch
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError, load_audio
@@ -147,14 +148,16 @@ class SpeechDataset(Dataset):
 
     ``cache_audio`` keeps each decoded waveform in memory (16-bit) after its first read: worth it when
     decoding (opus, mp3) costs more than training on it, and the corpus fits in RAM (1 h = 115 MB);
-    with loader workers each worker holds its own cache.
+    with loader workers each worker holds its own cache. ``silence_pad``: up to this many seconds of
+    silence (uniform, drawn on every access) before and after each waveform.
     """
 
-    def __init__(self, utterances: Sequence[Utterance], cache_audio: bool = False):
+    def __init__(self, utterances: Sequence[Utterance], cache_audio: bool = False, silence_pad: float = 0.0):
         if not utterances:
             raise ValueError("no utterances")
         self.utterances = list(utterances)
         self.cache: dict[int, np.ndarray] | None = {} if cache_audio else None
+        self.max_pad_samples = round(silence_pad * SAMPLE_RATE)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -170,8 +173,12 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         utterance = self.utterances[index]
+        waveform = torch.from_numpy(self.waveform(index))
+        if self.max_pad_samples:
+            before, after = torch.randint(0, self.max_pad_samples + 1, (2,)).tolist()
+            waveform = F.pad(waveform, (before, after))
         return {
-            "inputs": torch.from_numpy(self.waveform(index)),
+            "inputs": waveform,
             "target": normalize_transcript(utterance.text),
             "references": [utterance.text],
         }
@@ -198,6 +205,9 @@ class ASRDataModule(L.LightningDataModule):
         max_train_utterances: use only the first N training utterances (None = all).
         batch_size, num_workers: loaders; ``bucket_by_duration``: batches of similar durations.
         cache_audio: keep decoded waveforms in memory (see SpeechDataset).
+        silence_pad: training utterances get up to this many seconds of silence before and after
+            (drawn anew each epoch): for corpora whose clips start right at the speech (espeak), so that
+            models also accept the pauses that transcription windows keep around speech.
     """
 
     def __init__(
@@ -221,6 +231,7 @@ class ASRDataModule(L.LightningDataModule):
         num_workers: int = 0,
         bucket_by_duration: bool = True,
         cache_audio: bool = False,
+        silence_pad: float = 0.0,
     ):
         super().__init__()
         if format not in FORMATS:
@@ -270,7 +281,8 @@ class ASRDataModule(L.LightningDataModule):
             if split not in self.splits and (split != "test" or self._has_test_split()):
                 self.splits[split] = sorted(self.read_split(split), key=lambda u: u.duration)  # less padding
             if split in self.splits and split not in self.datasets:
-                self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio)
+                silence_pad = self.hparams.silence_pad if split == "train" else 0.0
+                self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio, silence_pad)
 
     def _has_test_split(self) -> bool:
         hp = self.hparams
