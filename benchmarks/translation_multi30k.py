@@ -4,7 +4,7 @@ and the Transformer decoder, each trained under the same wall-clock budget, then
 validation split (1,014 pairs) with sacreBLEU (13a, detokenized output): overall, and by source
 length, where the fixed-vector bottleneck shows as BLEU falling with length.
 
-    python benchmarks/translation_multi30k.py --minutes 10 [--source de --target en] [--width 256]
+    python benchmarks/translation_multi30k.py --minutes 10 [--epochs E] [--source de --target en] [--width 256]
         [--beam-size 4] [--decoders attention no_attention transformer]
         [--out benchmarks/results/translation_multi30k.json] [-- FIT OVERRIDES...]
 
@@ -13,7 +13,9 @@ width replaced; overrides after ``--`` go to the recipe as on ``mms2s fit`` (on 
 encoder and vocabulary: ``-- --model.encoder_args '{"embed_dim": 128, "hidden_size": 128, "num_layers": 1}'
 --data.vocab_size 4000 --data.batch_size 64``). Before each run a few timed steps estimate how many
 steps fit in the budget, and the learning-rate schedule (10% warmup, cosine decay) is set to end
-there (``--minutes`` also caps the run). Validation during training is off; the split is decoded once at the end.
+there (``--minutes`` also caps the run). Step times vary on a shared machine; ``--epochs E`` gives
+every decoder the same number of updates instead (the schedule ends after E epochs; ``--minutes``
+is then only a cap). Validation during training is off; the split is decoded once at the end.
 """
 
 from __future__ import annotations
@@ -144,9 +146,12 @@ def bleu_by_length(sources: list[str], hypotheses: list[str], references: list[s
 
 def run_variant(args: argparse.Namespace, variant: str, data: LightningDataModule) -> dict[str, Any]:
     """Calibrate, train under the budget, decode the validation split; the variant's report."""
-    step_seconds = seconds_per_step(args, variant, data)
-    planned = max(1, int(PLANNED_SHARE * args.minutes * SECONDS_PER_MINUTE / step_seconds))
-    print(f"{variant}: {step_seconds:.3f} s/step -> {planned} steps planned", flush=True)
+    if args.epochs is None:
+        step_seconds = seconds_per_step(args, variant, data)
+        planned = max(1, int(PLANNED_SHARE * args.minutes * SECONDS_PER_MINUTE / step_seconds))
+        print(f"{variant}: {step_seconds:.3f} s/step -> {planned} steps planned", flush=True)
+    else:
+        step_seconds, planned = None, max(1, round(args.epochs * len(data.train_dataloader())))
     cli = build(args, variant, planned)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=data)
@@ -161,7 +166,7 @@ def run_variant(args: argparse.Namespace, variant: str, data: LightningDataModul
         "decoder": DECODERS[variant],
         "decoder_args": decoder_args(variant, args.width, args.dropout),
         "parameters": sum(p.numel() for p in cli.model.model.parameters()),
-        "calibrated_seconds_per_step": round(step_seconds, 4),
+        "calibrated_seconds_per_step": step_seconds and round(step_seconds, 4),
         "planned_steps": planned,
         "steps": cli.trainer.global_step,
         "epochs": round(cli.trainer.global_step / len(data.train_dataloader()), 2),
@@ -187,6 +192,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ours, overrides = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each decoder")
+    parser.add_argument(
+        "--epochs", type=float, default=None, help="budget in epochs instead (--minutes then only caps each run)"
+    )
     parser.add_argument("--source", default="de", help="source language suffix")
     parser.add_argument("--target", default="en", help="target language suffix")
     parser.add_argument("--width", type=int, default=512, help="RNN hidden size; the Transformer's d_model is half")
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "metric": "sacreBLEU 13a, detokenized, cased, beam search",
         "device": device_description(),
         "torch": torch.__version__,
-        "budget_minutes_per_decoder": args.minutes,
+        "budget_per_decoder": {"minutes": args.minutes, "epochs": args.epochs},
         "command": ["benchmarks/translation_multi30k.py", *(sys.argv[1:] if argv is None else argv)],
         "tokenizer": {
             "kind": data.hparams.tokenizer,
