@@ -4,7 +4,6 @@ and the ONNX export runs in onnxruntime with PyTorch's outputs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from multimodal_s2s.data.segmentation import voc_palette
 from multimodal_s2s.lit.segmentation import SegmentationModule
 
 NUM_CLASSES = 3
-SHAPES_RECIPE = Path(__file__).resolve().parents[1] / "tasks" / "segmentation" / "shapes.yaml"
 IMAGE_SIZE = [32, 48]
 
 
@@ -115,9 +113,3 @@ def test_export_refuses_other_tasks_and_bad_paths(tmp_path, capsys):
     assert "asr.ckpt: a 'seq2seq' checkpoint" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
     assert "must be a file name" in capsys.readouterr().err
-
-
-def test_a_wrong_recipe_key_is_named(capsys):
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(SHAPES_RECIPE), "--data.init_args.imag_size", "[8, 8]"])
-    assert "imag_size" in capsys.readouterr().err

@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from multimodal_s2s.apps.training import run_lightning_cli
 
-        run_lightning_cli(argv)
-        return 0
+        return run_lightning_cli(argv)
     parser = argparse.ArgumentParser(prog="mms2s", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in LIGHTNING_COMMANDS.items():

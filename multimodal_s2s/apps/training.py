@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import re
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: jsonargparse's explanation lines that say nothing about the mistake itself.
+CONFIG_ERROR_NOISE = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Expected a <class 'NoneType'>",
+    "Given value",
+    "Problem with given class_path",
+)
 
 
 def default_precision() -> str:
@@ -21,13 +40,72 @@ class SuiteCLI(LightningCLI):
         parser.set_defaults({"trainer.precision": default_precision(), "trainer.devices": "auto"})
 
 
-def run_lightning_cli(argv: list[str]) -> None:
-    """``argv`` = [fit|validate|test, --config RECIPE, overrides...]."""
-    SuiteCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-    )
+def run_lightning_cli(argv: list[str]) -> int:
+    """``argv`` = [fit|validate|test, --config RECIPE, overrides...] -> exit code.
+
+    A bad recipe, key or value is one line on stderr (exit code 2) instead of the parser's usage text;
+    a bad data set or file that the suite's code reports (``input_error``) is one line too (exit code 1).
+    """
+    with warnings.catch_warnings():  # ``args`` are sys.argv here, which is what LightningCLI warns about
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        try:
+            SuiteCLI(
+                LightningModule,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=argv,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"exit_on_error": False},
+            )
+        except argparse.ArgumentError as error:
+            sources = ", ".join(config_files(argv)) or "no --config"
+            print(f"mms2s {argv[0]}: bad configuration ({sources}): {config_error_line(str(error))}", file=sys.stderr)
+            return 2
+        except Exception as error:
+            cause = input_error(error)
+            if cause is None:
+                raise
+            print(f"mms2s {argv[0]}: {cause}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def input_error(error: BaseException) -> BaseException | None:
+    """The outermost exception in ``error``'s chain that the suite's own code raised about its input (a
+    ValueError, which the suite's error types are, or FileNotFoundError, with a one-line message naming
+    the file or value); None when there is none: other errors keep their traceback."""
+    current, seen = error, set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ValueError | FileNotFoundError) and current.__traceback__ is not None:
+            raised_in = Path(traceback.extract_tb(current.__traceback__)[-1].filename).resolve()
+            if raised_in.is_relative_to(PACKAGE_DIR):
+                return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def config_files(argv: list[str]) -> list[str]:
+    """The files given with --config / -c (either ``--config F`` or ``--config=F``)."""
+    files = [value for flag, value in itertools.pairwise(argv) if flag in ("--config", "-c")]
+    return files + [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+
+
+def config_error_line(message: str) -> str:
+    """jsonargparse's multi-line error -> one line: the dotted key and what is wrong with it.
+
+    'Parser key "model": ... Parser key "lr": Expected a float. Got value: abc'
+    -> 'model.lr: Expected a float. Got value: abc'
+    """
+    keys, details = [], []
+    for line in message.splitlines():
+        line = line.strip().removeprefix("- ")
+        if match := re.fullmatch(r'Parser key "([^"]+)":\s*(.*)', line):
+            keys.append(match.group(1))
+            line = match.group(2)
+        if line and not line.startswith(CONFIG_ERROR_NOISE):
+            details.append(line)
+    text = "; ".join(details)
+    text = re.sub(r"^unrecognized arguments: (fit|validate|test) ", "unrecognized arguments: ", text)
+    return f"{'.'.join(keys)}: {text}" if keys else text
