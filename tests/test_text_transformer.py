@@ -157,6 +157,9 @@ def test_rows_sharing_an_examples_memory_equal_the_repeated_memory(index):
 def test_token_rows_must_be_a_multiple_of_the_examples():
     with pytest.raises(InputError, match="not a multiple of the 3 examples"):
         make_decoder().step(torch.randint(0, VOCAB, (4, 2)), make_encoded())
+    empty = SequenceOutput(torch.zeros(0, MEMORY_LEN, MEMORY_DIM), torch.zeros(0, MEMORY_LEN, dtype=torch.bool))
+    with pytest.raises(InputError, match="encoded memory is empty"):
+        make_decoder().step(torch.randint(0, VOCAB, (2, 2)), empty)
 
 
 def test_kv_cache_reorder_keeps_length_and_capacity_and_selects_rows():

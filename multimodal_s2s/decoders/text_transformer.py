@@ -38,6 +38,8 @@ def rows_per_example(tokens: Tensor, examples: int) -> int:
     """g for decoder tokens (N, L) over the memory of ``examples`` examples: N = examples * g, rows
     n*g .. n*g + g - 1 belong to example n (beam search steps g = K beams per example). InputError otherwise."""
     check_tokens(tokens)
+    if examples == 0:
+        raise InputError("encoded memory is empty: 0 examples")
     if tokens.shape[0] % examples:
         raise InputError(
             f"decoder tokens have {tokens.shape[0]} rows, not a multiple of the {examples} examples of the memory"
