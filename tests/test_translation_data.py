@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
 from multimodal_s2s.data.dates import FORMATS, cardinal, date_pairs, ordinal, ordinal_suffix, year_words
+from multimodal_s2s.data.loaders import LengthBucketBatchSampler
 from multimodal_s2s.data.translation import (
-    LengthBucketBatchSampler,
     TranslationDataModule,
     read_parallel,
     read_tsv,

@@ -33,12 +33,13 @@ import numpy as np
 import soundfile
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError, load_audio
 from multimodal_s2s.data.espeak import espeak_corpus, sentences
+from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.text_batches import TextTargetCollator
-from multimodal_s2s.data.translation import LengthBucketBatchSampler, train_tokenizer
+from multimodal_s2s.data.translation import train_tokenizer
 from multimodal_s2s.metrics.text import normalize_transcript
 from multimodal_s2s.tokenizers import Tokenizer
 
@@ -336,17 +337,8 @@ class ASRDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset, hp = self.datasets["train"], self.hparams
-        common = {
-            "collate_fn": self.collator(),
-            "num_workers": hp.num_workers,
-            "persistent_workers": hp.num_workers > 0,
-        }
-        if not hp.bucket_by_duration:
-            return DataLoader(dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True, **common)
-        batches = LengthBucketBatchSampler(
-            RandomSampler(dataset), hp.batch_size, drop_last=True, lengths=dataset.durations_ms()
-        )
-        return DataLoader(dataset, batch_sampler=batches, **common)
+        lengths = dataset.durations_ms() if hp.bucket_by_duration else None
+        return training_loader(dataset, hp.batch_size, hp.num_workers, self.collator(), lengths)
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("val")
@@ -357,7 +349,5 @@ class ASRDataModule(L.LightningDataModule):
         return self._evaluation_loader("test")
 
     def _evaluation_loader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=False, collate_fn=self.collator(),
-            num_workers=self.hparams.num_workers,
-        )  # fmt: skip
+        hp = self.hparams
+        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self.collator())

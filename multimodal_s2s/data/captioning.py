@@ -32,6 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from multimodal_s2s.data.caption_transforms import caption_transform
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image
+from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.shapes import COLOURS, SHAPE_KINDS, SIZES, SceneObject, ShapeScenes, describe
 from multimodal_s2s.data.text_batches import TextTargetCollator
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
@@ -300,21 +301,20 @@ class CaptioningDataModule(L.LightningDataModule):
         return CaptionedImageFiles(items, transform, sample_caption=train)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        hp = self.hparams
+        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, self._collator())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
             raise ValueError("no test set: give data.test_split")
-        return self._loader("test", shuffle=False)
+        return self._evaluation_loader("test")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        collate = TextTargetCollator(self.tokenizer, self.hparams.max_caption_tokens)
-        return DataLoader(
-            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=shuffle,
-            collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        hp = self.hparams
+        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self._collator())
+
+    def _collator(self) -> TextTargetCollator:
+        return TextTargetCollator(self.tokenizer, self.hparams.max_caption_tokens)

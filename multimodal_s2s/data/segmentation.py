@@ -21,12 +21,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, find_images, load_image
+from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.segmentation_transforms import DEFAULT_SCALE_RANGE, apply_transform, segmentation_transform
 from multimodal_s2s.data.shapes import CLASS_NAMES as SHAPE_CLASS_NAMES
 from multimodal_s2s.data.shapes import ShapeScenes
@@ -261,27 +261,20 @@ class SegmentationDataModule(L.LightningDataModule):
         return MaskedImages(pairs, self.num_classes, hp.ignore_index, transform)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return training_loader(self.datasets["train"], self.hparams.batch_size, self.hparams.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return evaluation_loader(self.datasets["val"], self.hparams.batch_size, self.hparams.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
             raise ValueError("no test set: give data.test_split (a list file or folder under root)")
-        return self._loader("test", shuffle=False)
+        return evaluation_loader(self.datasets["test"], self.hparams.batch_size, self.hparams.num_workers)
 
     def class_pixel_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Class pixel counts of the training masks, see ``class_pixel_counts``."""
         train = self.datasets.get("train") or self.build_dataset("train", self.hparams.train_split)
         return class_pixel_counts(train, self.num_classes)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=shuffle,
-            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
 
     def _resolve_class_names(self, class_names: list[str] | None) -> list[str]:
         if class_names:

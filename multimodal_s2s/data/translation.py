@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import gzip
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.data.dates import date_pairs
+from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.text_batches import TextTargetCollator
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from multimodal_s2s.types import PAD_ID
@@ -36,8 +37,6 @@ TASK = "translation"
 GZIP_SUFFIX = ".gz"
 #: Split name -> seed offset of the dates pairs, so that train, val and test are drawn apart.
 DATES_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-#: A length-bucketing pool holds this many batches: sorted by length inside, shuffled across.
-BUCKET_POOL_BATCHES = 50
 Pair = tuple[str, str]
 
 
@@ -147,35 +146,6 @@ class SourceEncodedPairs(Dataset):
         return [len(source) for source in self.sources]
 
 
-class LengthBucketBatchSampler(BatchSampler):
-    """Batches of similar source lengths, in random order: the indices of ``sampler`` are cut into pools
-    of ``pool_batches`` batches, each pool is sorted by length and cut into batches, and the batches are
-    shuffled. Less padding, so RNNs run faster; the pools keep the randomness. A ``BatchSampler`` with a
-    ``sampler`` argument, so that Lightning can put a DistributedSampler under it on several devices."""
-
-    def __init__(
-        self,
-        sampler: Any,
-        batch_size: int,
-        drop_last: bool,
-        lengths: Sequence[int],
-        pool_batches: int = BUCKET_POOL_BATCHES,
-    ):
-        super().__init__(sampler, batch_size, drop_last)
-        self.lengths, self.pool_batches = lengths, pool_batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        indices, pool_size = list(self.sampler), self.batch_size * self.pool_batches
-        batches = []
-        for start in range(0, len(indices), pool_size):  # only the last pool can end in a partial batch
-            pool = sorted(indices[start : start + pool_size], key=self.lengths.__getitem__)
-            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        for position in torch.randperm(len(batches)).tolist():
-            yield batches[position]
-
-
 class TranslationDataModule(L.LightningDataModule):
     """Train / val / test loaders of one format (see the module docstring) with tokenizers trained on
     the training split only.
@@ -267,15 +237,9 @@ class TranslationDataModule(L.LightningDataModule):
         return without_blank(read_tsv(tsv_path, hp.tsv_columns), str(tsv_path))
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.datasets["train"]
-        workers = self.hparams.num_workers
-        common = {"collate_fn": self._collator(), "num_workers": workers, "persistent_workers": workers > 0}
-        if not self.hparams.bucket_by_length:
-            return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=True, **common)
-        batches = LengthBucketBatchSampler(
-            RandomSampler(dataset), self.hparams.batch_size, drop_last=True, lengths=dataset.source_lengths()
-        )
-        return DataLoader(dataset, batch_sampler=batches, **common)
+        dataset, hp = self.datasets["train"], self.hparams
+        lengths = dataset.source_lengths() if hp.bucket_by_length else None
+        return training_loader(dataset, hp.batch_size, hp.num_workers, self._collator(), lengths)
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("val")
@@ -286,10 +250,8 @@ class TranslationDataModule(L.LightningDataModule):
         return self._evaluation_loader("test")
 
     def _evaluation_loader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.datasets[split], batch_size=self.hparams.batch_size, shuffle=False, collate_fn=self._collator(),
-            num_workers=self.hparams.num_workers,
-        )  # fmt: skip
+        hp = self.hparams
+        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self._collator())
 
     def _collator(self) -> TextTargetCollator:
         """Pads the source ids with PAD_ID, encodes and pads the targets."""

@@ -1,0 +1,74 @@
+"""DataLoaders shared by the data modules: shuffled training batches (optionally of similar lengths)
+and evaluation batches in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+#: A length-bucketing pool holds this many batches: sorted by length inside, shuffled across.
+BUCKET_POOL_BATCHES = 50
+
+
+class LengthBucketBatchSampler(BatchSampler):
+    """Batches of similar source lengths, in random order: the indices of ``sampler`` are cut into pools
+    of ``pool_batches`` batches, each pool is sorted by length and cut into batches, and the batches are
+    shuffled. Less padding, so RNNs run faster; the pools keep the randomness. A ``BatchSampler`` with a
+    ``sampler`` argument, so that Lightning can put a DistributedSampler under it on several devices."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        batch_size: int,
+        drop_last: bool,
+        lengths: Sequence[int],
+        pool_batches: int = BUCKET_POOL_BATCHES,
+    ):
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths, self.pool_batches = lengths, pool_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices, pool_size = list(self.sampler), self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(indices), pool_size):  # only the last pool can end in a partial batch
+            pool = sorted(indices[start : start + pool_size], key=self.lengths.__getitem__)
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        for position in torch.randperm(len(batches)).tolist():
+            yield batches[position]
+
+
+def training_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable | None = None,
+    lengths: Sequence[int] | None = None,
+) -> DataLoader:
+    """Shuffled batches of ``batch_size``, the last partial one dropped; with ``lengths`` (one per
+    example), batches of similar lengths (``LengthBucketBatchSampler``), which cuts padding."""
+    common = _common(num_workers, collate_fn)
+    if lengths is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, **common)
+    batches = LengthBucketBatchSampler(RandomSampler(dataset), batch_size, drop_last=True, lengths=lengths)
+    return DataLoader(dataset, batch_sampler=batches, **common)
+
+
+def evaluation_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, collate_fn: Callable | None = None
+) -> DataLoader:
+    """Every example once, in order."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **_common(num_workers, collate_fn))
+
+
+def _common(num_workers: int, collate_fn: Callable | None) -> dict[str, Any]:
+    return {
+        "collate_fn": collate_fn,
+        "num_workers": num_workers,
+        "persistent_workers": num_workers > 0,
+        "pin_memory": torch.cuda.is_available(),
+    }
