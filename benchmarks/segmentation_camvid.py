@@ -31,8 +31,8 @@ from torch.nn import functional as F
 
 import multimodal_s2s
 from multimodal_s2s.data.segmentation import SegmentationDataModule
+from multimodal_s2s.lit.optim import warmup_cosine
 from multimodal_s2s.lit.segmentation import median_frequency_weights
-from multimodal_s2s.lit.seq2seq import warmup_cosine
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"

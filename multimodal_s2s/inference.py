@@ -10,9 +10,10 @@ cross-attention weights of each generated token map onto.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -142,6 +143,18 @@ def load_seq2seq(path: str | Path, modality: Modality | None = None, device: str
     return pipeline
 
 
+Wrapper = TypeVar("Wrapper")
+
+
+def load_as(wrap: Callable[[Seq2SeqPipeline], Wrapper], path: str | Path, modality: Modality, device: str) -> Wrapper:
+    """``load_seq2seq``, then ``wrap(pipeline)`` (an app's class); a CheckpointError of ``wrap`` names the file."""
+    pipeline = load_seq2seq(path, modality, device)
+    try:
+        return wrap(pipeline)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+
+
 class ImageCaptioner:
     """A captioning pipeline: PIL images in, captions (and attention maps over the image) out."""
 
@@ -156,11 +169,7 @@ class ImageCaptioner:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ImageCaptioner:
         """``load_seq2seq`` for image checkpoints; CheckpointError names the file."""
-        pipeline = load_seq2seq(path, Modality.IMAGE, device)
-        try:
-            return cls(pipeline)
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
+        return load_as(cls, path, Modality.IMAGE, device)
 
     def prepare(self, image: Image.Image) -> Tensor:
         """RGB image -> (3, H, W) float, as evaluation saw it."""

@@ -25,7 +25,7 @@ from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.text_batches import pad_token_ids
 from multimodal_s2s.data.translation import TASK, encode_source, read_lines, split_lines
 from multimodal_s2s.decoding import DecodingOptions, DecodingOptionsError
-from multimodal_s2s.inference import Generation, Seq2SeqPipeline, load_seq2seq
+from multimodal_s2s.inference import Generation, Seq2SeqPipeline, load_as
 from multimodal_s2s.types import SPECIAL_TOKENS, Modality
 
 DEFAULT_BATCH_SIZE = 32
@@ -54,11 +54,7 @@ class Translator:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Translator:
         """Read a checkpoint; CheckpointError (one line, naming the file) when it is not a translation one."""
-        pipeline = load_seq2seq(path, Modality.TEXT, device)
-        try:
-            return cls(pipeline)
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
+        return load_as(cls, path, Modality.TEXT, device)
 
     def translate(
         self, lines: list[str], options: DecodingOptions | None = None, batch_size: int = DEFAULT_BATCH_SIZE

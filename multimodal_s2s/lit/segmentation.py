@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY
-from multimodal_s2s.lit.seq2seq import warmup_cosine
+from multimodal_s2s.lit.optim import adamw_warmup_cosine
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
 
@@ -162,15 +162,9 @@ class SegmentationModule(L.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.hparams.warmup_steps, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        hp = self.hparams
+        total = int(self.trainer.estimated_stepping_batches)
+        return adamw_warmup_cosine(self.model.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)
 
 
 def per_class_table(class_names: list[str], scores: dict[str, Tensor]) -> str:

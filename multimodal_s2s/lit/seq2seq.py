@@ -13,7 +13,6 @@ Batches are dicts:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -24,6 +23,7 @@ from torch.nn import functional as F
 from multimodal_s2s.audio import N_MELS
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY
 from multimodal_s2s.decoding import DecodingOptions, decode
+from multimodal_s2s.lit.optim import adamw_warmup_cosine
 from multimodal_s2s.lit.speech import CTC_BLANK_ID, AudioFeatures, CTCHead
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
@@ -167,24 +167,6 @@ class Seq2SeqModule(L.LightningModule):
         return [self.tokenizer.decode(r.tokens) for r in results]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay = [p for p in self.parameters() if p.dim() >= 2]  # the model's and the CTC head's
-        no_decay = [p for p in self.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.hparams.warmup_steps, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """Learning-rate factor: linear warmup over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+        hp = self.hparams  # self.parameters(): the model's and the CTC head's
+        total = int(self.trainer.estimated_stepping_batches)
+        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)

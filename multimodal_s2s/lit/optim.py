@@ -1,0 +1,37 @@
+"""The optimizer and learning-rate schedule of every task's LightningModule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def adamw_warmup_cosine(
+    parameters: Iterable[nn.Parameter], lr: float, weight_decay: float, warmup_steps: int, total_steps: int
+) -> dict[str, Any]:
+    """AdamW with weight decay on matrices and kernels only (not on biases and norms), stepped every batch
+    by ``warmup_cosine``; the dict that ``LightningModule.configure_optimizers`` returns."""
+    parameters = list(parameters)
+    decay = [p for p in parameters if p.dim() >= 2]
+    no_decay = [p for p in parameters if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, max(total_steps, 1)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor: linear warmup over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
