@@ -29,11 +29,10 @@ import platform
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
-from multimodal_s2s.apps.training import SuiteCLI
+from multimodal_s2s.apps.training import max_time, suite_cli
 from multimodal_s2s.audio import SAMPLE_RATE, load_audio
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY
 from multimodal_s2s.data.asr import ASRDataModule, read_librispeech
@@ -67,14 +66,7 @@ WHISPER_TINY_DIMS = {
 def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
     """``mms2s fit --config recipe overrides...``: the best checkpoint and the training wall time (s)."""
     started = time.perf_counter()
-    cli = SuiteCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=["fit", "--config", str(ROOT / recipe), *overrides],
-        save_config_kwargs={"overwrite": True},
-    )
+    cli = suite_cli(["fit", "--config", str(ROOT / recipe), *overrides])
     best = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
     return Path(best), time.perf_counter() - started
 
@@ -91,7 +83,7 @@ def evaluate(checkpoint: Path, utterances, beam_size: int | None = None) -> dict
 
 
 def fsdd_part(minutes: float) -> dict:
-    checkpoint, seconds = train_recipe("tasks/asr/fsdd.yaml", [f"--trainer.max_time=00:00:{int(minutes):02d}:00"])
+    checkpoint, seconds = train_recipe("tasks/asr/fsdd.yaml", [f"--trainer.max_time={max_time(minutes)}"])
     data = ASRDataModule(format="fsdd", root=str(SHARED_DATA / "fsdd"))
     data.setup("validate")
     scores = evaluate(checkpoint, data.splits["val"])
@@ -103,7 +95,7 @@ def fsdd_part(minutes: float) -> dict:
 
 
 def librispeech_part(minutes: float) -> dict:
-    overrides = [f"--trainer.max_time=00:00:{int(minutes):02d}:00"] if minutes < 60 else []
+    overrides = [f"--trainer.max_time={max_time(minutes)}"] if minutes < 60 else []
     checkpoint, seconds = train_recipe("tasks/asr/librispeech_mini.yaml", overrides)
     held_out = read_librispeech(SHARED_DATA / "librispeech-mini", speakers=set(HELD_OUT_SPEAKERS))
     scores = evaluate(checkpoint, held_out)

@@ -20,16 +20,14 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
 
-from multimodal_s2s.apps.training import SuiteCLI
+from multimodal_s2s.apps.training import SuiteCLI, max_time, suite_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "tasks" / "captioning" / "flickr8k.yaml"
 DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "data" / "flickr8k"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "captioning_flickr8k.json"
 METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
-SECONDS_PER_MINUTE, SECONDS_PER_HOUR = 60, 3600
 #: Published figures on the same dev/test protocol, for context (see ../shared/data/README.md).
 REFERENCE = {"Show-Attend-Tell, soft attention, ImageNet-pretrained VGG (Xu et al. 2015)": {
     "bleu1": 67.0, "bleu2": 44.8, "bleu3": 29.9, "bleu4": 19.5,
@@ -44,18 +42,13 @@ def device_description() -> str:
 
 def build(args: argparse.Namespace) -> SuiteCLI:
     """The recipe's model, data and trainer (not run yet), with the budget applied."""
-    hours, seconds = divmod(round(args.minutes * SECONDS_PER_MINUTE), SECONDS_PER_HOUR)
-    max_time = f"00:{hours:02d}:{seconds // SECONDS_PER_MINUTE:02d}:{seconds % SECONDS_PER_MINUTE:02d}"  # DD:HH:MM:SS
     cli_args = [
         "--config", str(args.recipe), "--data.root", str(args.root),
-        "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time,
+        "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time(args.minutes),
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
         *args.overrides,
     ]  # fmt: skip
-    return SuiteCLI(
-        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=cli_args, run=False, save_config_kwargs={"overwrite": True},
-    )  # fmt: skip
+    return suite_cli(cli_args, run=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
 
-from multimodal_s2s.apps.training import SuiteCLI
+from multimodal_s2s.apps.training import SuiteCLI, max_time, suite_cli
 from multimodal_s2s.metrics.text import CorpusBLEU
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +73,6 @@ def decoder_args(variant: str, width: int, dropout: float) -> dict[str, Any]:
 
 def build(args: argparse.Namespace, variant: str, max_steps: int) -> SuiteCLI:
     """The recipe's module and trainer for ``variant`` (not run), validation and checkpoints off."""
-    seconds = round(args.minutes * SECONDS_PER_MINUTE)
-    max_time = f"00:00:{seconds // SECONDS_PER_MINUTE:02d}:{seconds % SECONDS_PER_MINUTE:02d}"  # DD:HH:MM:SS
     cli_args = [
         "--config", str(args.recipe), "--data.root", str(args.root),
         "--data.source_lang", args.source, "--data.target_lang", args.target,
@@ -82,16 +80,14 @@ def build(args: argparse.Namespace, variant: str, max_steps: int) -> SuiteCLI:
         "--model.decoder_args", json.dumps(decoder_args(variant, args.width, args.dropout)),
         "--model.beam_size", str(args.beam_size),
         "--model.warmup_steps", str(max(1, int(LR_WARMUP_SHARE * max_steps))),
-        "--trainer.max_steps", str(max_steps), "--trainer.max_epochs", "-1", "--trainer.max_time", max_time,
+        "--trainer.max_steps", str(max_steps), "--trainer.max_epochs", "-1",
+        "--trainer.max_time", max_time(args.minutes),
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
         "--trainer.callbacks", "[]", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         *args.overrides,
     ]  # fmt: skip
-    return SuiteCLI(
-        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=cli_args, run=False, save_config_kwargs={"overwrite": True},
-    )  # fmt: skip
+    return suite_cli(cli_args, run=False)
 
 
 class StepTimer(Callback):

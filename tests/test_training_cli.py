@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.apps.training import config_error_line, input_error
+from multimodal_s2s.apps.training import config_error_line, input_error, max_time
 from multimodal_s2s.data.asr import ASRDataModule
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
@@ -57,3 +57,12 @@ def test_only_errors_the_suite_raised_about_its_input_are_shortened():
     with pytest.raises(ValueError) as foreign:
         int("not a number")
     assert input_error(foreign.value) is None  # raised outside the suite: the traceback stays
+
+
+def test_max_time_formats_minutes_as_days_hours_minutes_seconds():
+    assert [max_time(minutes) for minutes in (8, 9.5, 90, 1500)] == [
+        "00:00:08:00",
+        "00:00:09:30",
+        "00:01:30:00",
+        "01:01:00:00",
+    ]

@@ -9,6 +9,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -40,6 +41,29 @@ class SuiteCLI(LightningCLI):
         parser.set_defaults({"trainer.precision": default_precision(), "trainer.devices": "auto"})
 
 
+def suite_cli(args: list[str], run: bool = True, **kwargs: Any) -> SuiteCLI:
+    """SuiteCLI over whichever LightningModule and LightningDataModule the recipe names; the resolved
+    config is saved with the run. ``run=False``: parse and build only (``args`` without a sub-command)."""
+    return SuiteCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        **kwargs,
+    )
+
+
+def max_time(minutes: float) -> str:
+    """A budget in minutes as Lightning's ``trainer.max_time`` ("DD:HH:MM:SS")."""
+    total_minutes, seconds = divmod(round(minutes * 60), 60)
+    days_hours, minutes_left = divmod(total_minutes, 60)
+    days, hours = divmod(days_hours, 24)
+    return f"{days:02d}:{hours:02d}:{minutes_left:02d}:{seconds:02d}"
+
+
 def run_lightning_cli(argv: list[str]) -> int:
     """``argv`` = [fit|validate|test, --config RECIPE, overrides...] -> exit code.
 
@@ -49,15 +73,7 @@ def run_lightning_cli(argv: list[str]) -> int:
     with warnings.catch_warnings():  # ``args`` are sys.argv here, which is what LightningCLI warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         try:
-            SuiteCLI(
-                LightningModule,
-                LightningDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                args=argv,
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={"exit_on_error": False},
-            )
+            suite_cli(argv, parser_kwargs={"exit_on_error": False})
         except argparse.ArgumentError as error:
             sources = ", ".join(config_files(argv)) or "no --config"
             print(f"mms2s {argv[0]}: bad configuration ({sources}): {config_error_line(str(error))}", file=sys.stderr)
