@@ -1,7 +1,7 @@
 """multimodal_s2s: encoder-decoder models for images, audio and text, from interchangeable parts."""
 
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode
-from multimodal_s2s.models import EncoderDecoder, ModelConfig, Segmenter, build_model, create_model
+from multimodal_s2s.models import EncoderDecoder, ModelConfig, SegmentationModel, build_model, create_model
 from multimodal_s2s.registry import IncompatiblePairError, list_decoders, list_encoders
 from multimodal_s2s.types import EncoderInfo, FeatureMaps, SequenceOutput
 
@@ -13,7 +13,7 @@ __all__ = [
     "FeatureMaps",
     "IncompatiblePairError",
     "ModelConfig",
-    "Segmenter",
+    "SegmentationModel",
     "SequenceOutput",
     "build_model",
     "create_model",

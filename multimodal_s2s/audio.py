@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchaudio.transforms import FrequencyMasking, MelSpectrogram, TimeMasking
 
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.masks import conv_output_lengths, lengths_to_mask
 
 SAMPLE_RATE = 16000

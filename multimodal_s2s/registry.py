@@ -3,6 +3,10 @@
 Each entry declares, before anything is built, what an encoder emits or what a
 decoder requires, so that ``create_model`` can refuse a pair whose needs do not
 meet and name the encoders that would fit.
+
+This module imports nothing of the suite but its types: the built-in encoders and decoders
+register themselves when their packages are imported, which ``multimodal_s2s.models`` (and so
+``import multimodal_s2s``) does.
 """
 
 from __future__ import annotations
@@ -69,7 +73,6 @@ def register_decoder(name: str, *, requires: set[Emits], output: str) -> Callabl
 
 
 def _lookup(table: dict, kind: str, name: str):
-    _import_builtins()
     if name not in table:
         raise UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(table))}")
     return table[name]
@@ -85,13 +88,11 @@ def decoder_entry(name: str) -> DecoderEntry:
 
 def list_encoders(modality: str | None = None) -> list[str]:
     """Sorted names of the registered encoders, optionally of one modality."""
-    _import_builtins()
     return sorted(n for n, e in _ENCODERS.items() if modality is None or e.modality == modality)
 
 
 def list_decoders() -> list[str]:
     """Sorted names of the registered decoders."""
-    _import_builtins()
     return sorted(_DECODERS)
 
 
@@ -110,9 +111,3 @@ def check_pair(encoder_name: str, decoder_name: str) -> None:
             f"decoder {decoder_name!r} needs {names}, which encoder {encoder_name!r} does not emit; "
             f"encoders that fit: {', '.join(encoders_fitting(decoder_name))}"
         )
-
-
-def _import_builtins() -> None:
-    """Import the built-in encoder and decoder modules, which register themselves."""
-    import multimodal_s2s.decoders  # noqa: F401
-    import multimodal_s2s.encoders  # noqa: F401

@@ -130,7 +130,7 @@ class SpeechRecognizer:
             raise CheckpointError(f"a {pipeline.task} checkpoint, not a speech-recognition one")
         self.pipeline = pipeline
         self.model = pipeline.model
-        self.features = AudioFeatures(self.model.encoder.n_mels).to(pipeline.device).eval()
+        self.features = AudioFeatures(self.model.encoder.info.n_mels).to(pipeline.device).eval()
         self.ctc_head = ctc_head.to(pipeline.device).eval() if ctc_head is not None else None
         self.tokens_per_second = float(pipeline.preprocess["tokens_per_second"])
         self.max_seconds = min(float(pipeline.preprocess["max_seconds"]), MAX_WINDOW_SECONDS)

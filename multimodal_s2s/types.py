@@ -52,6 +52,8 @@ class EncoderInfo:
         state_dim: width of ``SequenceOutput.final_state`` (None when absent).
         stage_depths: conv layers in each stage that produced a feature map, for decoders
             that mirror their encoder (SegNet); empty when the encoder does not say.
+        n_mels: what an audio encoder's input needs: the mel bins of its log-mel features
+            (None for other modalities).
     """
 
     modality: Modality
@@ -61,6 +63,7 @@ class EncoderInfo:
     reductions: tuple[int, ...] = ()
     state_dim: int | None = None
     stage_depths: tuple[int, ...] = ()
+    n_mels: int | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from multimodal_s2s.audio import (
     SpecAugment,
     load_audio,
 )
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 
 CD_RATE = 44100
 

@@ -7,7 +7,7 @@ import torch
 
 from multimodal_s2s.audio import MAX_WINDOW_FRAMES, N_MELS
 from multimodal_s2s.encoders.audio_transformer import AudioTransformerEncoder
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import encoder_entry, list_encoders
 from multimodal_s2s.types import Emits, Modality
 
@@ -27,12 +27,12 @@ def test_registered_sizes():
         entry = encoder_entry(name)
         assert entry.emits == {Emits.SEQUENCE} and entry.modality == Modality.AUDIO
     tiny = encoder_entry("audio_transformer_tiny").factory()
-    assert tiny.info.out_dim == 64 and tiny.n_mels == N_MELS and len(tiny.blocks) == 2
+    assert tiny.info.out_dim == 64 and tiny.info.n_mels == N_MELS and len(tiny.blocks) == 2
 
 
 def test_kwargs_override_sizes():
     encoder = encoder_entry("audio_transformer_small").factory(n_mels=40, d_model=48, num_layers=1, ff_dim=96)
-    assert encoder.n_mels == 40 and encoder.info.out_dim == 48
+    assert encoder.info.n_mels == 40 and encoder.info.out_dim == 48
     assert len(encoder.blocks) == 1 and encoder.blocks[0].mlp.fc1.out_features == 96
 
 

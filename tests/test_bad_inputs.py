@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multimodal_s2s import create_model
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import UnknownNameError
 
 

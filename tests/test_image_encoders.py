@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import make_layers
 
-from multimodal_s2s.encoders.base import InputError
 from multimodal_s2s.encoders.weights import WeightsError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.image_positions import grid_positions_2d
 from multimodal_s2s.registry import encoder_entry, list_encoders
 from multimodal_s2s.types import Emits

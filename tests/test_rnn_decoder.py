@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multimodal_s2s.decoders.rnn_attention import RNNDecoder
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
 VOCAB, MEMORY_DIM, STATE_DIM, BATCH, MEMORY_LEN, TOKENS = 29, 12, 10, 3, 6, 5

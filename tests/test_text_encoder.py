@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multimodal_s2s.encoders.base import InputError
 from multimodal_s2s.encoders.text_lstm import TextRNNEncoder, reverse_valid_tokens
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import encoder_entry, list_encoders
 from multimodal_s2s.types import PAD_ID, Emits, Modality
 

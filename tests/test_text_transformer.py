@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multimodal_s2s.decoders.text_transformer import TransformerDecoder, transformer_tiny
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import KV_CAPACITY_MARGIN, KVCache
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 

@@ -21,7 +21,7 @@ from multimodal_s2s.decoders.text_transformer import (
     check_tokens,
     rows_per_example,
 )
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.decoders.base import StepOutput
-from multimodal_s2s.encoders.base import InputError
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
 from multimodal_s2s.layers.positional import SinusoidalPositions
 from multimodal_s2s.registry import register_decoder

@@ -23,7 +23,8 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from multimodal_s2s.audio import N_MELS
-from multimodal_s2s.encoders.base import Encoder, InputError
+from multimodal_s2s.encoders.base import Encoder
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
 from multimodal_s2s.layers.masks import conv_output_lengths, lengths_to_mask
 from multimodal_s2s.layers.positional import SinusoidalPositions, sinusoidal_positions
@@ -123,7 +124,7 @@ class AudioTransformerEncoder(Encoder):
     """log-mel (B, n_mels, frames) + lengths (B,) -> SequenceOutput(memory (B, T, d_model), mask (B, T)).
 
     Args:
-        n_mels: mel bins of the input (checked by EncoderDecoder.encode via the ``n_mels`` attribute).
+        n_mels: mel bins of the input (declared as ``info.n_mels``; checked by EncoderDecoder.encode).
         d_model, num_layers, num_heads: Transformer size.
         ff_dim: feed-forward width (default 4 * d_model).
         dropout: dropout on the frontend's rows and in the Transformer blocks (attention, projections).
@@ -154,7 +155,6 @@ class AudioTransformerEncoder(Encoder):
             raise ValueError(f"the {frontend} frontend needs n_mels >= {min_mels}, got {n_mels}")
         if d_model % num_heads:
             raise ValueError(f"d_model {d_model} is not divisible by {num_heads} heads")
-        self.n_mels = n_mels
         if frontend == "conv":
             self.frontend = ConvSubsampling(n_mels, d_model, conv_channels, subsampling)
         elif conv_channels is not None or subsampling != 4:
@@ -168,7 +168,9 @@ class AudioTransformerEncoder(Encoder):
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.info = EncoderInfo(modality=Modality.AUDIO, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model)
+        self.info = EncoderInfo(
+            modality=Modality.AUDIO, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model, n_mels=n_mels
+        )
 
     def encode_sequence(self, features: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
         """features (B, n_mels, frames) float, lengths (B,) frames (None = all) -> SequenceOutput."""

@@ -10,11 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.types import EncoderInfo, Modality
-
-
-class InputError(ValueError):
-    """Inputs of the wrong shape, dtype or size, caught before they reach torch internals."""
 
 
 class Encoder(nn.Module):
@@ -28,7 +25,7 @@ class Encoder(nn.Module):
     info: EncoderInfo
 
 
-def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None, n_mels: int | None = None) -> None:
+def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None) -> None:
     """Raise InputError with one clear sentence when inputs do not fit ``info.modality``.
 
     IMAGE: float (B, 3, H, W). AUDIO: float (B, n_mels, frames). TEXT: integer (B, L).
@@ -53,8 +50,8 @@ def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None, n_me
         raise InputError(f"{info.modality.value} inputs must be floating point, got dtype {inputs.dtype}")
     if info.modality == Modality.IMAGE and inputs.shape[1] != 3:
         raise InputError(f"image inputs must have 3 channels, got {inputs.shape[1]} (shape {tuple(inputs.shape)})")
-    if n_mels is not None and inputs.shape[1] != n_mels:
-        raise InputError(f"audio inputs must have {n_mels} mel bins, got {inputs.shape[1]}")
+    if info.n_mels is not None and inputs.shape[1] != info.n_mels:
+        raise InputError(f"audio inputs must have {info.n_mels} mel bins, got {inputs.shape[1]}")
     if lengths is not None:
         _check_lengths(lengths, inputs.shape[0], inputs.shape[-1])
 

@@ -8,8 +8,9 @@ from typing import Any
 import timm
 from torch import Tensor
 
-from multimodal_s2s.encoders.base import Encoder, InputError
+from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality, SequenceOutput

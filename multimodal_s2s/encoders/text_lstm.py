@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from multimodal_s2s.encoders.base import Encoder, InputError
+from multimodal_s2s.encoders.base import Encoder
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.masks import lengths_to_mask
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, Modality, SequenceOutput

@@ -8,9 +8,10 @@ import torch
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor
 
-from multimodal_s2s.encoders.base import Encoder, InputError
+from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality, SequenceOutput
 

@@ -8,8 +8,12 @@ from torch import nn
 
 from multimodal_s2s.models.config import ModelConfig
 from multimodal_s2s.models.encoder_decoder import EncoderDecoder
-from multimodal_s2s.models.segmenter import Segmenter
+from multimodal_s2s.models.segmentation_model import SegmentationModel
 from multimodal_s2s.registry import check_pair, decoder_entry, encoder_entry
+
+# The built-in encoders and decoders register themselves on import (after the registry, before any lookup).
+import multimodal_s2s.decoders  # noqa: E402,F401  isort: skip
+import multimodal_s2s.encoders  # noqa: E402,F401  isort: skip
 
 
 def create_model(
@@ -20,7 +24,7 @@ def create_model(
     vocab_size: int | None = None,
     num_classes: int | None = None,
 ) -> nn.Module:
-    """Build an EncoderDecoder (text decoder, needs ``vocab_size``) or a Segmenter (dense
+    """Build an EncoderDecoder (text decoder, needs ``vocab_size``) or a SegmentationModel (dense
     decoder, needs ``num_classes``). Raises IncompatiblePairError, before building anything,
     when the encoder does not emit what the decoder requires."""
     config = ModelConfig(encoder, decoder, dict(encoder_args or {}), dict(decoder_args or {}), vocab_size, num_classes)
@@ -41,8 +45,8 @@ def build_model(config: ModelConfig) -> nn.Module:
         )
     enc = encoder_entry(config.encoder).factory(**config.encoder_args)
     dec = dec_entry.factory(enc.info, **{size_name: size}, **config.decoder_args)
-    model_cls = EncoderDecoder if dec_entry.output == "text" else Segmenter
+    model_cls = EncoderDecoder if dec_entry.output == "text" else SegmentationModel
     return model_cls(enc, dec, config)
 
 
-__all__ = ["ModelConfig", "EncoderDecoder", "Segmenter", "create_model", "build_model"]
+__all__ = ["ModelConfig", "EncoderDecoder", "SegmentationModel", "create_model", "build_model"]

@@ -25,7 +25,7 @@ class EncoderDecoder(nn.Module):
 
     def encode(self, inputs: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
         """inputs per the encoder's modality (see types.Modality), lengths (B,) -> SequenceOutput."""
-        check_inputs(self.encoder.info, inputs, lengths, getattr(self.encoder, "n_mels", None))
+        check_inputs(self.encoder.info, inputs, lengths)
         return self.encoder.encode_sequence(inputs, lengths)
 
     def step(

@@ -1,4 +1,4 @@
-"""Segmenter: any feature-map encoder with a dense decoder."""
+"""SegmentationModel: any feature-map encoder with a dense decoder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from multimodal_s2s.encoders.base import Encoder, check_inputs
 from multimodal_s2s.models.config import ModelConfig
 
 
-class Segmenter(nn.Module):
+class SegmentationModel(nn.Module):
     """Dense out: images (B, 3, H, W) -> class logits (B, num_classes, H, W)."""
 
     def __init__(self, encoder: Encoder, decoder: nn.Module, config: ModelConfig):
