@@ -3,7 +3,7 @@
 Parts (``--parts``, all by default), each written into one JSON report with the device and budgets:
 
 - ``fsdd``: ``mms2s fit --config tasks/asr/fsdd.yaml`` (train on recordings 10-49), then the best
-  checkpoint transcribes recordings 5-9 through ``SpeechRecognizer``: digit accuracy (the normalized
+  checkpoint transcribes recordings 5-9 through ``Transcriber``: digit accuracy (the normalized
   transcript is exactly the digit word) and WER.
 - ``librispeech``: ``tasks/asr/librispeech_mini.yaml`` (20 speakers) under a wall-clock budget
   (``--librispeech-minutes``), then WER and CER on the 4 held-back speakers.
@@ -34,14 +34,21 @@ import torch
 
 from multimodal_s2s.apps.training import max_time, suite_cli
 from multimodal_s2s.audio import SAMPLE_RATE, load_audio
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY
+from multimodal_s2s.checkpoint import (
+    MODEL_PREFIX,
+    AudioPreprocessing,
+    Checkpoint,
+    CheckpointHeader,
+    DecodingDefaults,
+    Task,
+    TrainingData,
+)
 from multimodal_s2s.data.asr import ASRDataModule, read_librispeech
 from multimodal_s2s.decoding import DecodingOptions
-from multimodal_s2s.inference import Seq2SeqPipeline
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.pipelines import Transcriber
 from multimodal_s2s.tokenizers import BPETokenizer
-from multimodal_s2s.transcription import SpeechRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -73,10 +80,11 @@ def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
 
 def evaluate(checkpoint: Path, utterances, beam_size: int | None = None) -> dict[str, float]:
     """WER / CER (percent) and exact-match accuracy of transcribing ``utterances`` with ``checkpoint``."""
-    recognizer = SpeechRecognizer.load(checkpoint, device="cpu")
+    transcriber = Transcriber.from_checkpoint(checkpoint, device="cpu")
+    transcripts = transcriber([utterance.audio_path for utterance in utterances], beam_size=beam_size)
     rates, exact = ErrorRates(), 0
-    for utterance in utterances:
-        text = recognizer.transcribe(load_audio(utterance.audio_path), beam_size).text
+    for utterance, transcript in zip(utterances, transcripts, strict=True):
+        text = transcript.text
         rates.update([text], [[utterance.text]])
         exact += normalize_transcript(text) == normalize_transcript(utterance.text)
     return {**rates.compute(), "exact_match": 100 * exact / len(utterances), "utterances": len(utterances)}
@@ -121,21 +129,21 @@ def rtf_recording(seconds: float) -> tuple[np.ndarray, str, list[str]]:
     return np.concatenate(parts), " ".join(texts), training
 
 
-def our_recognizer(training_texts: list[str]) -> SpeechRecognizer:
+def our_recognizer(training_texts: list[str]) -> Transcriber:
     """A random-weight model of the benchmark size with a BPE tokenizer, as a loaded checkpoint would be."""
     tokenizer = BPETokenizer.train(training_texts, vocab_size=RTF_BPE_VOCAB)
     config = ModelConfig(RTF_ENCODER[0], RTF_DECODER[0], RTF_ENCODER[1], RTF_DECODER[1], tokenizer.vocab_size)
     model = build_model(config)
-    meta = {
-        "task": "seq2seq", "model": config.to_dict(), "tokenizer": tokenizer.to_dict(), "source_tokenizer": None,
-        "preprocess": {"task": "asr", "max_seconds": 30.0, "median_seconds": 30.0, "tokens_per_second": 10.0},
-        "decoding": {"beam_size": 1},
-    }  # fmt: skip
-    state = {f"model.{key}": value for key, value in model.state_dict().items()}
-    return SpeechRecognizer(Seq2SeqPipeline({"state_dict": state, CHECKPOINT_KEY: meta}))
+    header = CheckpointHeader(
+        Task.ASR, config, TrainingData("librispeech-mini texts (random weights)"),
+        AudioPreprocessing(SAMPLE_RATE, max_seconds=30.0, median_seconds=30.0, tokens_per_second=10.0),
+        tokenizer=tokenizer, decoding=DecodingDefaults(beam_size=1),
+    )  # fmt: skip
+    state = {f"{MODEL_PREFIX}{key}": value for key, value in model.state_dict().items()}
+    return Transcriber(Checkpoint(Path("<random weights>"), header, state), device="cpu")
 
 
-def time_ours(recognizer: SpeechRecognizer, waveform: np.ndarray, total_tokens: int) -> tuple[float, int]:
+def time_ours(recognizer: Transcriber, waveform: np.ndarray, total_tokens: int) -> tuple[float, int]:
     """Seconds to transcribe ``waveform`` (windows, features, encoder, decoding), and the windows."""
     started = time.perf_counter()
     windows = recognizer.windows(waveform)

@@ -1,4 +1,5 @@
-"""Audio: constants, loading and resampling, the log-mel frontend and SpecAugment.
+"""Audio: constants, loading and resampling, the log-mel frontend, SpecAugment, and ``AudioFeatures``
+(waveforms to the normalized log-mel an audio encoder reads, the same in training and inference).
 
 Every audio number of the package lives here: 16 kHz mono waveforms, 80 mel bins,
 a 25 ms window (400 samples) and a 10 ms hop (160 samples), i.e. 100 frames per second,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -64,6 +66,26 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     mono = waveform.mean(axis=0)  # (S,)
     if file_rate != sample_rate:
         mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ")  # librosa's default resampler
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def as_waveform(item: str | Path | np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any recording a user may hold -> float32 mono (S,) at SAMPLE_RATE: a file path (``load_audio``), or
+    samples (S,) or (channels, S) as a numpy array or tensor at ``sample_rate`` Hz (averaged, resampled;
+    integer PCM scaled to -1..1).
+    Raises AudioLoadError (one line) for anything else or an empty recording."""
+    if isinstance(item, str | Path):
+        return load_audio(item)
+    if isinstance(item, Tensor):
+        item = item.detach().cpu().float().numpy()
+    if not isinstance(item, np.ndarray):
+        raise AudioLoadError(f"cannot read a {type(item).__name__} as audio (give a path, numpy array or tensor)")
+    if item.ndim not in (1, 2) or item.shape[-1] == 0 or not np.issubdtype(item.dtype, np.number):
+        raise AudioLoadError(f"audio samples must be a non-empty numeric (S,) or (channels, S) array, got {item.shape}")
+    scale = np.iinfo(item.dtype).max + 1 if np.issubdtype(item.dtype, np.integer) else 1  # int16 PCM -> -1..1
+    mono = (np.asarray(item, dtype=np.float32) / scale).reshape(-1, item.shape[-1]).mean(axis=0)  # (S,)
+    if sample_rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, sample_rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -179,3 +201,26 @@ class SpecAugment(nn.Module):
         for mask in [*self.freq_masks, *self.time_masks]:
             features = mask(features)
         return features
+
+
+class AudioFeatures(nn.Module):
+    """(B, S) waveforms + (B,) sample lengths -> (B, n_mels, frames) normalized log-mel + (B,) frame lengths.
+
+    The STFT and log run in float32 outside any autocast, so that training (bf16 included),
+    validation and transcription see the same features; SpecAugment applies in training mode only.
+
+    Args:
+        n_mels: mel bins (the encoder's ``info.n_mels``).
+        spec_augment: keyword arguments of ``SpecAugment`` (None: its defaults).
+            ``{"num_freq_masks": 0, "num_time_masks": 0}`` turns it off.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, spec_augment: dict[str, Any] | None = None):
+        super().__init__()
+        self.frontend = LogMelFrontend(n_mels)
+        self.spec_augment = SpecAugment(**(spec_augment or {}))
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        with torch.autocast(waveforms.device.type, enabled=False):
+            features, frame_lengths = self.frontend(waveforms.float(), lengths)
+        return self.spec_augment(features), frame_lengths

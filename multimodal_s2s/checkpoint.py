@@ -1,55 +1,323 @@
-"""Self-contained checkpoints: the model config, tokenizers and preprocessing travel inside.
+"""Self-contained checkpoints: a typed header travels beside the weights, written and read here only.
 
-A Lightning checkpoint of this suite carries ``checkpoint["mms2s"]`` (plain JSON-like data:
-task, model config, tokenizer dicts, preprocessing) next to ``state_dict``. Loading uses
-``torch.load(..., weights_only=True)``: nothing in a checkpoint is ever unpickled.
+A checkpoint of this suite is a Lightning checkpoint (a dict) with ``state_dict`` and, under
+``checkpoint["mms2s"]``, the plain-data form of a ``CheckpointHeader``: the task, the model config,
+the tokenizers, the preprocessing, the decoding defaults or the label set, a description of the
+training data and its validation metrics, and a format version. Together with the weights it rebuilds
+the model and everything around it, as whisper's ``ModelDimensions`` do, so that evaluation, resuming
+and inference never rebuild a vocabulary or a preprocessing from data.
+
+Reading is ``torch.load(..., weights_only=True)`` only: nothing in a checkpoint is ever unpickled.
+Headers written before format 1 (the task "seq2seq" plus ``preprocess["task"]``, labels at the top
+level) are upgraded on reading; a header of a newer format is refused in one line.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import pickle
 import zipfile
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from multimodal_s2s.encoders.weights import CHECKPOINT_KEY, MODEL_PREFIX
 from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.tokenizers import Tokenizer, tokenizer_from_dict
 
-CHECKPOINT_KEY = "mms2s"
-MODEL_PREFIX = "model."
+FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, not this suite's, or from another task."""
+    """A checkpoint that is missing, unreadable, not this suite's, or of another task (one line)."""
 
 
-def read_checkpoint(path: str | Path, task: str) -> dict[str, Any]:
-    """Load a checkpoint of ``task`` ("seq2seq" or "segmentation") safely; one-line errors name the file."""
+class Task(str, Enum):
+    """The four user-level tasks; each has its pipeline (``multimodal_s2s.pipelines``)."""
+
+    CAPTIONING = "captioning"
+    ASR = "asr"
+    SEGMENTATION = "segmentation"
+    TRANSLATION = "translation"
+
+    @property
+    def text_out(self) -> bool:
+        return self != Task.SEGMENTATION
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How an image is prepared for the network: resized to ``image_size`` (H, W), then normalized."""
+
+    image_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class AudioPreprocessing:
+    """What transcription needs besides the tokenizer.
+
+    Attributes:
+        sample_rate: Hz of the waveforms the features are computed from.
+        max_seconds: the longest training utterance (transcription windows are at most this long).
+        median_seconds: the median one (pause-separated speech is joined up to this).
+        tokens_per_second: the most target tokens per second of audio in training (bounds decoding).
+    """
+
+    sample_rate: int
+    max_seconds: float
+    median_seconds: float
+    tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class DecodingDefaults:
+    """The decoding options used in validation: the pipelines' defaults."""
+
+    beam_size: int = 1
+    max_length: int = 64
+    length_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A segmentation model's classes: names, one RGB colour each, the mask value that is no class,
+    and the loss weights used in training (None: unweighted)."""
+
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int
+    class_weights: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What the model was trained on, for model cards: a short name (e.g. "shapes", "camvid"), where
+    it was read from (None for embedded data) and how many training examples there were."""
+
+    name: str
+    root: str | None = None
+    examples: int | None = None
+
+
+_SECTIONS = {"preprocessing", "decoding", "labels", "data"}
+
+
+@dataclass
+class CheckpointHeader:
+    """Everything besides the weights that turns a checkpoint into a working model.
+
+    Which fields a task needs: text-out tasks a ``tokenizer`` and ``decoding``; translation also a
+    ``source_tokenizer``; captioning and segmentation ``ImagePreprocessing``; ASR
+    ``AudioPreprocessing``; segmentation ``labels``. ``ctc_weight`` > 0: the model has a CTC head
+    (ASR). ``metrics``: the validation metrics when the checkpoint was written (e.g. "val/bleu4").
+    """
+
+    task: Task
+    model: ModelConfig
+    data: TrainingData
+    preprocessing: ImagePreprocessing | AudioPreprocessing | None = None
+    tokenizer: Tokenizer | None = None
+    source_tokenizer: Tokenizer | None = None
+    decoding: DecodingDefaults | None = None
+    labels: LabelSet | None = None
+    ctc_weight: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.task = Task(self.task)
+        missing = [name for name in _required_fields(self.task) if getattr(self, name) is None]
+        if missing:
+            raise CheckpointError(f"a {self.task.value} header needs {', '.join(missing)}")
+        wanted = AudioPreprocessing if self.task == Task.ASR else ImagePreprocessing
+        if self.task != Task.TRANSLATION and not isinstance(self.preprocessing, wanted):
+            raise CheckpointError(f"a {self.task.value} header needs {wanted.__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (str, numbers, lists, dicts): what ``torch.load(weights_only=True)`` reads back."""
+        return {
+            "format_version": self.format_version,
+            "task": self.task.value,
+            "model": self.model.to_dict(),
+            "data": asdict(self.data),
+            "preprocessing": None if self.preprocessing is None else asdict(self.preprocessing),
+            "tokenizer": None if self.tokenizer is None else self.tokenizer.to_dict(),
+            "source_tokenizer": None if self.source_tokenizer is None else self.source_tokenizer.to_dict(),
+            "decoding": None if self.decoding is None else asdict(self.decoding),
+            "labels": None if self.labels is None else asdict(self.labels),
+            "ctc_weight": self.ctc_weight,
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointHeader:
+        """The inverse of ``to_dict``; older formats are upgraded. CheckpointError when it does not fit."""
+        version = data.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"header format {version!r} is newer than this version of multimodal_s2s reads ({FORMAT_VERSION})"
+            )
+        if version == 0:
+            data = _upgrade_from_v0(data)
+        try:
+            return _header_from_current(data)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"malformed header ({type(error).__name__}: {reason})") from None
+
+
+def _required_fields(task: Task) -> tuple[str, ...]:
+    return {
+        Task.CAPTIONING: ("tokenizer", "decoding", "preprocessing"),
+        Task.ASR: ("tokenizer", "decoding", "preprocessing"),
+        Task.TRANSLATION: ("tokenizer", "source_tokenizer", "decoding"),
+        Task.SEGMENTATION: ("labels", "preprocessing"),
+    }[task]
+
+
+def _header_from_current(data: dict[str, Any]) -> CheckpointHeader:
+    task = Task(data["task"])
+    preprocessing = data.get("preprocessing")
+    if preprocessing is not None:
+        kind = AudioPreprocessing if task == Task.ASR else ImagePreprocessing
+        preprocessing = kind(**_tuples(preprocessing))
+    labels = data.get("labels")
+    if labels is not None:
+        labels = _tuples(labels)
+        labels["palette"] = tuple(tuple(colour) for colour in labels["palette"])
+        labels = LabelSet(**labels)
+    return CheckpointHeader(
+        task=task,
+        model=ModelConfig.from_dict(data["model"]),
+        data=TrainingData(**data["data"]),
+        preprocessing=preprocessing,
+        tokenizer=_tokenizer(data.get("tokenizer")),
+        source_tokenizer=_tokenizer(data.get("source_tokenizer")),
+        decoding=None if data.get("decoding") is None else DecodingDefaults(**data["decoding"]),
+        labels=labels,
+        ctc_weight=float(data.get("ctc_weight", 0.0)),
+        metrics={str(key): float(value) for key, value in (data.get("metrics") or {}).items()},
+        format_version=FORMAT_VERSION,
+    )
+
+
+def _tokenizer(data: dict[str, Any] | None) -> Tokenizer | None:
+    return None if data is None else tokenizer_from_dict(data)
+
+
+def _tuples(section: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples of the frozen dataclasses."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in section.items()}
+
+
+def _upgrade_from_v0(old: dict[str, Any]) -> dict[str, Any]:
+    """A header of the first layout (no format version) in the current one."""
+    preprocess = dict(old.get("preprocess") or {})
+    task = preprocess.pop("task", None) or old["task"]
+    if task == "seq2seq":  # the first captioning checkpoints did not name their task
+        task = Task.CAPTIONING.value
+    name = preprocess.pop("format", "not recorded")
+    for key in ("tokenizer", "source_lang", "target_lang"):
+        preprocess.pop(key, None)
+    labels = None
+    if task == Task.SEGMENTATION.value:
+        keys = ("class_names", "palette", "ignore_index", "class_weights")
+        labels = {key: old.get(key) for key in keys}
+    return {
+        "task": task,
+        "model": old["model"],
+        "data": {"name": name},
+        "preprocessing": preprocess or None,
+        "tokenizer": old.get("tokenizer"),
+        "source_tokenizer": old.get("source_tokenizer"),
+        "decoding": old.get("decoding"),
+        "labels": labels,
+        "ctc_weight": (old.get("ctc") or {}).get("weight", 0.0),
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read safely: its header and its weights (``state_dict`` keys as Lightning saves them)."""
+
+    path: Path
+    header: CheckpointHeader
+    state_dict: dict[str, Tensor]
+
+    def weights(self, prefix: str) -> dict[str, Tensor]:
+        """The entries under ``prefix`` (e.g. "model.encoder."), with the prefix removed."""
+        return {key.removeprefix(prefix): value for key, value in self.state_dict.items() if key.startswith(prefix)}
+
+    def build_model(self) -> nn.Module:
+        """The model rebuilt from the header's config with the checkpoint's weights, in eval mode."""
+        try:
+            model = build_model(self.header.model.without_weights_files())
+            model.load_state_dict(self.weights(MODEL_PREFIX))
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # unknown names, shapes that differ
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"{self.path}: cannot rebuild the model from this checkpoint ({reason})") from None
+        return model.eval()
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a local file with weights only; one-line CheckpointError when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
-    meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if meta is None or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not a multimodal_s2s checkpoint (no '{CHECKPOINT_KEY}' section)")
-    if meta.get("task") != task:
-        raise CheckpointError(f"{path}: a {meta.get('task')!r} checkpoint, but this command needs a {task!r} one")
-    return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    """Rebuild the model from the config stored in ``checkpoint`` and load its weights (eval mode)."""
-    model = build_model(ModelConfig.from_dict(checkpoint[CHECKPOINT_KEY]["model"]))
-    weights = {
-        key.removeprefix(MODEL_PREFIX): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(MODEL_PREFIX)
-    }
-    model.load_state_dict(weights)
-    return model.eval()
+def header_of(raw: Any, path: str | Path) -> CheckpointHeader:
+    """The header of a loaded checkpoint dict; CheckpointError naming ``path`` when there is none."""
+    meta = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
+    if not isinstance(meta, dict) or not isinstance(raw.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a multimodal_s2s checkpoint (no '{CHECKPOINT_KEY}' header)")
+    try:
+        return CheckpointHeader.from_dict(meta)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+
+
+def read_checkpoint(path: str | Path, task: Task | None = None) -> Checkpoint:
+    """Read a checkpoint safely; ``task``: refuse one of another task. One-line errors name the file."""
+    raw = load_checkpoint_file(path)
+    header = header_of(raw, path)
+    if task is not None and header.task != task:
+        needed = Task(task).value
+        raise CheckpointError(f"{path}: the checkpoint's task is {header.task.value}, but this needs {needed}")
+    return Checkpoint(Path(path), header, raw["state_dict"])
+
+
+def same_model(first: CheckpointHeader, second: CheckpointHeader) -> bool:
+    """Whether two headers describe the same model around the same vocabularies, labels and inputs
+    (metrics and the training-data description may differ)."""
+    ignored = ("metrics", "data")
+    one, other = first.to_dict(), second.to_dict()
+    return all(one[key] == other[key] for key in one if key not in ignored)
+
+
+def header_for_trainer(trainer: Any) -> CheckpointHeader | None:
+    """The header of the local checkpoint a Lightning run starts from (``trainer.ckpt_path``), or None
+    when there is none. Read once per file version (weights only)."""
+    path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    if path is None or not Path(path).is_file():
+        return None
+    return _cached_header(os.path.abspath(path), os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_header(path: str, modified: float) -> CheckpointHeader:
+    return header_of(load_checkpoint_file(path), path)

@@ -14,6 +14,7 @@ from asr_fixtures import tone_utterance, write_tone_manifest
 from conftest import shared_data
 
 from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.checkpoint import Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.data.asr import (
     ASRDataModule,
@@ -165,7 +166,7 @@ def test_batches_are_padded_waveforms_with_token_targets(tmp_path):
     assert batch["inputs"].shape == (3, int(batch["lengths"].max()))
     assert (batch["tokens"][:, 0] == BOS_ID).all() and (batch["tokens"] == EOS_ID).sum() == 3
     assert data.tokenizer.decode(batch["tokens"][0].tolist()) == batch["references"][0][0]
-    assert data.preprocess["task"] == "asr" and data.preprocess["sample_rate"] == SAMPLE_RATE
+    assert data.task == Task.ASR and data.preprocessing.sample_rate == SAMPLE_RATE
 
 
 def test_training_batches_are_bucketed_by_duration(tmp_path):

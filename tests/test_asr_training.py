@@ -7,11 +7,11 @@ import pytest
 import torch
 from asr_fixtures import tiny_asr_run
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, model_from_checkpoint, read_checkpoint
+from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
-from multimodal_s2s.lit.speech import CTCHead, ctc_head_from_checkpoint
 from multimodal_s2s.metrics.text import ErrorRates
-from multimodal_s2s.transcription import SpeechRecognizer
+from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, CTCHead, ctc_head_from_weights
+from multimodal_s2s.pipelines import Transcriber
 from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
 
 TRAIN_STEPS = 40
@@ -40,17 +40,18 @@ def test_validation_logs_wer_and_cer(trained):
     batch = next(iter(data.val_dataloader()))
     module.eval()
     expected = ErrorRates()
-    expected.update(module.generate(batch["inputs"], batch["lengths"]), batch["references"])
+    expected.update([text for text, _ in module.generate(batch["inputs"], batch["lengths"])], batch["references"])
     assert logged["val/wer"] == pytest.approx(expected.compute()["wer"], abs=1e-3)
     assert logged["val/cer"] == pytest.approx(expected.compute()["cer"], abs=1e-3)
 
 
 def test_checkpoint_round_trip(trained):
     module, data, _, path = trained
-    checkpoint = read_checkpoint(path, "seq2seq")
-    meta = checkpoint[CHECKPOINT_KEY]
-    assert meta["preprocess"]["task"] == "asr" and meta["ctc"] == {"weight": 0.3, "blank": PAD_ID}
-    model, head = model_from_checkpoint(checkpoint), ctc_head_from_checkpoint(checkpoint)
+    checkpoint = read_checkpoint(path, Task.ASR)
+    header = checkpoint.header
+    assert header.ctc_weight == 0.3 and header.preprocessing.sample_rate == 16000
+    assert 0 < header.preprocessing.median_seconds <= header.preprocessing.max_seconds
+    model, head = checkpoint.build_model(), ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX))
     module.eval()
     waveforms = torch.stack([data.datasets["val"][0]["inputs"], data.datasets["val"][0]["inputs"]])
     features, lengths = module.audio_features(waveforms, torch.tensor([waveforms.shape[1]] * 2))
@@ -63,21 +64,21 @@ def test_checkpoint_round_trip(trained):
 
 def test_transcription_matches_validation_decoding(trained):
     module, data, _, path = trained
-    recognizer = SpeechRecognizer.load(path, device="cpu")
+    transcriber = Transcriber.from_checkpoint(path, device="cpu")
     waveforms = [data.datasets["val"][i]["inputs"] for i in range(2)]
     module.eval()
-    module.decoding = recognizer.options(beam_size=2, window_seconds=max(len(w) for w in waveforms) / 16000)
+    module.decoding = transcriber.window_options(beam_size=2, window_seconds=max(len(w) for w in waveforms) / 16000)
     inputs = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True)  # (2, S)
-    expected = module.generate(inputs, torch.tensor([len(w) for w in waveforms]))
-    assert recognizer.recognize([w.numpy() for w in waveforms], beam_size=2, ctc_weight=0.0) == expected
+    expected = [text for text, _ in module.generate(inputs, torch.tensor([len(w) for w in waveforms]))]
+    assert transcriber.recognize([w.numpy() for w in waveforms], beam_size=2, ctc_weight=0.0) == expected
 
 
 def test_no_ctc_head_when_weight_is_zero(tmp_path):
     trainer, module, _ = tiny_asr_run(tmp_path, steps=1, ctc_weight=0.0)
     assert module.ctc_head is None
     trainer.save_checkpoint(tmp_path / "plain.ckpt")
-    checkpoint = read_checkpoint(tmp_path / "plain.ckpt", "seq2seq")
-    assert ctc_head_from_checkpoint(checkpoint) is None and checkpoint[CHECKPOINT_KEY]["ctc"] is None
+    checkpoint = read_checkpoint(tmp_path / "plain.ckpt", Task.ASR)
+    assert ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX)) is None and checkpoint.header.ctc_weight == 0
 
 
 def test_ctc_weight_out_of_range():

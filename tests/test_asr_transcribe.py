@@ -9,13 +9,15 @@ import re
 import numpy as np
 import pytest
 import soundfile
-import torch
 from asr_fixtures import tiny_asr_run, tone_utterance
+from checkpoint_helpers import text_header, write_checkpoint
 
 from multimodal_s2s.apps.cli import main
+from multimodal_s2s.apps.transcribe import render, srt_timestamp
 from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY
-from multimodal_s2s.transcription import Segment, Transcript, render, speech_windows, srt_timestamp
+from multimodal_s2s.checkpoint import Task, read_checkpoint
+from multimodal_s2s.pipelines import Segment, Transcript
+from multimodal_s2s.speech_windows import speech_windows
 
 LONG_FILE_SECONDS = 180
 SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n(.+)\n")
@@ -92,10 +94,9 @@ def test_srt_and_json_rendering():
 def test_three_minute_file_in_windows_with_monotonic_timestamps(checkpoint, long_recording, tmp_path, capsys):
     assert main(["transcribe", str(long_recording), "--checkpoint", str(checkpoint), "--format", "json",
                  "--output-dir", str(tmp_path), "--batch-size", "16"]) == 0  # fmt: skip
-    record = json.loads((tmp_path / "long.flac.json").read_text())
+    record = json.loads((tmp_path / "long.json").read_text())
     segments = record["segments"]
-    preprocess = torch.load(checkpoint, weights_only=True)[CHECKPOINT_KEY]["preprocess"]
-    limit = min(MAX_WINDOW_SECONDS, preprocess["max_seconds"])
+    limit = min(MAX_WINDOW_SECONDS, read_checkpoint(checkpoint).header.preprocessing.max_seconds)
     assert record["duration"] == pytest.approx(LONG_FILE_SECONDS) and len(segments) > 100
     assert all(0 < s["end"] - s["start"] <= limit + 1e-3 for s in segments)
     assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:], strict=False))
@@ -104,12 +105,13 @@ def test_three_minute_file_in_windows_with_monotonic_timestamps(checkpoint, long
     assert "real-time factor" in captured.err and captured.out.startswith(f"{long_recording}\t")
 
 
-def test_srt_output_is_valid(checkpoint, tmp_path):
+def test_srt_output_is_valid(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output folder is the current one
     audio = tmp_path / "clip.wav"
     clips = [tone_utterance(["up", "left"]), np.zeros(SAMPLE_RATE, dtype=np.float32), tone_utterance(["down"])]
     soundfile.write(audio, np.concatenate(clips), SAMPLE_RATE)
     assert main(["transcribe", str(audio), "--checkpoint", str(checkpoint), "--format", "srt", "--beam-size", "2"]) == 0
-    srt = (tmp_path / "clip.wav.srt").read_text()
+    srt = (tmp_path / "clip.srt").read_text()
     cues = SRT_CUE.findall(srt)
     assert srt == "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, a, b, text in cues)  # nothing else in the file
     assert [int(n) for n, *_ in cues] == list(range(1, len(cues) + 1))
@@ -122,28 +124,31 @@ def test_bad_files_are_skipped_with_one_line_each(checkpoint, tmp_path, capsys):
     soundfile.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     garbage.write_text("not audio")
     code = main(["transcribe", str(empty), str(garbage), str(good), str(tmp_path / "missing.wav"),
-                 "--checkpoint", str(checkpoint)])  # fmt: skip
+                 "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path / "out")])  # fmt: skip
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 3
     assert all(name in line for name, line in zip(["missing.wav", "empty.wav", "garbage.mp3"], errors, strict=True))
-    assert (tmp_path / "good.wav.txt").is_file() and garbage.read_text() == "not audio"
+    assert (tmp_path / "out" / "good.txt").is_file() and garbage.read_text() == "not audio"
 
 
-def test_outputs_never_overwrite_inputs(checkpoint, tmp_path, capsys):
-    audio, clash = tmp_path / "a.wav", tmp_path / "a.wav.txt"
+def test_outputs_never_overwrite_inputs_nor_existing_files(checkpoint, tmp_path, capsys):
+    audio, clash = tmp_path / "a.wav", tmp_path / "a.txt"
     soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
-    clash.write_text("keep me")
-    assert main(["transcribe", str(audio), str(clash), "--checkpoint", str(checkpoint)]) == 1
-    assert clash.read_text() == "keep me"
-    assert "is an input" in capsys.readouterr().err
+    clash.write_text("keep me")  # an input named like a.wav's output
+    args = ["transcribe", str(audio), "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path)]
+    assert main([*args[:2], str(clash), *args[2:]]) == 1
+    assert clash.read_text() == "keep me" and "is an input of this run" in capsys.readouterr().err
+    assert main(args) == 1  # a.txt exists: kept unless --overwrite
+    assert clash.read_text() == "keep me" and "a.txt exists (use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert clash.read_text() != "keep me" and f"overwriting {clash}" in capsys.readouterr().err
+    assert list(tmp_path.glob(".*partial")) == []
 
 
-def test_other_task_checkpoint_is_refused(checkpoint, tmp_path, capsys):
-    contents = torch.load(checkpoint, weights_only=True)
-    contents[CHECKPOINT_KEY]["preprocess"]["task"] = "captioning"
-    torch.save(contents, tmp_path / "caption.ckpt")
+def test_other_task_checkpoint_is_refused(tmp_path, capsys):
+    other = write_checkpoint(tmp_path / "caption.ckpt", text_header(Task.CAPTIONING))
     audio = tmp_path / "a.wav"
     soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
-    assert main(["transcribe", str(audio), "--checkpoint", str(tmp_path / "caption.ckpt")]) == 2
+    assert main(["transcribe", str(audio), "--checkpoint", str(other)]) == 2
     error = capsys.readouterr().err.strip()
-    assert "captioning checkpoint, not a speech-recognition one" in error and "\n" not in error
+    assert "caption.ckpt: the checkpoint's task is captioning, but this needs asr" in error and "\n" not in error

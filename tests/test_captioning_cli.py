@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from captioning_fixtures import save_tiny_checkpoint, write_image
+from checkpoint_helpers import segmentation_header, write_checkpoint
 from PIL import Image
 
 from multimodal_s2s.apps.cli import main
@@ -92,17 +93,20 @@ def test_missing_or_foreign_checkpoint_is_one_line(checkpoint, tmp_path, capsys)
     image = write_image(tmp_path / "x.png")
     code, out, err = _caption(capsys, image, "--checkpoint", tmp_path / "none.ckpt")
     assert code == 2 and out == [] and err == [f"error: {tmp_path / 'none.ckpt'}: checkpoint not found"]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state[CHECKPOINT_KEY] = {**state[CHECKPOINT_KEY], "task": "segmentation"}
-    torch.save(state, tmp_path / "seg.ckpt")
+    write_checkpoint(tmp_path / "seg.ckpt", segmentation_header())
     code, _, err = _caption(capsys, image, "--checkpoint", tmp_path / "seg.ckpt")
-    assert code == 2 and len(err) == 1 and "seg.ckpt: a 'segmentation' checkpoint" in err[0]
+    assert code == 2 and len(err) == 1 and "seg.ckpt: the checkpoint's task is segmentation" in err[0]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state[CHECKPOINT_KEY]["format_version"] = 99
+    torch.save(state, tmp_path / "future.ckpt")
+    code, _, err = _caption(capsys, image, "--checkpoint", tmp_path / "future.ckpt")
+    assert code == 2 and len(err) == 1 and "future.ckpt: header format 99 is newer" in err[0]
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     code, _, err = _caption(capsys, image, "--checkpoint", tmp_path / "junk.ckpt")
     assert code == 2 and len(err) == 1 and "junk.ckpt: not a readable checkpoint" in err[0]
 
 
-def test_translation_checkpoint_is_refused_by_name(checkpoint, tmp_path, capsys):
+def test_a_first_layout_translation_checkpoint_is_upgraded_then_refused_by_task(checkpoint, tmp_path, capsys):
     from multimodal_s2s import create_model
     from multimodal_s2s.tokenizers import CharTokenizer
 
@@ -122,7 +126,7 @@ def test_translation_checkpoint_is_refused_by_name(checkpoint, tmp_path, capsys)
     torch.save({"state_dict": state, CHECKPOINT_KEY: meta}, tmp_path / "mt.ckpt")
     code, out, err = _caption(capsys, write_image(tmp_path / "x.png"), "--checkpoint", tmp_path / "mt.ckpt")
     assert code == 2 and out == [] and len(err) == 1
-    assert "mt.ckpt: a translation checkpoint" in err[0] and "reads image" in err[0]
+    assert "mt.ckpt: the checkpoint's task is translation, but this needs captioning" in err[0]
 
 
 def test_quickstart_captions_generated_scenes_with_a_given_checkpoint(checkpoint, tmp_path, monkeypatch, capsys):

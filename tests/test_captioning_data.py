@@ -160,10 +160,10 @@ def test_targets_are_cut_and_padded():
     collate = TextTargetCollator(tokenizer, input_pad_value=0.0)
     batch = collate(
         [
-            {"inputs": torch.ones(2, 3), "target": "one", "references": ["one"]},
-            {"inputs": torch.ones(2, 5), "target": "two three", "references": ["two three", "three"]},
+            {"inputs": torch.ones(2, 3), "target": "one", "references": ["one"], "id": "a"},
+            {"inputs": torch.ones(2, 5), "target": "two three", "references": ["two three", "three"], "id": "b"},
         ]
     )
-    assert batch["inputs"].shape == (2, 2, 5) and batch["lengths"].tolist() == [3, 5]
+    assert batch["inputs"].shape == (2, 2, 5) and batch["lengths"].tolist() == [3, 5] and batch["ids"] == ["a", "b"]
     assert batch["inputs"][0, :, 3:].abs().sum() == 0
     assert batch["tokens"].shape == (2, 4)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from captioning_fixtures import TINY_GRID, tiny_captioning_run
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointError
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY, FORMAT_VERSION, CheckpointError, Task, read_checkpoint
 from multimodal_s2s.data.shapes import ShapeScenes
-from multimodal_s2s.inference import ImageCaptioner, load_seq2seq
-from multimodal_s2s.types import Modality
+from multimodal_s2s.lit.seq2seq import Seq2SeqModule
+from multimodal_s2s.pipelines import Captioner, Translator
 
 TRAIN_STEPS = 40
 
@@ -43,51 +43,46 @@ def test_validation_logs_bleu_and_cider(trained):
 
 def test_checkpoint_is_self_contained(trained):
     *_, path = trained
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    meta = checkpoint[CHECKPOINT_KEY]
-    assert meta["task"] == "seq2seq" and meta["preprocess"]["task"] == "captioning"
-    assert meta["model"]["encoder"] == "cnn" and meta["tokenizer"]["type"] == "word"
-    assert meta["preprocess"]["image_size"] == [32, 32]
+    header = read_checkpoint(path).header
+    assert header.task == Task.CAPTIONING and header.format_version == FORMAT_VERSION
+    assert header.model.encoder == "cnn" and header.tokenizer.to_dict()["type"] == "word"
+    assert header.preprocessing.image_size == (32, 32) and header.decoding.beam_size == 2
+    assert header.data.name == "shapes" and "val/bleu4" in header.metrics
 
 
 def test_checkpoint_round_trip_gives_identical_captions(trained):
     _, module, data, _, path = trained
     scenes = ShapeScenes(seed=42, image_size=32)
     images = [scenes[i].image for i in range(4)]
-    captioner = ImageCaptioner.load(path, device="cpu")
+    captioner = Captioner.from_checkpoint(path, device="cpu")
     inputs = torch.stack([captioner.prepare(image) for image in images])
     module.eval()
-    expected = module.generate(inputs, None)
-    loaded = captioner.caption(images, captioner.pipeline.options())
-    assert [g.text for g in loaded] == expected
+    expected = [text for text, _ in module.generate(inputs, None)]
+    assert [caption.text for caption in captioner(images)] == expected
     assert captioner.attention_grid == TINY_GRID
-    assert captioner.pipeline.tokenizer == data.tokenizer
+    assert captioner.header.tokenizer == data.tokenizer
+    reloaded = Seq2SeqModule.load_from_checkpoint(path).eval()
+    assert [text for text, _ in reloaded.generate(inputs, None)] == expected
 
 
 def test_loading_refuses_another_task_and_missing_files(trained, tmp_path):
     *_, path = trained
     with pytest.raises(CheckpointError, match=r"missing\.ckpt: checkpoint not found"):
-        load_seq2seq(tmp_path / "missing.ckpt")
-    with pytest.raises(CheckpointError, match="needs one whose model reads text"):
-        load_seq2seq(path, Modality.TEXT)
-    segmentation = torch.load(path, map_location="cpu", weights_only=True)
-    segmentation[CHECKPOINT_KEY] = {**segmentation[CHECKPOINT_KEY], "task": "segmentation"}
-    torch.save(segmentation, tmp_path / "seg.ckpt")
-    with pytest.raises(CheckpointError, match=r"seg\.ckpt: a 'segmentation' checkpoint"):
-        ImageCaptioner.load(tmp_path / "seg.ckpt")
-    renamed = torch.load(path, map_location="cpu", weights_only=True)
-    renamed[CHECKPOINT_KEY]["model"]["encoder"] = "no_such_encoder"
-    torch.save(renamed, tmp_path / "renamed.ckpt")
+        Captioner.from_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match="task is captioning, but this needs translation"):
+        Translator.from_checkpoint(path)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw[CHECKPOINT_KEY]["model"]["encoder"] = "no_such_encoder"
+    torch.save(raw, tmp_path / "renamed.ckpt")
     with pytest.raises(CheckpointError, match=r"renamed\.ckpt: cannot rebuild the model .*no_such_encoder"):
-        ImageCaptioner.load(tmp_path / "renamed.ckpt")
+        Captioner.from_checkpoint(tmp_path / "renamed.ckpt")
 
 
 def test_show_attend_tell_baseline_gives_attention_over_the_grid(tmp_path):
     trainer, _, _ = tiny_captioning_run(2, decoder="rnn_attention")
     trainer.save_checkpoint(tmp_path / "sat.ckpt")
-    captioner = ImageCaptioner.load(tmp_path / "sat.ckpt")
+    captioner = Captioner.from_checkpoint(tmp_path / "sat.ckpt")
     image = ShapeScenes(seed=7, image_size=32)[0].image
-    generation = captioner.caption([image], captioner.pipeline.options(return_attention=True))[0]
-    maps = captioner.attention_maps(generation)
-    assert maps.shape == (len(generation.tokens), *TINY_GRID)
-    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(len(generation.tokens)), atol=1e-4)
+    caption = captioner([image], return_attention=True)[0]
+    assert caption.attention.shape == (len(caption.tokens), *TINY_GRID)
+    assert torch.allclose(caption.attention.sum(dim=(1, 2)), torch.ones(len(caption.tokens)), atol=1e-4)

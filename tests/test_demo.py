@@ -13,7 +13,7 @@ import pytest
 from captioning_fixtures import save_tiny_checkpoint, write_image
 
 from multimodal_s2s.apps.demo import CaptionDemo, make_server
-from multimodal_s2s.inference import ImageCaptioner
+from multimodal_s2s.pipelines import Captioner
 
 BEAM = 2
 MAX_UPLOAD_BYTES = 50_000
@@ -27,8 +27,8 @@ def server(tmp_path_factory):
     """A demo server on a free localhost port, in a background thread; yields its base URL."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     save_tiny_checkpoint(path)
-    captioner = ImageCaptioner.load(path, device="cpu")
-    demo = CaptionDemo(captioner, captioner.pipeline.options(BEAM, BEAM), MAX_UPLOAD_BYTES)
+    captioner = Captioner.from_checkpoint(path, device="cpu")
+    demo = CaptionDemo(captioner, {"beam_size": BEAM, "n_best": BEAM}, MAX_UPLOAD_BYTES)
     httpd = make_server(demo, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

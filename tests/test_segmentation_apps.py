@@ -8,30 +8,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from checkpoint_helpers import segmentation_header, text_header, write_checkpoint
 from PIL import Image
 
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, model_from_checkpoint, read_checkpoint
+from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.data.segmentation import voc_palette
 from multimodal_s2s.lit.segmentation import SegmentationModule
 
 NUM_CLASSES = 3
-IMAGE_SIZE = [32, 48]
 
 
-def _meta(task: str = "segmentation") -> dict:
-    model = {"encoder": "segnet_basic", "decoder": "segnet", "encoder_args": {"channels": 4, "kernel_size": 3},
-             "decoder_args": {}, "vocab_size": None, "num_classes": NUM_CLASSES}  # fmt: skip
-    return {"task": task, "model": model, "class_names": ["bg", "cat", "dog"], "palette": voc_palette(NUM_CLASSES),
-            "ignore_index": 255, "preprocess": {"image_size": IMAGE_SIZE, "mean": [0.5] * 3, "std": [0.25] * 3},
-            "class_weights": None}  # fmt: skip
-
-
-def _write_checkpoint(path, task: str = "segmentation"):
+def _write_checkpoint(path):
     module = SegmentationModule(encoder="segnet_basic")
-    module._build(_meta())
-    torch.save({"state_dict": module.state_dict(), CHECKPOINT_KEY: _meta(task)}, path)
-    return path
+    module.use_header(segmentation_header())
+    return write_checkpoint(path, segmentation_header(), module.state_dict())
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +40,7 @@ def test_segment_writes_a_palette_label_png_and_an_overlay(checkpoint, tmp_path,
     photo = _photo(tmp_path / "street.jpg")
     grey = _photo(tmp_path / "grey.png", size=(20, 50), mode="L")
     out = tmp_path / "out"
-    assert main(["segment", str(photo), str(grey), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    assert main(["segment", str(photo), str(grey), "--checkpoint", str(checkpoint), "--output-dir", str(out)]) == 0
     labels = Image.open(out / "street_labels.png")
     assert labels.mode == "P" and labels.size == (40, 30)
     assert set(np.unique(np.asarray(labels))) <= set(range(NUM_CLASSES))
@@ -68,22 +59,24 @@ def test_segment_skips_bad_files_and_never_overwrites_inputs(checkpoint, tmp_pat
     source = _photo(tmp_path / "a.png")
     before = victim.read_bytes()
     names = [str(good), str(corrupt), str(tmp_path / "missing.png"), str(victim), str(source)]
-    code = main(["segment", *names, "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
+    code = main(["segment", *names, "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err
     assert f"{corrupt}: not an image file" in err and f"{tmp_path / 'missing.png'}: file not found" in err
-    assert "would overwrite an input file" in err
+    assert f"{source}: not written, its output {victim} is an input of this run" in err
     assert victim.read_bytes() == before  # untouched
     assert (tmp_path / "good_labels.png").is_file() and (tmp_path / "good_overlay.png").is_file()
 
 
 def test_segment_refuses_a_checkpoint_of_another_task(tmp_path, capsys):
-    other = _write_checkpoint(tmp_path / "captions.ckpt", task="seq2seq")
-    code = main(["segment", str(_photo(tmp_path / "x.png")), "--checkpoint", str(other), "--out", str(tmp_path / "o")])
+    other = write_checkpoint(tmp_path / "captions.ckpt", text_header(Task.CAPTIONING))
+    photo = str(_photo(tmp_path / "x.png"))
+    code = main(["segment", photo, "--checkpoint", str(other), "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "captions.ckpt: a 'seq2seq' checkpoint" in err and "\n" not in err
+    assert code == 2 and "captions.ckpt: the checkpoint's task is captioning, but this needs segmentation" in err
+    assert "\n" not in err
     missing = tmp_path / "nothing.ckpt"
-    assert main(["segment", str(tmp_path / "x.png"), "--checkpoint", str(missing), "--out", str(tmp_path)]) == 2
+    assert main(["segment", photo, "--checkpoint", str(missing), "--output-dir", str(tmp_path)]) == 2
     assert f"{missing}: checkpoint not found" in capsys.readouterr().err
 
 
@@ -96,9 +89,10 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(checkpoint, tmp_path, capsys
     graph = onnx.load(str(out))
     assert "ScatterElements" in {node.op_type for node in graph.graph.node}  # the exportable max-unpooling
     properties = {prop.key: prop.value for prop in graph.metadata_props}
-    assert json.loads(properties["mms2s.class_names"]) == ["bg", "cat", "dog"]
+    assert json.loads(properties["mms2s.labels"])["class_names"] == ["bg", "cat", "dog"]
+    assert json.loads(properties["mms2s.preprocessing"])["image_size"] == [32, 48]
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = model_from_checkpoint(read_checkpoint(checkpoint, "segmentation"))
+    model = read_checkpoint(checkpoint, Task.SEGMENTATION).build_model()
     images = torch.randn(3, 3, 64, 80)  # another batch and size than the export's example
     (logits,) = session.run(None, {"images": images.numpy()})
     with torch.no_grad():
@@ -108,8 +102,8 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(checkpoint, tmp_path, capsys
 
 
 def test_export_refuses_other_tasks_and_bad_paths(tmp_path, capsys):
-    other = _write_checkpoint(tmp_path / "asr.ckpt", task="seq2seq")
+    other = write_checkpoint(tmp_path / "asr.ckpt", text_header(Task.ASR))
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "asr.ckpt: a 'seq2seq' checkpoint" in capsys.readouterr().err
+    assert "asr.ckpt: the checkpoint's task is asr, but this needs segmentation" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
-    assert "must be a file name" in capsys.readouterr().err
+    assert "is a folder" in capsys.readouterr().err

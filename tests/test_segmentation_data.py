@@ -48,7 +48,7 @@ def test_shapes_batches_have_the_declared_shapes_and_are_seeded():
     batch = next(iter(data.val_dataloader()))
     assert batch["images"].shape == (4, 3, 32, 32) and batch["images"].dtype == torch.float32
     assert batch["masks"].shape == (4, 32, 32) and batch["masks"].dtype == torch.long
-    assert data.class_names == list(CLASS_NAMES) and data.num_classes == len(CLASS_NAMES)
+    assert data.labels.class_names == tuple(CLASS_NAMES) and data.num_classes == len(CLASS_NAMES)
     assert 0 < batch["masks"].max() < len(CLASS_NAMES)
     again = SegmentationDataModule(image_size=(32, 32), batch_size=4, shapes_train_size=8, shapes_val_size=4)
     again.setup("fit")
@@ -61,7 +61,7 @@ def test_real_camvid_list_files_load():
     data = SegmentationDataModule(format="list", root=str(root), train_split="train.txt", val_split="val.txt",
                                   ignore_index=CAMVID_VOID, image_size=(360, 480), batch_size=2)  # fmt: skip
     data.setup("fit")
-    assert data.num_classes == CAMVID_CLASSES and data.class_names[0] == "Sky"
+    assert data.num_classes == CAMVID_CLASSES and data.labels.class_names[0] == "Sky"
     assert len(data.datasets["train"]) == 367 and len(data.datasets["val"]) == 101
     sample = data.datasets["val"][0]
     assert sample["images"].shape == (3, 360, 480) and sample["masks"].shape == (360, 480)
@@ -80,7 +80,7 @@ def test_voc_palette_masks_in_folders_keep_their_indices(tmp_path):
     batch = next(iter(data.val_dataloader()))
     assert Image.open(tmp_path / "val" / "masks" / "img0.png").mode == "P"
     assert batch["masks"][0].numpy().tolist() == masks[0].astype(np.int64).tolist()
-    assert data.palette[:2] == [[0, 0, 0], [128, 0, 0]]
+    assert data.labels.palette[:2] == ((0, 0, 0), (128, 0, 0))
 
 
 def test_camvid_style_list_with_relative_paths(tmp_path):

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointError, model_from_checkpoint, read_checkpoint
+from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.data.segmentation import SegmentationDataModule
 from multimodal_s2s.lit.segmentation import SegmentationModule
 
@@ -60,18 +60,18 @@ def test_a_short_run_lowers_the_loss(trained):
 
 def test_checkpoint_rebuilds_the_model_with_classes_and_preprocessing(trained):
     module, path, _, batch = trained
-    checkpoint = read_checkpoint(path, "segmentation")
-    meta = checkpoint[CHECKPOINT_KEY]
-    assert meta["class_names"][0] == "background" and len(meta["palette"]) == 5
-    assert meta["preprocess"]["image_size"] == [32, 32] and len(meta["preprocess"]["mean"]) == 3
-    model = model_from_checkpoint(checkpoint)
+    checkpoint = read_checkpoint(path, Task.SEGMENTATION)
+    header = checkpoint.header
+    assert header.labels.class_names[0] == "background" and len(header.labels.palette) == 5
+    assert header.preprocessing.image_size == (32, 32) and len(header.preprocessing.mean) == 3
+    model = checkpoint.build_model()
     with torch.no_grad():
         assert torch.allclose(model(batch["images"]), module(batch["images"]), atol=1e-5)
     reloaded = SegmentationModule.load_from_checkpoint(path).eval()
     with torch.no_grad():
         assert torch.allclose(reloaded(batch["images"]), module(batch["images"]), atol=1e-5)
-    with pytest.raises(CheckpointError, match=r"tiny\.ckpt: a 'segmentation' checkpoint, but this command needs"):
-        read_checkpoint(path, "seq2seq")
+    with pytest.raises(CheckpointError, match=r"tiny\.ckpt: the checkpoint's task is segmentation, but this needs asr"):
+        read_checkpoint(path, Task.ASR)
 
 
 def test_validation_and_test_log_the_metrics_and_the_class_table(trained, tmp_path, caplog):
@@ -84,7 +84,7 @@ def test_validation_and_test_log_the_metrics_and_the_class_table(trained, tmp_pa
     test_results = trainer.test(module, datamodule=data, verbose=False)[0]
     assert "test/iou/background" in test_results and "test/miou" in test_results
     table = next(record.message for record in caplog.records if record.message.startswith("class"))
-    assert all(name in table for name in module.meta["class_names"]) and "miou" in table
+    assert all(name in table for name in module.header.labels.class_names) and "miou" in table
 
 
 def test_median_frequency_balancing_weights_rare_classes_up(tmp_path):
@@ -94,7 +94,7 @@ def test_median_frequency_balancing_weights_rare_classes_up(tmp_path):
     trainer.fit(module, datamodule=data)
     weights = module.class_weights.tolist()
     assert weights[0] < 1.0 < max(weights[1:])  # background is the most frequent class
-    assert module.meta["class_weights"] == pytest.approx(weights)
+    assert module.header.labels.class_weights == pytest.approx(weights)
 
 
 def test_unknown_class_balancing_is_refused():

@@ -11,14 +11,15 @@ import zlib
 import lightning as L
 import pytest
 import torch
+from checkpoint_helpers import text_header, write_checkpoint
 from lightning.pytorch.callbacks import Callback
 
 from multimodal_s2s.apps.attention_plot import readable_label, save_attention_plot
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.apps.translate import Translator
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointError
+from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.data.translation import TranslationDataModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
+from multimodal_s2s.pipelines import Translator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STEPS, BATCH = 60, 32  # one epoch, validated at its end
@@ -87,19 +88,18 @@ def test_short_run_lowers_the_loss_and_logs_metrics(trained):
 
 def test_checkpoint_is_self_contained(trained):
     _, _, checkpoint = trained
-    meta = torch.load(checkpoint, weights_only=True)[CHECKPOINT_KEY]
-    assert meta["preprocess"]["task"] == "translation"
-    assert meta["source_tokenizer"]["type"] == "char" and meta["model"]["decoder"] == "rnn_attention"
+    header = read_checkpoint(checkpoint).header
+    assert header.task == Task.TRANSLATION and header.data.name == "dates" and header.preprocessing is None
+    assert header.source_tokenizer.to_dict()["type"] == "char" and header.model.decoder == "rnn_attention"
 
 
 def test_translate_keeps_line_order_with_batching(trained):
-    translator = Translator.load(trained[2], device="cpu")
-    options = translator.pipeline.options(beam_size=1)
-    batched = translator.translate(SENTENCES, options, batch_size=3)
-    one_by_one = [translator.translate([line], options, batch_size=1)[0] for line in SENTENCES]
+    translator = Translator.from_checkpoint(trained[2], device="cpu")
+    batched = [t.text for t in translator(SENTENCES, beam_size=1, batch_size=3)]
+    one_by_one = [translator([line], beam_size=1, batch_size=1)[0].text for line in SENTENCES]
     assert batched == one_by_one
     assert batched[2] == "" and len(set(batched)) > 3  # distinct outputs, so order is really tested
-    assert translator.translate(SENTENCES, translator.pipeline.options(beam_size=3), batch_size=2)[2] == ""
+    assert translator(SENTENCES, beam_size=3, batch_size=2)[2].text == ""
 
 
 def test_translate_cli_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
@@ -112,8 +112,7 @@ def test_translate_cli_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(SENTENCES)))
     command = ["translate", "--checkpoint", str(checkpoint), "--beam-size", "1", "--batch-size", "4", "--device", "cpu"]
     assert main(command) == 0
-    greedy = Translator.load(checkpoint, device="cpu")
-    expected = greedy.translate(SENTENCES, greedy.pipeline.options(beam_size=1))
+    expected = [t.text for t in Translator.from_checkpoint(checkpoint, device="cpu")(SENTENCES, beam_size=1)]
     assert capsys.readouterr().out.splitlines() == expected
 
 
@@ -124,10 +123,19 @@ def test_attention_plot_is_a_png(trained, tmp_path, capsys, monkeypatch):
     assert main(["translate", "--checkpoint", str(checkpoint), "--attention-plot", str(plot), "--device", "cpu"]) == 0
     width, height = is_png(plot)
     assert width > height  # 37 source characters across, at most 12 output characters down
-    attention = Translator.load(checkpoint, device="cpu").attention("the fifth of May, eighteen oh seven")
-    assert attention.weights.shape == (len(attention.output_tokens), len(attention.source_tokens))
-    assert attention.source_tokens[0] == "<bos>" and attention.source_tokens[-1] == "<eos>"
-    assert torch.allclose(attention.weights.sum(-1), torch.ones(len(attention.output_tokens)), atol=1e-4)
+    translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    result = translator(["the fifth of May, eighteen oh seven"], return_attention=True)[0]
+    assert result.attention.shape == (len(result.words), len(result.source_tokens))
+    assert result.source_tokens[0] == "<bos>" and result.source_tokens[-1] == "<eos>"
+    assert torch.allclose(result.attention.sum(-1), torch.ones(len(result.words)), atol=1e-4)
+    source = tmp_path / "line.txt"
+    source.write_text("March 1999\n")
+    assert main(["translate", "--checkpoint", str(checkpoint), str(source), "--attention-plot", str(source)]) == 2
+    assert "is an input of this run" in capsys.readouterr().err and source.read_text() == "March 1999\n"
+    before = plot.read_bytes()
+    monkeypatch.setattr("sys.stdin", io.StringIO("in 1999\n"))
+    assert main(["translate", "--checkpoint", str(checkpoint), "--attention-plot", str(plot)]) == 2
+    assert "exists (use --overwrite" in capsys.readouterr().err and plot.read_bytes() == before
 
 
 def test_attention_plot_needs_one_sentence(trained, tmp_path, capsys, monkeypatch):
@@ -139,12 +147,9 @@ def test_attention_plot_needs_one_sentence(trained, tmp_path, capsys, monkeypatc
 
 
 def test_refuses_other_tasks_and_missing_files(trained, tmp_path, capsys):
-    checkpoint = torch.load(trained[2], weights_only=True)
-    checkpoint[CHECKPOINT_KEY]["preprocess"]["task"] = "captioning"
-    other = tmp_path / "other.ckpt"
-    torch.save(checkpoint, other)
-    with pytest.raises(CheckpointError, match="'captioning' checkpoint, but mms2s translate needs a 'translation'"):
-        Translator.load(other, device="cpu")
+    other = write_checkpoint(tmp_path / "other.ckpt", text_header(Task.CAPTIONING))
+    with pytest.raises(CheckpointError, match="task is captioning, but this needs translation"):
+        Translator.from_checkpoint(other, device="cpu")
     assert main(["translate", "--checkpoint", str(other), str(tmp_path / "none.txt")]) == 2
     assert "other.ckpt" in capsys.readouterr().err
     assert main(["translate", "--checkpoint", str(trained[2]), str(tmp_path / "none.txt")]) == 2

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
-from multimodal_s2s.data.dates import FORMATS, cardinal, date_pairs, ordinal, ordinal_suffix, year_words
+from multimodal_s2s.checkpoint import Task, TrainingData
+from multimodal_s2s.data.dates import FORMATS, cardinal, date_pairs, ordinal, ordinal_suffix, split_of, year_words
 from multimodal_s2s.data.loaders import LengthBucketBatchSampler
 from multimodal_s2s.data.translation import (
     TranslationDataModule,
@@ -93,13 +94,16 @@ def test_numeric_dates_mean_their_targets(source_format, pattern):
         assert datetime.datetime.strptime(source, pattern).date() == date
 
 
-def test_dates_validation_holds_unseen_sources():
+def test_dates_validation_holds_unseen_sources_whatever_the_training_size():
     data = TranslationDataModule(dates_train_size=2000, dates_val_size=300, batch_size=16)
     data.setup("fit")
     train_sources = {source for source, _ in data.texts["train"]}
     assert not train_sources & {source for source, _ in data.texts["val"]}
-    assert data.preprocess["task"] == "translation"
-    assert len(data.datasets["val"]) == 300
+    assert {split_of(source) for source in train_sources} == {"train"}
+    assert data.task == Task.TRANSLATION and len(data.datasets["val"]) == 300
+    smaller = TranslationDataModule(dates_train_size=500, dates_val_size=300, batch_size=16)
+    smaller.setup("fit")
+    assert smaller.texts["val"] == data.texts["val"]
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -241,9 +245,7 @@ def test_multi30k_loads():
     )  # fmt: skip
     data.setup("fit")
     assert len(data.texts["train"]) == 2000 and len(data.texts["val"]) == 1014 and len(data.texts["test"]) == 1000
-    assert data.preprocess == {
-        "task": "translation", "format": "parallel", "tokenizer": "bpe", "source_lang": "de", "target_lang": "en",
-    }  # fmt: skip
+    assert data.description == TrainingData("parallel de-en", str(root), 2000)
     for source, target in data.texts["val"][:50]:
         assert data.source_tokenizer.decode(data.source_tokenizer.encode(source)) == source
         assert data.tokenizer.decode(data.tokenizer.encode(target)) == target

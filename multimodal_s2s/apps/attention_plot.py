@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from multimodal_s2s.outputs import atomic_write
+
 #: Figure inches per token cell, and the smallest figure side.
 INCHES_PER_TOKEN = 0.32
 MIN_SIDE_INCHES = 3.0
@@ -48,7 +50,7 @@ def save_attention_plot(
     title: str | None = None,
 ) -> Path:
     """Write a heatmap of ``weights`` (L_out, L_src), rows labelled ``output_tokens`` and columns
-    ``source_tokens``, to the PNG ``path`` (folders created). Returns the path.
+    ``source_tokens``, to the PNG ``path`` (folders created; written atomically). Returns the path.
 
     Drawn on a bare matplotlib ``Figure`` (no pyplot): no window, no global backend change."""
     try:
@@ -77,6 +79,5 @@ def save_attention_plot(
         axes.set_title(title, fontsize="small", pad=TITLE_PAD_POINTS)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, format="png")
+    atomic_write(path, lambda file: figure.savefig(file, dpi=DPI, format="png"))
     return path

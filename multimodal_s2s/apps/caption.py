@@ -21,7 +21,7 @@ from pathlib import Path
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.decoding import DecodingOptionsError
-from multimodal_s2s.inference import Generation, ImageCaptioner, json_score
+from multimodal_s2s.pipelines import Caption, Captioner, json_score
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 DEFAULT_BATCH_SIZE = 16
@@ -46,12 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.beam_size is not None and args.beam_size < 1:
-        return _fail(f"--beam-size must be >= 1, got {args.beam_size}")
     try:
-        captioner = ImageCaptioner.load(args.checkpoint, args.device)
-        beam_size = args.beam_size or captioner.pipeline.decoding.get("beam_size", 1)
-        options = captioner.pipeline.options(beam_size, args.n_best or beam_size, args.max_length)
+        captioner = Captioner.from_checkpoint(args.checkpoint, args.device)
+        options = {"beam_size": args.beam_size, "n_best": args.n_best, "max_length": args.max_length}
+        captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return _fail(str(error))
     paths, failures = expand_image_inputs(args.images)
@@ -68,22 +66,22 @@ def run(args: argparse.Namespace) -> int:
                 failures.append(str(error))
                 print(f"error: {error}", file=sys.stderr)
         if images:
-            for path, generation in zip(loaded, captioner.caption(images, options), strict=True):
-                print(_format(path, generation, args.json), flush=True)
+            for path, caption in zip(loaded, captioner(images, batch_size=args.batch_size, **options), strict=True):
+                print(_format(path, caption, args.json), flush=True)
             captioned += len(images)
     if failures:
         print(f"{len(failures)} file(s) failed, {captioned} captioned", file=sys.stderr)
     return EXIT_FAILED_FILES if failures else 0
 
 
-def _format(path: Path, generation: Generation, as_json: bool) -> str:
+def _format(path: Path, caption: Caption, as_json: bool) -> str:
     if not as_json:
-        return f"{path}\t{generation.text}"
+        return f"{path}\t{caption.text}"
     record = {
         "path": str(path),
-        "caption": generation.text,
-        "score": json_score(generation.score),
-        "n_best": [{"caption": text, "score": json_score(score)} for text, score in generation.n_best],
+        "caption": caption.text,
+        "score": json_score(caption.score),
+        "n_best": [{"caption": h.text, "score": json_score(h.score)} for h in caption.n_best],
     }
     return json.dumps(record, ensure_ascii=False)
 

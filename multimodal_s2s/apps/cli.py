@@ -1,7 +1,7 @@
 """The ``mms2s`` command.
 
-``mms2s fit|validate|test --config tasks/<task>/<recipe>.yaml [--section.key value ...]`` runs
-LightningCLI (overrides from the command line; the resolved config is saved with the run).
+``mms2s fit|validate|test|predict --config tasks/<task>/<recipe>.yaml [--section.key value ...]``
+runs LightningCLI (overrides from the command line; the resolved config is saved with the run).
 Every other sub-command is an app module with ``add_arguments(parser)`` and ``run(args) -> int``,
 imported only when it is asked for.
 """
@@ -13,9 +13,10 @@ import importlib
 import sys
 
 LIGHTNING_COMMANDS = {
-    "fit": "train from a YAML recipe: mms2s fit --config tasks/TASK/RECIPE.yaml",
+    "fit": "train from a YAML recipe: mms2s fit --config tasks/TASK/RECIPE.yaml [--ckpt_path last]",
     "validate": "validate a checkpoint: mms2s validate --config RECIPE.yaml --ckpt_path CKPT",
     "test": "test a checkpoint: mms2s test --config RECIPE.yaml --ckpt_path CKPT",
+    "predict": "write a checkpoint's predictions: mms2s predict --config RECIPE.yaml --ckpt_path CKPT",
 }
 #: sub-command -> (module with add_arguments(parser) and run(args) -> exit code, one-line help)
 APPS: dict[str, tuple[str, str]] = {

@@ -19,7 +19,6 @@ import re
 import sys
 import tempfile
 import threading
-from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,8 +32,8 @@ from torch import Tensor
 from multimodal_s2s.apps.demo_page import BYTES_PER_MB, render_page
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.images import ImageLoadError, load_image
-from multimodal_s2s.decoding import DecodingOptions, DecodingOptionsError
-from multimodal_s2s.inference import ImageCaptioner, json_score
+from multimodal_s2s.decoding import DecodingOptionsError
+from multimodal_s2s.pipelines import Captioner, json_score
 
 DEMOS = ("captioning",)
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -80,17 +79,17 @@ def attention_overlay(image: Image.Image, weights: Tensor) -> Image.Image:
 class CaptionDemo:
     """What the page's endpoint does: an uploaded file -> the JSON answer (or an UploadError)."""
 
-    def __init__(self, captioner: ImageCaptioner, options: DecodingOptions, max_upload_bytes: int):
+    def __init__(self, captioner: Captioner, options: dict[str, int], max_upload_bytes: int):
         self.captioner = captioner
-        self.options = replace(options, return_attention=True)
+        self.options = {**options, "return_attention": True}
         self.max_upload_bytes = max_upload_bytes
         self.lock = threading.Lock()  # one decoding at a time: the model is shared
 
     def page(self) -> str:
-        config = self.captioner.pipeline.model.config
+        config = self.captioner.header.model
         details = (
             f"encoder {config.encoder}, decoder {config.decoder}, vocabulary {config.vocab_size}, "
-            f"beam {self.options.beam_size}"
+            f"beam {self.captioner.options(**self.options).beam_size}"
         )
         return render_page("Image captioning demo", details, self.max_upload_bytes)
 
@@ -102,19 +101,18 @@ class CaptionDemo:
             raise UploadError(self.too_large(name, len(data)), HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         image = _load_upload(data, name)
         with self.lock:
-            generation = self.captioner.caption([image], self.options)[0]
+            caption = self.captioner([image], **self.options)[0]
         scale = DISPLAY_SIDE / max(image.size)  # small images are enlarged too, so their heatmaps are legible
         preview = image.resize([max(1, round(side * scale)) for side in image.size], Image.BICUBIC)
-        maps = self.captioner.attention_maps(generation)
-        words = self.captioner.pipeline.token_texts(generation.tokens)
+        maps = caption.attention
         return {
-            "caption": generation.text,
-            "score": json_score(generation.score),
-            "alternatives": [{"caption": text, "score": json_score(score)} for text, score in generation.n_best],
+            "caption": caption.text,
+            "score": json_score(caption.score),
+            "alternatives": [{"caption": h.text, "score": json_score(h.score)} for h in caption.n_best],
             "image": png_data_url(preview),
             "words": [] if maps is None else [
                 {"word": word, "heatmap": png_data_url(attention_overlay(preview, weights))}
-                for word, weights in zip(words, maps, strict=True)
+                for word, weights in zip(caption.words, maps, strict=True)
             ],
             "attention_note": None if maps is not None else "This model's attention does not map onto the image.",
         }  # fmt: skip
@@ -216,9 +214,10 @@ def run(args: argparse.Namespace) -> int:
     if args.beam_size is not None and args.beam_size < 1:
         return _fail(f"--beam-size must be >= 1, got {args.beam_size}")
     try:
-        captioner = ImageCaptioner.load(args.checkpoint, args.device)
-        beam_size = args.beam_size or captioner.pipeline.decoding.get("beam_size", 1)
-        options = captioner.pipeline.options(beam_size, min(args.n_best, beam_size))
+        captioner = Captioner.from_checkpoint(args.checkpoint, args.device)
+        beam_size = captioner.options(args.beam_size).beam_size
+        options = {"beam_size": beam_size, "n_best": min(args.n_best, beam_size)}
+        captioner.options(**options)
         demo = CaptionDemo(captioner, options, int(args.max_upload_mb * BYTES_PER_MB))
         server = make_server(demo, args.host, args.port)
     except (CheckpointError, DecodingOptionsError, ValueError) as error:

@@ -1,14 +1,17 @@
 """Export a segmentation checkpoint to ONNX, and check the result in onnxruntime.
 
-    mms2s export --checkpoint runs/.../best.ckpt --format onnx --out segnet.onnx
+    mms2s export --checkpoint runs/.../best.ckpt --format onnx --out segnet.onnx [--overwrite]
 
 The graph takes ``images`` float (B, 3, H, W), normalized with the mean and std stored in the
 file's metadata, and returns ``logits`` (B, num_classes, H, W); batch, height and width are
 dynamic. SegNet's max unpooling is a scatter in this suite (``layers.pooling.max_unpool2d``), so
-SegNet exports although ``F.max_unpool2d`` has no ONNX export. Metadata (``mms2s.*`` keys): class
-names, palette, preprocessing, model config, all JSON. After writing, the file is run in
-onnxruntime (when installed) at the training size and at another size, and compared with PyTorch.
-Text-out (seq2seq) checkpoints are not exported yet.
+SegNet exports although ``F.max_unpool2d`` has no ONNX export. Metadata: the checkpoint's header,
+one ``mms2s.<section>`` key per section, JSON (``mms2s.labels``: class names, palette, ignore index;
+``mms2s.preprocessing``: image size, mean, std; ``mms2s.model``: the model config; ...). After
+writing, the file is run in onnxruntime (when installed) at the training size and at another size,
+and compared with PyTorch.
+Text-out checkpoints are not exported yet. An existing --out file is replaced only with
+--overwrite; the file is written atomically.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointError, model_from_checkpoint, read_checkpoint
+from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, read_checkpoint
+from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write
 
-TASK = "segmentation"
 FORMATS = ("onnx",)
 DEFAULT_OPSET = 18
 VERIFY_BATCH = 2
@@ -42,25 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.is_dir():
-        return _fail(f"{out}: --out must be a file name, and this is a folder")
-    if out.exists() and out.resolve() == Path(args.checkpoint).resolve():
-        return _fail(f"{out}: --out is the checkpoint itself")
+    problem = OutputPlan([args.checkpoint], args.overwrite).claim(out)
+    if problem is not None:
+        return _fail(problem)
     try:
-        checkpoint = read_checkpoint(args.checkpoint, TASK)
-        model = model_from_checkpoint(checkpoint)
-    except (CheckpointError, ValueError, RuntimeError) as error:
+        checkpoint = read_checkpoint(args.checkpoint, Task.SEGMENTATION)
+        model = checkpoint.build_model()
+    except CheckpointError as error:
         return _fail(f"{error} (export supports segmentation checkpoints)")
-    meta = checkpoint[CHECKPOINT_KEY]
-    height, width = meta["preprocess"]["image_size"]
+    height, width = checkpoint.header.preprocessing.image_size
     example = torch.randn(VERIFY_BATCH, 3, height, width)
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        export_onnx(model, example, out, metadata(meta), args.opset)
+        export_onnx(model, example, out, metadata(checkpoint.header), args.opset)
+    except OutputError as error:
+        return _fail(str(error), EXIT_FAILED)
     except Exception as error:  # the exporter raises many kinds (torch.export, onnxscript): report any in one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return _fail(f"{args.checkpoint}: ONNX export failed ({first_line})", EXIT_FAILED)
@@ -79,14 +81,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """The checkpoint's class names, palette, preprocessing and model config as ONNX metadata."""
-    keys = ("class_names", "palette", "preprocess", "model", "ignore_index")
-    return {"mms2s.task": meta["task"], **{f"mms2s.{key}": json.dumps(meta[key]) for key in keys}}
+def metadata(header: CheckpointHeader) -> dict[str, str]:
+    """The checkpoint's header (task, model config, labels, preprocessing...) as ONNX metadata, JSON values."""
+    return {f"mms2s.{key}": json.dumps(value) for key, value in header.to_dict().items() if key != "tokenizer"}
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, properties: dict[str, str], opset: int) -> None:
-    """torch.export-based ONNX export, batch/height/width dynamic, weights inside the one file."""
+    """torch.export-based ONNX export, batch/height/width dynamic, weights inside the one file (written atomically)."""
     dynamic = torch.export.Dim.AUTO
     program = torch.onnx.export(
         model.eval(), (example,), dynamo=True, input_names=["images"], output_names=["logits"],
@@ -94,7 +95,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, properties: 
         external_data=False, verbose=False,
     )  # fmt: skip
     program.model.metadata_props.update(properties)
-    program.save(str(out), external_data=False)
+    proto = program.model_proto
+    atomic_write(out, lambda file: file.write(proto.SerializeToString()))
 
 
 def verify_onnx(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> dict[tuple[int, ...], float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import re
 import sys
@@ -12,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
+
+from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
+from multimodal_s2s.lit.predictions import PredictionWriter
+from multimodal_s2s.lit.runs import AtomicCheckpointIO, RunLogger, resolve_checkpoint
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: jsonargparse's explanation lines that say nothing about the mistake itself.
@@ -35,10 +42,94 @@ def default_precision() -> str:
 
 
 class SuiteCLI(LightningCLI):
-    """LightningCLI with the suite's defaults: all GPUs (DDP when several) in bf16, else the CPU."""
+    """LightningCLI with the suite's defaults and run lifecycle.
+
+    - All GPUs (DDP when several) in bf16, else the CPU.
+    - One key places a run: outputs go to ``trainer.default_root_dir``/version_N (``lit.runs.RunLogger``).
+    - ``--ckpt_path`` may be a file, ``last`` (resume the latest run of the recipe), ``best`` or a URL
+      (downloaded); it is checked before anything else (one line when missing, truncated, not this
+      suite's or of another task), read weights-only, and handed to the trainer as ``trainer.ckpt_path``
+      so that the model and the data take their tokenizers and preprocessing from it.
+    - Checkpoints are written atomically (``lit.runs.AtomicCheckpointIO``); ``predict`` writes
+      ``predictions.jsonl`` in the run's folder (``lit.predictions.PredictionWriter``).
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.set_defaults({"trainer.precision": default_precision(), "trainer.devices": "auto"})
+        parser.set_defaults(
+            {
+                "trainer.precision": default_precision(),
+                "trainer.devices": "auto",
+                "trainer.logger": {"class_path": f"{RunLogger.__module__}.{RunLogger.__name__}"},
+            }
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve and check ``--ckpt_path`` before Lightning reads the hyper-parameters stored in it."""
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is not None and config.get("ckpt_path") is not None:
+            path = resolve_checkpoint(str(config.ckpt_path), config.trainer.default_root_dir)
+            _check_task(read_checkpoint(path).header.task, config.data)
+            config.ckpt_path = str(path)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        if config.get("weights_only") is False:
+            raise CheckpointError("--weights_only false is refused: checkpoints are read with weights only")
+        if "weights_only" in config:
+            config.weights_only = True
+        if self.subcommand == "predict":
+            config.return_predictions = False  # PredictionWriter writes them as they come
+        for logger in _as_list(config.trainer.get("logger")):
+            if getattr(logger, "class_path", "").endswith(RunLogger.__name__):
+                logger.init_args.save_dir = config.trainer.default_root_dir or "."
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        plugins = _as_list(kwargs.pop("plugins", None) or trainer_config.get("plugins"))
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        if self.subcommand == "predict":
+            callbacks = _as_list(trainer_config.get("callbacks"))
+            kwargs["callbacks"] = [*callbacks, PredictionWriter()]
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
+
+    def before_fit(self) -> None:
+        self._hand_checkpoint_to_trainer()
+
+    def before_validate(self) -> None:
+        self._hand_checkpoint_to_trainer()
+
+    def before_test(self) -> None:
+        self._hand_checkpoint_to_trainer()
+
+    def before_predict(self) -> None:
+        self._hand_checkpoint_to_trainer()
+
+    def _hand_checkpoint_to_trainer(self) -> None:
+        """``trainer.ckpt_path`` is set before the run (so that ``setup`` can read the header); the method
+        itself then gets no ckpt_path, and Lightning loads the one the trainer holds, weights only."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") is not None:
+            self.trainer.ckpt_path = config["ckpt_path"]
+            rank_zero_info(f"starting from {config['ckpt_path']}; this run's outputs: {self.trainer.log_dir}")
+            config["ckpt_path"] = None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value is False or value is True:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _check_task(task: Task, data: Any) -> None:
+    """A checkpoint of another task than the recipe's data module is one line, before anything is built."""
+    class_path = getattr(data, "class_path", None)
+    module_name, _, class_name = (class_path or "").rpartition(".")
+    data_class = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
+    expected = getattr(data_class, "task", None)
+    if expected is not None and expected != task:
+        raise CheckpointError(f"the checkpoint's task is {task.value}, but the recipe's data is for {expected.value}")
 
 
 def suite_cli(args: list[str], run: bool = True, **kwargs: Any) -> SuiteCLI:
@@ -65,7 +156,7 @@ def max_time(minutes: float) -> str:
 
 
 def run_lightning_cli(argv: list[str]) -> int:
-    """``argv`` = [fit|validate|test, --config RECIPE, overrides...] -> exit code.
+    """``argv`` = [fit|validate|test|predict, --config RECIPE, overrides...] -> exit code.
 
     A bad recipe, key or value is one line on stderr (exit code 2) instead of the parser's usage text;
     a bad data set or file that the suite's code reports (``input_error``) is one line too (exit code 1).
@@ -123,5 +214,5 @@ def config_error_line(message: str) -> str:
         if line and not line.startswith(CONFIG_ERROR_NOISE):
             details.append(line)
     text = "; ".join(details)
-    text = re.sub(r"^unrecognized arguments: (fit|validate|test) ", "unrecognized arguments: ", text)
+    text = re.sub(r"^unrecognized arguments: (fit|validate|test|predict) ", "unrecognized arguments: ", text)
     return f"{'.'.join(keys)}: {text}" if keys else text

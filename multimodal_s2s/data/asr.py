@@ -12,7 +12,8 @@ Formats (``ASRDataModule(format=...)``):
     fsdd: Free Spoken Digit Dataset, ``root/recordings/{digit}_{speaker}_{index}.wav``; transcripts are
         the digit words ("7" -> "seven"); the splits are ranges of ``index`` (``fsdd_train_indices``...).
 
-Each example is ``{"inputs": (S,) float32 waveform at 16 kHz, "target": str, "references": [str]}``:
+Each example is ``{"inputs": (S,) float32 waveform at 16 kHz, "target": str, "references": [str], "id": str}``
+(the id is the audio file):
 the target is the transcript after ``metrics.text.normalize_transcript`` (lower case, punctuation but
 apostrophes removed), the reference is the transcript as written (WER/CER normalize it the same way).
 ``data.text_batches.TextTargetCollator`` pads the waveforms into ``inputs`` (B, S) + ``lengths`` (B,).
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import soundfile
 import torch
@@ -36,6 +36,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError, load_audio
+from multimodal_s2s.checkpoint import AudioPreprocessing, CheckpointHeader, Task, TrainingData
+from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.espeak import espeak_corpus, sentences
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.text_batches import TextTargetCollator
@@ -43,7 +45,6 @@ from multimodal_s2s.data.translation import train_tokenizer
 from multimodal_s2s.metrics.text import normalize_transcript
 from multimodal_s2s.tokenizers import Tokenizer
 
-TASK = "asr"
 FORMATS = ("espeak", "librispeech", "manifest", "fsdd")
 TOKENIZERS = ("char", "bpe")
 AUDIO_SUFFIXES = (".flac", ".opus", ".wav", ".ogg", ".mp3")
@@ -52,8 +53,9 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav")
 #: Seed offsets of the espeak splits, so that they draw different sentences and voices.
 ESPEAK_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-#: Lightning stage -> the splits it reads (the training split is always read: the tokenizer comes from it).
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+#: Lightning stage -> the splits it reads (and the training split, unless the run starts from a checkpoint:
+#: the tokenizer and preprocessing come from it); predict reads ``predict_split``.
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 MILLISECONDS = 1000  # durations are bucketed in whole milliseconds
 INT16_SCALE = 32767  # cached waveforms are kept as 16-bit integers
 
@@ -82,7 +84,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found")
-    utterances = []
+    utterances, empty = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -94,6 +96,11 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
             raise ValueError(f"{path} line {number}: not a manifest entry ({reason})") from None
+        if not normalize_transcript(utterances[-1].text):
+            empty.append(number)
+    if empty:
+        lines = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        raise ValueError(f"{path}: {len(empty)} of {len(utterances)} entries have an empty transcript (lines {lines})")
     return utterances
 
 
@@ -182,15 +189,17 @@ class SpeechDataset(Dataset):
             "inputs": waveform,
             "target": normalize_transcript(utterance.text),
             "references": [utterance.text],
+            "id": str(utterance.audio_path),
         }
 
     def durations_ms(self) -> list[int]:
         return [round(utterance.duration * MILLISECONDS) for utterance in self.utterances]
 
 
-class ASRDataModule(L.LightningDataModule):
+class ASRDataModule(SuiteDataModule):
     """Train / val (/ test) loaders of one format (see the module docstring); the tokenizer is learned
-    from the training transcripts.
+    from the training transcripts (a run that starts from a checkpoint uses the checkpoint's tokenizer
+    and preprocessing instead).
 
     Args:
         format: "espeak", "librispeech", "manifest" or "fsdd".
@@ -210,6 +219,8 @@ class ASRDataModule(L.LightningDataModule):
             (drawn anew each epoch): for corpora whose clips start right at the speech (espeak), so that
             models also accept the pauses that transcription windows keep around speech.
     """
+
+    task = Task.ASR
 
     def __init__(
         self,
@@ -243,50 +254,68 @@ class ASRDataModule(L.LightningDataModule):
             raise FileNotFoundError(f"{root}: dataset not found (format {format!r} needs root)")
         if format == "manifest" and val_root is None:
             raise ValueError("format 'manifest' needs val_root: the validation manifest")
+        check_loader_options(batch_size, num_workers)
         self.save_hyperparameters()
         self.splits: dict[str, list[Utterance]] = {}
         self.datasets: dict[str, SpeechDataset] = {}
         self.tokenizer: Tokenizer | None = None
+        self.preprocessing: AudioPreprocessing | None = None
 
     @property
-    def preprocess(self) -> dict[str, Any]:
-        """What transcription needs besides the tokenizer (stored in checkpoints).
+    def description(self) -> TrainingData:
+        train = self.splits.get("train")
+        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
 
-        ``max_seconds``: the longest training utterance (transcription windows are cut to at most this);
-        ``median_seconds``: the median one (transcription joins pauses-separated speech up to this);
-        ``tokens_per_second``: the most target tokens per second of audio in training (bounds decoding).
-        """
-        train = self.splits["train"]
-        tokens_per_second = max(len(self.tokenizer.encode(normalize_transcript(u.text))) / u.duration for u in train)
-        return {
-            "task": TASK,
-            "format": self.hparams.format,
-            "tokenizer": self.hparams.tokenizer,
-            "sample_rate": SAMPLE_RATE,
-            "max_seconds": round(max(u.duration for u in train), 3),
-            "median_seconds": round(float(np.median([u.duration for u in train])), 3),
-            "tokens_per_second": round(tokens_per_second, 3),
-        }
+    def use_header(self, header: CheckpointHeader) -> None:
+        """The checkpoint's tokenizer and preprocessing replace the ones learned from the training split."""
+        super().use_header(header)
+        self.tokenizer, self.preprocessing = header.tokenizer, header.preprocessing
 
     def setup(self, stage: str | None = None) -> None:
+        self.adopt_run_checkpoint()
         if self.tokenizer is None:
-            train = self.read_split("train")
-            if self.hparams.max_train_utterances is not None:
-                train = train[: self.hparams.max_train_utterances]
-            self.splits["train"] = [u for u in train if u.duration <= self.hparams.max_duration]
-            if not self.splits["train"]:
-                raise ValueError(f"no training utterance is at most max_duration={self.hparams.max_duration} s")
-            corpus = [normalize_transcript(u.text) for u in self.splits["train"]]
-            self.tokenizer = train_tokenizer(self.hparams.tokenizer, corpus, self.hparams.vocab_size, 1)
-        for split in STAGE_SPLITS.get(stage, ("train", "val")):
-            if split not in self.splits and (split != "test" or self._has_test_split()):
-                self.splits[split] = sorted(self.read_split(split), key=lambda u: u.duration)  # less padding
-            if split in self.splits and split not in self.datasets:
-                silence_pad = self.hparams.silence_pad if split == "train" else 0.0
-                self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio, silence_pad)
+            self._learn_from_training_split()
+        splits = STAGE_SPLITS.get(stage, ("train", "val")) if stage != "predict" else (self.predict_split,)
+        for split in splits:
+            if self.has_split(split):
+                self.dataset(split)
+            if self.header is not None and split != "train" and split in self.splits:
+                texts = [normalize_transcript(u.text) for u in self.splits[split]]
+                warn_unknown_tokens(self.tokenizer, texts, f"{split} split")
 
-    def _has_test_split(self) -> bool:
+    def _learn_from_training_split(self) -> None:
+        """The tokenizer and the preprocessing (see AudioPreprocessing) from the training transcripts."""
+        train = self.read_split("train")
+        if self.hparams.max_train_utterances is not None:
+            train = train[: self.hparams.max_train_utterances]
+        train = [u for u in train if u.duration <= self.hparams.max_duration]
+        if not train:
+            raise ValueError(f"no training utterance is at most data.max_duration={self.hparams.max_duration} s")
+        self.splits["train"] = sorted(train, key=lambda u: u.duration)
+        corpus = [normalize_transcript(u.text) for u in train]
+        self.tokenizer = train_tokenizer(self.hparams.tokenizer, corpus, self.hparams.vocab_size, 1)
+        rates = [len(self.tokenizer.encode(text)) / u.duration for text, u in zip(corpus, train, strict=True)]
+        tokens_per_second = max(rates)
+        self.preprocessing = AudioPreprocessing(
+            sample_rate=SAMPLE_RATE,
+            max_seconds=round(max(u.duration for u in train), 3),
+            median_seconds=round(float(np.median([u.duration for u in train])), 3),
+            tokens_per_second=round(tokens_per_second, 3),
+        )
+
+    def dataset(self, split: str) -> SpeechDataset:
+        """The dataset of ``split``, read on first use (sorted by duration: less padding)."""
+        if split not in self.splits:
+            self.splits[split] = sorted(self.read_split(split), key=lambda u: u.duration)
+        if split not in self.datasets:
+            silence_pad = self.hparams.silence_pad if split == "train" else 0.0
+            self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio, silence_pad)
+        return self.datasets[split]
+
+    def has_split(self, split: str) -> bool:
         hp = self.hparams
+        if split != "test":
+            return True
         return hp.format == "espeak" or hp.test_root is not None or (hp.format == "fsdd" and bool(hp.fsdd_test_indices))
 
     def read_split(self, split: str) -> list[Utterance]:
@@ -336,18 +365,18 @@ class ASRDataModule(L.LightningDataModule):
         return TextTargetCollator(self.tokenizer, input_pad_value=0.0)
 
     def train_dataloader(self) -> DataLoader:
-        dataset, hp = self.datasets["train"], self.hparams
+        dataset, hp = self.dataset("train"), self.hparams
         lengths = dataset.durations_ms() if hp.bucket_by_duration else None
         return training_loader(dataset, hp.batch_size, hp.num_workers, self.collator(), lengths)
 
     def val_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("val")
+        return self.evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        if "test" not in self.datasets:
+        if not self.has_split("test"):
             raise ValueError("no test set: give data.test_root (or fsdd_test_indices)")
-        return self._evaluation_loader("test")
+        return self.evaluation_loader("test")
 
-    def _evaluation_loader(self, split: str) -> DataLoader:
+    def evaluation_loader(self, split: str) -> DataLoader:
         hp = self.hparams
-        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self.collator())
+        return evaluation_loader(self.dataset(split), hp.batch_size, hp.num_workers, self.collator())

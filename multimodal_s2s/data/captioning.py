@@ -11,7 +11,8 @@ Formats (``CaptioningDataModule(format=...)``), each split named by ``train_spli
     jsonl: a split is a file under ``root`` with one ``{"image": path, "captions": [...]}`` a line; image
         paths are relative to that file's folder (or absolute).
 
-Each example is ``{"inputs": (3, H, W) float, "target": str, "references": list[str]}``; training examples
+Each example is ``{"inputs": (3, H, W) float, "target": str, "references": list[str], "id": str}`` (the
+image file, or ``shapes-<split>-<index>``); training examples
 take one reference at random each time (so every reference is learned), evaluation examples the first.
 ``data.text_batches.TextTargetCollator`` makes the batches.
 """
@@ -19,17 +20,19 @@ take one reference at random each time (so every reference is learned), evaluati
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, Task, TrainingData
+from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.caption_transforms import caption_transform
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
@@ -37,7 +40,6 @@ from multimodal_s2s.data.shapes import COLOURS, SHAPE_KINDS, SIZES, SceneObject,
 from multimodal_s2s.data.text_batches import TextTargetCollator
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 
-TASK = "captioning"
 FORMATS = ("shapes", "flickr8k", "coco", "jsonl")
 TOKENIZERS = ("word", "char", "bpe")
 #: Format -> (train split, val split) used when none is given.
@@ -151,10 +153,11 @@ def _checked(items: list[CaptionedImage], origin: Path) -> list[CaptionedImage]:
     return items
 
 
-def _example(image, captions: Sequence[str], transform: Callable, sample_caption: bool) -> dict[str, Any]:
-    """PIL image and its captions -> {"inputs": (3, H, W), "target", "references"}."""
+def _example(image, captions: Sequence[str], transform: Callable, sample_caption: bool, name: str) -> dict[str, Any]:
+    """PIL image and its captions -> {"inputs": (3, H, W), "target", "references", "id"}."""
     choice = int(torch.randint(len(captions), ())) if sample_caption else 0
-    return {"inputs": transform(TF.to_image(image)), "target": captions[choice], "references": list(captions)}
+    inputs = transform(TF.to_image(image))
+    return {"inputs": inputs, "target": captions[choice], "references": list(captions), "id": name}
 
 
 class CaptionedImageFiles(Dataset):
@@ -168,22 +171,23 @@ class CaptionedImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        return _example(load_image(item.path), item.captions, self.transform, self.sample_caption)
+        return _example(load_image(item.path), item.captions, self.transform, self.sample_caption, str(item.path))
 
 
 class ShapeCaptions(Dataset):
     """``size`` procedural scenes (seeded), rendered on demand."""
 
-    def __init__(self, size: int, seed: int, image_size: int, max_objects: int, transform, sample_caption: bool):
+    def __init__(self, split: str, size: int, seed: int, image_size: int, max_objects: int, transform, sample_caption):
         self.scenes = ShapeScenes(seed=seed, image_size=image_size, max_objects=max_objects)
-        self.size, self.transform, self.sample_caption = size, transform, sample_caption
+        self.split, self.size, self.transform, self.sample_caption = split, size, transform, sample_caption
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene = self.scenes[index]
-        return _example(scene.image, scene.captions, self.transform, self.sample_caption)
+        name = f"shapes-{self.split}-{index:05d}"
+        return _example(scene.image, scene.captions, self.transform, self.sample_caption, name)
 
 
 def train_caption_tokenizer(kind: str, corpus: list[str], min_frequency: int, vocab_size: int) -> Tokenizer:
@@ -197,7 +201,7 @@ def train_caption_tokenizer(kind: str, corpus: list[str], min_frequency: int, vo
     raise ValueError(f"unknown tokenizer {kind!r}; choose from {', '.join(TOKENIZERS)}")
 
 
-class CaptioningDataModule(L.LightningDataModule):
+class CaptioningDataModule(SuiteDataModule):
     """Train / val / test loaders of one format (see the module docstring), with a tokenizer learned
     from the training captions.
 
@@ -218,7 +222,11 @@ class CaptioningDataModule(L.LightningDataModule):
         vocab_size: most ids of a word or BPE vocabulary.
         max_caption_tokens: longer training targets are cut to this many tokens.
         shapes_train_size, shapes_val_size, shapes_seed, shapes_max_objects, shapes_image_size: the scenes.
+
+    A run that starts from a checkpoint uses its tokenizer and image preprocessing (``use_header``).
     """
+
+    task = Task.CAPTIONING
 
     def __init__(
         self,
@@ -254,43 +262,75 @@ class CaptioningDataModule(L.LightningDataModule):
             raise ValueError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
         if format != "shapes" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
+        check_loader_options(batch_size, num_workers)
         self.save_hyperparameters()
         default_train, default_val = DEFAULT_SPLITS[format]
         self.splits = {"train": train_split or default_train, "val": val_split or default_val, "test": test_split}
         self.datasets: dict[str, Dataset] = {}
         self.tokenizer: Tokenizer | None = None
+        self.preprocessing = ImagePreprocessing(tuple(image_size), tuple(mean), tuple(std))
 
     @property
-    def preprocess(self) -> dict[str, Any]:
-        """What inference needs to prepare an image as in evaluation (stored in checkpoints); "task" names the task."""
-        hp = self.hparams
-        return {"task": TASK, "image_size": list(hp.image_size), "mean": list(hp.mean), "std": list(hp.std)}
+    def description(self) -> TrainingData:
+        train = self.datasets.get("train")
+        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
+
+    def use_header(self, header: CheckpointHeader) -> None:
+        """The checkpoint's tokenizer and image preprocessing replace the ones the options would give."""
+        super().use_header(header)
+        if header.preprocessing != self.preprocessing:
+            warnings.warn(f"the checkpoint's image preprocessing {header.preprocessing} is used, not the options'",
+                          stacklevel=2)  # fmt: skip
+            self.datasets.clear()  # built with the options' preprocessing: built again when asked for
+        self.tokenizer, self.preprocessing = header.tokenizer, header.preprocessing
 
     def setup(self, stage: str | None = None) -> None:
-        for split, name in self.splits.items():
-            if split not in self.datasets and (name is not None or self.hparams.format == "shapes"):
-                self.datasets[split] = self.build_dataset(split, name)
+        self.adopt_run_checkpoint()
+        for split in self.splits:
+            if self.has_split(split):
+                self.dataset(split)
         if self.tokenizer is None:
             hp = self.hparams
             self.tokenizer = train_caption_tokenizer(
                 hp.tokenizer, self.training_captions(), hp.min_frequency, hp.vocab_size
             )
+        elif self.header is not None:
+            for split in ("val", "test"):
+                if self.has_split(split):
+                    warn_unknown_tokens(self.tokenizer, self._references(split), f"{split} split")
+
+    def has_split(self, split: str) -> bool:
+        return self.splits[split] is not None or self.hparams.format == "shapes"
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split``, built on first use."""
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split, self.splits[split])
+        return self.datasets[split]
+
+    def _references(self, split: str) -> list[str]:
+        """Every reference caption of ``split``."""
+        dataset = self.dataset(split)
+        if isinstance(dataset, ShapeCaptions):
+            return [caption for i in range(len(dataset)) for caption in dataset.scenes[i].captions]
+        return [caption for item in dataset.items for caption in item.captions]
 
     def training_captions(self) -> list[str]:
         """Every reference of the training split (the tokenizer's corpus)."""
         if self.hparams.format == "shapes":
             return shapes_caption_corpus()
-        return [caption for item in self.datasets["train"].items for caption in item.captions]
+        return [caption for item in self.dataset("train").items for caption in item.captions]
 
     def build_dataset(self, split: str, name: str | None) -> Dataset:
         """The dataset of ``split`` ("train", "val" or "test"), ``name`` being its split name."""
-        hp = self.hparams
+        hp, prep = self.hparams, self.preprocessing
         train = split == "train"
-        transform = caption_transform(hp.image_size, train, hp.crop_scale, hp.color_jitter, hp.hflip, hp.mean, hp.std)
+        transform = caption_transform(prep.image_size, train, hp.crop_scale, hp.color_jitter, hp.hflip, prep.mean,
+                                      prep.std)  # fmt: skip
         if hp.format == "shapes":
             size = hp.shapes_train_size if train else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]
-            return ShapeCaptions(size, seed, hp.shapes_image_size, hp.shapes_max_objects, transform, train)
+            return ShapeCaptions(split, size, seed, hp.shapes_image_size, hp.shapes_max_objects, transform, train)
         root = Path(hp.root)
         if hp.format == "flickr8k":
             items = read_flickr8k(root, name, hp.captions_files, hp.image_dir)
@@ -302,19 +342,19 @@ class CaptioningDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, self._collator())
+        return training_loader(self.dataset("train"), hp.batch_size, hp.num_workers, self._collator())
 
     def val_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("val")
+        return self.evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        if "test" not in self.datasets:
+        if not self.has_split("test"):
             raise ValueError("no test set: give data.test_split")
-        return self._evaluation_loader("test")
+        return self.evaluation_loader("test")
 
-    def _evaluation_loader(self, split: str) -> DataLoader:
+    def evaluation_loader(self, split: str) -> DataLoader:
         hp = self.hparams
-        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self._collator())
+        return evaluation_loader(self.dataset(split), hp.batch_size, hp.num_workers, self._collator())
 
     def _collator(self) -> TextTargetCollator:
         return TextTargetCollator(self.tokenizer, self.hparams.max_caption_tokens)

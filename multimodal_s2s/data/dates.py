@@ -16,7 +16,8 @@ from __future__ import annotations
 import calendar
 import datetime
 import random
-from collections.abc import Callable, Collection
+import zlib
+from collections.abc import Callable
 
 FIRST_YEAR, LAST_YEAR = 1800, 2099
 MONTHS = [calendar.month_name[m] for m in range(1, 13)]
@@ -32,7 +33,10 @@ TEEN_RANGE = range(11, 14)  # 11th, 12th, 13th
 #: Share of examples at each ISO precision.
 PRECISION_WEIGHTS = {"day": 0.7, "month": 0.2, "year": 0.1}
 #: Draws per example before giving up on finding one outside ``exclude``.
-MAX_DRAWS = 100
+MAX_DRAWS = 1000
+#: Sources are split by a stable hash into this many buckets: one for val, one for test, the rest train.
+SPLIT_BUCKETS = 20
+VAL_BUCKET, TEST_BUCKET = 0, 1
 
 
 def cardinal(number: int) -> str:
@@ -183,9 +187,15 @@ def date_pair(rng: random.Random) -> tuple[str, str]:
     return rng.choice(formats)(date, rng), date.strftime(target_pattern)
 
 
-def date_pairs(count: int, seed: int, exclude: Collection[str] = ()) -> list[tuple[str, str]]:
-    """``count`` (source, target) pairs drawn with ``seed``; no source is in ``exclude`` (so that a
-    validation set can hold only sources that training never saw)."""
+def split_of(source: str) -> str:
+    """The split a source sentence belongs to ("train", "val" or "test"), from a stable hash of its text:
+    the splits never share a sentence, whatever their sizes."""
+    bucket = zlib.crc32(source.encode("utf-8")) % SPLIT_BUCKETS
+    return {VAL_BUCKET: "val", TEST_BUCKET: "test"}.get(bucket, "train")
+
+
+def date_pairs(count: int, seed: int, split: str = "train") -> list[tuple[str, str]]:
+    """``count`` (source, target) pairs drawn with ``seed`` among the sources of ``split`` (``split_of``)."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     rng = random.Random(seed)
@@ -193,9 +203,9 @@ def date_pairs(count: int, seed: int, exclude: Collection[str] = ()) -> list[tup
     for _ in range(count):
         for _ in range(MAX_DRAWS):
             source, target = date_pair(rng)
-            if source not in exclude:
+            if split_of(source) == split:
                 break
         else:
-            raise ValueError(f"could not draw a date outside the {len(exclude)} excluded sources")
+            raise ValueError(f"could not draw a date of the {split!r} split in {MAX_DRAWS} tries")
         pairs.append((source, target))
     return pairs

@@ -63,6 +63,39 @@ def load_image(path: str | os.PathLike, max_side: int | None = DEFAULT_MAX_SIDE)
         raise ImageLoadError(f"{path}: corrupt or unreadable image ({_first_line(error)})") from None
 
 
+def as_rgb_image(item: str | os.PathLike | Image.Image | np.ndarray | Tensor, max_side: int | None = DEFAULT_MAX_SIDE):
+    """Any image a user may hold -> 8-bit RGB ``PIL.Image``: a file path (``load_image``), a PIL image
+    (any mode), a numpy array (H, W) or (H, W, 3|4) of uint8 (or floats in 0..1), a tensor (3, H, W)
+    or (H, W) of uint8 (or floats in 0..1). Raises ImageLoadError (one line) for anything else."""
+    if isinstance(item, str | os.PathLike):
+        return load_image(item, max_side)
+    if isinstance(item, Tensor):
+        item = item.detach().cpu()
+        item = (item.permute(1, 2, 0) if item.dim() == 3 else item).numpy()  # (H, W, C) or (H, W)
+    if isinstance(item, np.ndarray):
+        item = _array_to_image(item)
+    if not isinstance(item, Image.Image):
+        kind = type(item).__name__
+        raise ImageLoadError(f"cannot read a {kind} as an image (give a path, PIL image, array or tensor)")
+    if max_side is not None and max(item.size) > max_side:
+        item = item.copy()
+        item.thumbnail((max_side, max_side))
+    return to_rgb(item)
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """(H, W) or (H, W, 1|3|4) uint8, or floats in 0..1 -> PIL image; ImageLoadError for other shapes."""
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or 0 in array.shape:
+        raise ImageLoadError(f"an image array must be (H, W) or (H, W, 3|4), got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ImageLoadError(f"an image array must be uint8 or float in 0..1, got dtype {array.dtype}")
+        array = np.clip(np.rint(np.nan_to_num(array) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB: high bit depths rescaled, transparency composited over white."""
     if image.mode in _HIGH_DEPTH_MODES:

@@ -15,16 +15,18 @@ Batches are dicts: ``images`` float (B, 3, H, W) normalized, ``masks`` long (B, 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import lightning as L
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, LabelSet, Task, TrainingData
+from multimodal_s2s.data.base import SuiteDataModule, check_loader_options
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, find_images, load_image
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.segmentation_transforms import DEFAULT_SCALE_RANGE, apply_transform, segmentation_transform
@@ -39,7 +41,7 @@ MASK_MODES = ("L", "P", "1", "I", "I;16")
 SHAPES_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 BITS_PER_BYTE = 8
 #: The splits each Lightning stage reads.
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 
 
 def load_mask(path: str | os.PathLike) -> np.ndarray:
@@ -78,9 +80,9 @@ def voc_palette(num_classes: int) -> list[list[int]]:
 class ShapesSegmentation(Dataset):
     """``size`` procedural scenes (seeded) with their masks; classes ``data.shapes.CLASS_NAMES``."""
 
-    def __init__(self, size: int, seed: int, image_size: int, transform, max_objects: int = 2):
+    def __init__(self, split: str, size: int, seed: int, image_size: int, transform, max_objects: int = 2):
         self.scenes = ShapeScenes(seed=seed, image_size=image_size, max_objects=max_objects)
-        self.size, self.transform = size, transform
+        self.split, self.size, self.transform = split, size, transform
 
     def __len__(self) -> int:
         return self.size
@@ -88,10 +90,10 @@ class ShapesSegmentation(Dataset):
     def mask_at(self, index: int) -> np.ndarray:
         return self.scenes[index].mask
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         scene = self.scenes[index]
         image, mask = apply_transform(self.transform, scene.image, scene.mask)
-        return {"images": image, "masks": mask}
+        return {"images": image, "masks": mask, "ids": f"shapes-{self.split}-{index:05d}"}
 
 
 class MaskedImages(Dataset):
@@ -117,7 +119,7 @@ class MaskedImages(Dataset):
             )
         return mask
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         image_path, mask_path = self.pairs[index]
         mask = self.mask_at(index)
         image = load_image(image_path, max_side=None)  # full size: the mask is
@@ -127,7 +129,7 @@ class MaskedImages(Dataset):
                 f"{image.size[0]}x{image.size[1]}"
             )
         image_tensor, mask_tensor = apply_transform(self.transform, image, mask)
-        return {"images": image_tensor, "masks": mask_tensor}
+        return {"images": image_tensor, "masks": mask_tensor, "ids": str(image_path)}
 
 
 def read_pair_list(list_file: Path) -> list[tuple[Path, Path]]:
@@ -178,7 +180,7 @@ def class_pixel_counts(dataset: Dataset, num_classes: int) -> tuple[np.ndarray, 
     return class_pixels, image_pixels
 
 
-class SegmentationDataModule(L.LightningDataModule):
+class SegmentationDataModule(SuiteDataModule):
     """Train / val / test loaders of one format (see the module docstring), with joint augmentation.
 
     Args:
@@ -193,7 +195,12 @@ class SegmentationDataModule(L.LightningDataModule):
         augment: random scale (``scale_range``; None: none), crop and horizontal flip (``hflip``) of training pairs.
         mean, std: image normalization (ImageNet statistics by default).
         shapes_train_size, shapes_val_size, shapes_seed, shapes_max_objects: the procedural scenes.
+
+    A run that starts from a checkpoint reads the labels with the checkpoint's classes and prepares the
+    images with its preprocessing (``use_header``).
     """
+
+    task = Task.SEGMENTATION
 
     def __init__(
         self,
@@ -223,58 +230,91 @@ class SegmentationDataModule(L.LightningDataModule):
             raise ValueError(f"unknown segmentation data format {format!r}; choose from {', '.join(FORMATS)}")
         if format != "shapes" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
+        check_loader_options(batch_size, num_workers)
         self.save_hyperparameters()
-        self.class_names = self._resolve_class_names(class_names)
-        self.num_classes = len(self.class_names)
-        self.palette = _checked_palette(palette, self.num_classes)
+        names = self._resolve_class_names(class_names)
+        self.labels = LabelSet(tuple(names), tuple(map(tuple, _checked_palette(palette, len(names)))), ignore_index)
+        self.preprocessing = ImagePreprocessing(tuple(image_size), tuple(mean), tuple(std))
         self.datasets: dict[str, Dataset] = {}
 
     @property
-    def preprocess(self) -> dict[str, Any]:
-        """What inference needs to prepare an image as in training (stored in checkpoints)."""
-        return {
-            "image_size": list(self.hparams.image_size),
-            "mean": list(self.hparams.mean),
-            "std": list(self.hparams.std),
-        }
+    def num_classes(self) -> int:
+        return len(self.labels.class_names)
+
+    @property
+    def description(self) -> TrainingData:
+        train = self.datasets.get("train")
+        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
+
+    def use_header(self, header: CheckpointHeader) -> None:
+        """The checkpoint's classes (names, palette, ignore index) and preprocessing replace the options'."""
+        super().use_header(header)
+        if header.labels.class_names != self.labels.class_names:
+            ours, theirs = self.labels.class_names, header.labels.class_names
+            missing = [name for name in ours if name not in theirs]
+            warnings.warn(
+                f"the data names {len(ours)} classes, the checkpoint {len(theirs)}: labels are read as the "
+                f"checkpoint's classes ({', '.join(theirs)})"
+                + (f"; {len(missing)} of the data's are unknown to it: {', '.join(missing)}" if missing else ""),
+                stacklevel=2,
+            )
+        self.labels = replace(header.labels, class_weights=None)
+        self.preprocessing = header.preprocessing
+        self.datasets.clear()  # built with the options' classes and preprocessing: built again when asked for
 
     def setup(self, stage: str | None = None) -> None:
-        """Builds the datasets that ``stage`` (fit, validate, test; None: all) reads, once each."""
-        names = {"train": self.hparams.train_split, "val": self.hparams.val_split, "test": self.hparams.test_split}
-        for split in STAGE_SPLITS.get(stage, tuple(names)):
-            if split not in self.datasets and (names[split] is not None or self.hparams.format == "shapes"):
-                self.datasets[split] = self.build_dataset(split, names[split])
+        """Builds the datasets that ``stage`` (fit, validate, test, predict; None: all) reads, once each."""
+        self.adopt_run_checkpoint()
+        splits = (self.predict_split,) if stage == "predict" else STAGE_SPLITS.get(stage, ("train", "val", "test"))
+        for split in splits:
+            if self.has_split(split):
+                self.dataset(split)
+
+    def has_split(self, split: str) -> bool:
+        return self._split_name(split) is not None or self.hparams.format == "shapes"
+
+    def _split_name(self, split: str) -> str | None:
+        hp = self.hparams
+        return {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split}[split]
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split``, built on first use."""
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split, self._split_name(split))
+        return self.datasets[split]
 
     def build_dataset(self, split: str, name: str | None) -> Dataset:
         """The dataset of ``split`` ("train", "val" or "test"), ``name`` being its list file or folder."""
-        hp = self.hparams
+        hp, prep, ignore_index = self.hparams, self.preprocessing, self.labels.ignore_index
         transform = segmentation_transform(
-            hp.image_size, train=split == "train" and hp.augment, ignore_index=hp.ignore_index,
-            scale_range=hp.scale_range, hflip=hp.hflip, mean=hp.mean, std=hp.std,
+            prep.image_size, train=split == "train" and hp.augment, ignore_index=ignore_index,
+            scale_range=hp.scale_range, hflip=hp.hflip, mean=prep.mean, std=prep.std,
         )  # fmt: skip
         if hp.format == "shapes":
             size = hp.shapes_train_size if split == "train" else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]
-            return ShapesSegmentation(size, seed, max(hp.image_size), transform, hp.shapes_max_objects)
+            return ShapesSegmentation(split, size, seed, max(prep.image_size), transform, hp.shapes_max_objects)
         root = Path(hp.root)
         pairs = read_pair_list(root / name) if hp.format == "list" else find_folder_pairs(root / name)
-        return MaskedImages(pairs, self.num_classes, hp.ignore_index, transform)
+        return MaskedImages(pairs, self.num_classes, ignore_index, transform)
 
     def train_dataloader(self) -> DataLoader:
-        return training_loader(self.datasets["train"], self.hparams.batch_size, self.hparams.num_workers)
+        return training_loader(self.dataset("train"), self.hparams.batch_size, self.hparams.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return evaluation_loader(self.datasets["val"], self.hparams.batch_size, self.hparams.num_workers)
+        return self.evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        if "test" not in self.datasets:
+        if not self.has_split("test"):
             raise ValueError("no test set: give data.test_split (a list file or folder under root)")
-        return evaluation_loader(self.datasets["test"], self.hparams.batch_size, self.hparams.num_workers)
+        return self.evaluation_loader("test")
+
+    def evaluation_loader(self, split: str) -> DataLoader:
+        return evaluation_loader(self.dataset(split), self.hparams.batch_size, self.hparams.num_workers)
 
     def class_pixel_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Class pixel counts of the training masks, see ``class_pixel_counts``."""
-        train = self.datasets.get("train") or self.build_dataset("train", self.hparams.train_split)
-        return class_pixel_counts(train, self.num_classes)
+        return class_pixel_counts(self.dataset("train"), self.num_classes)
 
     def _resolve_class_names(self, class_names: list[str] | None) -> list[str]:
         if class_names:

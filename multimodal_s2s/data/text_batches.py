@@ -5,8 +5,9 @@ A text-out dataset yields examples as dicts:
         axis (a log-mel (n_mels, frames), source ids (L,)) when the collator pads them
     target: str, the text to learn with teacher forcing
     references: list[str], every correct text (for the metrics)
+    id: str, where the example came from (a file, a source sentence, a generated scene)
 and ``TextTargetCollator`` turns a list of them into the batch that ``lit.seq2seq.Seq2SeqModule`` reads:
-``inputs``, ``lengths`` (None for fixed-size inputs), ``tokens`` (B, L) long, ``references``.
+``inputs``, ``lengths`` (None for fixed-size inputs), ``tokens`` (B, L) long, ``references``, ``ids``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def encode_target(tokenizer: Tokenizer, text: str, max_tokens: int | None = None
     if max_tokens is not None:
         ids = ids[:max_tokens]
     return [BOS_ID, *ids, EOS_ID]
+
+
+def encode_source(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Source text -> encoder input ids, BOS ... EOS (the same in training and in translation)."""
+    return tokenizer.encode(text, add_special=True)
 
 
 def pad_token_ids(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:
@@ -79,4 +85,5 @@ class TextTargetCollator:
             "lengths": lengths,
             "tokens": pad_token_ids(targets),  # (B, L)
             "references": [list(example["references"]) for example in examples],
+            "ids": [example["id"] for example in examples],
         }

@@ -21,19 +21,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from multimodal_s2s.checkpoint import CheckpointHeader, Task, TrainingData
+from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.dates import date_pairs
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
-from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.data.text_batches import TextTargetCollator, encode_source
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from multimodal_s2s.types import PAD_ID
 
 FORMATS = ("dates", "parallel", "tsv")
 TOKENIZERS = ("char", "word", "bpe")
-TASK = "translation"
 GZIP_SUFFIX = ".gz"
 #: Split name -> seed offset of the dates pairs, so that train, val and test are drawn apart.
 DATES_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -119,15 +119,10 @@ def train_tokenizer(kind: str, corpus: list[str], vocab_size: int, min_frequency
     raise ValueError(f"unknown tokenizer {kind!r}; choose from {', '.join(TOKENIZERS)}")
 
 
-def encode_source(tokenizer: Tokenizer, text: str) -> list[int]:
-    """Source text -> encoder input ids, BOS ... EOS (the same in training and in ``mms2s translate``)."""
-    return tokenizer.encode(text, add_special=True)
-
-
 class SourceEncodedPairs(Dataset):
     """(source, target) text pairs with the sources encoded once. Items are the examples that
     ``data.text_batches.TextTargetCollator`` batches: {"inputs": (L,) source ids, "target": str,
-    "references": [target]}."""
+    "references": [target], "id": the source text}."""
 
     def __init__(self, pairs: list[Pair], source_tokenizer: Tokenizer, origin: str = "dataset"):
         if not pairs:
@@ -139,16 +134,16 @@ class SourceEncodedPairs(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        target = self.pairs[index][1]
-        return {"inputs": self.sources[index], "target": target, "references": [target]}
+        source, target = self.pairs[index]
+        return {"inputs": self.sources[index], "target": target, "references": [target], "id": source}
 
     def source_lengths(self) -> list[int]:
         return [len(source) for source in self.sources]
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(SuiteDataModule):
     """Train / val / test loaders of one format (see the module docstring) with tokenizers trained on
-    the training split only.
+    the training split only (a run that starts from a checkpoint uses the checkpoint's tokenizers).
 
     Args:
         format: "dates", "parallel" or "tsv".
@@ -166,6 +161,8 @@ class TranslationDataModule(L.LightningDataModule):
         batch_size, num_workers: loaders; ``bucket_by_length`` batches training pairs of similar length.
         dates_train_size, dates_val_size, dates_seed: the embedded dates task.
     """
+
+    task = Task.TRANSLATION
 
     def __init__(
         self,
@@ -198,37 +195,65 @@ class TranslationDataModule(L.LightningDataModule):
             raise ValueError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
         if format != "dates" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
+        check_loader_options(batch_size, num_workers)
         self.save_hyperparameters()
         self.texts: dict[str, list[Pair]] = {}
         self.datasets: dict[str, SourceEncodedPairs] = {}
         self.source_tokenizer: Tokenizer | None = None
         self.tokenizer: Tokenizer | None = None  # the target side's, as Seq2SeqModule expects
+        self.preprocessing = None  # text needs no preprocessing besides the tokenizers
 
     @property
-    def preprocess(self) -> dict[str, Any]:
-        """What inference needs besides the tokenizers (stored in checkpoints); "task" tells apps apart."""
+    def description(self) -> TrainingData:
         hp = self.hparams
-        languages = {"source_lang": hp.source_lang, "target_lang": hp.target_lang} if hp.format == "parallel" else {}
-        return {"task": TASK, "format": hp.format, "tokenizer": hp.tokenizer, **languages}
+        name = f"{hp.format} {hp.source_lang}-{hp.target_lang}" if hp.format == "parallel" else hp.format
+        train = self.texts.get("train")
+        return TrainingData(name, hp.root, None if train is None else len(train))
+
+    def use_header(self, header: CheckpointHeader) -> None:
+        """The checkpoint's tokenizers replace the ones learned from the training split."""
+        super().use_header(header)
+        self.source_tokenizer, self.tokenizer = header.source_tokenizer, header.tokenizer
+        self.datasets.clear()  # their sources were encoded with the other tokenizer: encoded again when asked for
 
     def setup(self, stage: str | None = None) -> None:
+        self.adopt_run_checkpoint()
         if self.tokenizer is None:
             self._train_tokenizers(self._training_pairs())
-        splits = {"train": self.hparams.train_split, "val": self.hparams.val_split, "test": self.hparams.test_split}
-        for split, name in splits.items():
-            if split in self.datasets or (name is None and self.hparams.format != "dates"):
-                continue
-            if split not in self.texts:
-                self.texts[split] = self.read_split(split, name)
+        for split in ("train", "val", "test"):
+            if self.has_split(split):
+                self.dataset(split)
+        if self.header is not None:
+            for split in ("val", "test"):
+                if self.has_split(split):
+                    sources, targets = zip(*self.texts[split], strict=True)
+                    warn_unknown_tokens(self.source_tokenizer, list(sources), f"{split} split sources")
+                    warn_unknown_tokens(self.tokenizer, list(targets), f"{split} split references")
+
+    def has_split(self, split: str) -> bool:
+        return self._split_name(split) is not None or self.hparams.format == "dates"
+
+    def _split_name(self, split: str) -> str | None:
+        hp = self.hparams
+        return {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split}[split]
+
+    def dataset(self, split: str) -> SourceEncodedPairs:
+        """The dataset of ``split``, read and encoded on first use (training pairs over the length limits dropped)."""
+        if split not in self.texts:
+            pairs = self.read_split(split, self._split_name(split))
+            if split == "train":
+                pairs = [pair for pair in self._cut(pairs) if self._within_limits(pair)]
+            self.texts[split] = pairs
+        if split not in self.datasets:
             self.datasets[split] = SourceEncodedPairs(self.texts[split], self.source_tokenizer, f"{split} split")
+        return self.datasets[split]
 
     def read_split(self, split: str, name: str | None) -> list[Pair]:
         """The text pairs of ``split`` ("train", "val" or "test"), ``name`` being its file stem."""
         hp = self.hparams
         if hp.format == "dates":
             size = hp.dates_train_size if split == "train" else hp.dates_val_size
-            seen = set() if split == "train" else {source for source, _ in self.texts["train"]}
-            return date_pairs(size, hp.dates_seed + DATES_SPLIT_SEEDS[split], exclude=seen)
+            return date_pairs(size, hp.dates_seed + DATES_SPLIT_SEEDS[split], split)
         root = Path(hp.root)
         if hp.format == "parallel":
             source_path, target_path = (text_file(root / f"{name}.{lang}") for lang in (hp.source_lang, hp.target_lang))
@@ -237,21 +262,21 @@ class TranslationDataModule(L.LightningDataModule):
         return without_blank(read_tsv(tsv_path, hp.tsv_columns), str(tsv_path))
 
     def train_dataloader(self) -> DataLoader:
-        dataset, hp = self.datasets["train"], self.hparams
+        dataset, hp = self.dataset("train"), self.hparams
         lengths = dataset.source_lengths() if hp.bucket_by_length else None
         return training_loader(dataset, hp.batch_size, hp.num_workers, self._collator(), lengths)
 
     def val_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("val")
+        return self.evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        if "test" not in self.datasets:
+        if not self.has_split("test"):
             raise ValueError("no test set: give data.test_split (a split name under root)")
-        return self._evaluation_loader("test")
+        return self.evaluation_loader("test")
 
-    def _evaluation_loader(self, split: str) -> DataLoader:
+    def evaluation_loader(self, split: str) -> DataLoader:
         hp = self.hparams
-        return evaluation_loader(self.datasets[split], hp.batch_size, hp.num_workers, self._collator())
+        return evaluation_loader(self.dataset(split), hp.batch_size, hp.num_workers, self._collator())
 
     def _collator(self) -> TextTargetCollator:
         """Pads the source ids with PAD_ID, encodes and pads the targets."""
@@ -259,7 +284,9 @@ class TranslationDataModule(L.LightningDataModule):
 
     def _training_pairs(self) -> list[Pair]:
         """The training split, cut to ``max_train_pairs``."""
-        pairs = self.read_split("train", self.hparams.train_split)
+        return self._cut(self.read_split("train", self.hparams.train_split))
+
+    def _cut(self, pairs: list[Pair]) -> list[Pair]:
         return pairs[: self.hparams.max_train_pairs] if self.hparams.max_train_pairs is not None else pairs
 
     def _train_tokenizers(self, pairs: list[Pair]) -> None:

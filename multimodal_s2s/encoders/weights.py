@@ -1,8 +1,10 @@
-"""Loading encoder weights from a local file (no weights are ever downloaded).
+"""Loading weights from a local file (no weights are ever downloaded).
 
 ``load_weights_file`` reads a ``.safetensors`` file or a ``torch.save`` file of tensors
 (``weights_only=True``); ``load_state_dict_checked`` copies it into a module with one clear
-error, naming the file, when it does not fit.
+error, naming the file, when it does not fit. ``suite_checkpoint_part`` reads the weights of one
+part (``encoder`` or ``decoder``) of a checkpoint of this suite, so that a trained model's encoder
+can start another recipe, of another task or modality too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import torch
 from torch import Tensor, nn
 
 SAFETENSORS_SUFFIX = ".safetensors"
+#: Where a suite checkpoint keeps its header, and the prefix of its model's weights.
+CHECKPOINT_KEY = "mms2s"
+MODEL_PREFIX = "model."
 #: Buffers that old checkpoints may lack and that BatchNorm fills in itself.
 OPTIONAL_BUFFER_SUFFIX = "num_batches_tracked"
 
@@ -42,7 +47,29 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(state)
 
 
-def load_state_dict_checked(module: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike) -> None:
+def suite_checkpoint_part(path: str | os.PathLike, part: str) -> dict[str, Tensor] | None:
+    """The weights of the model's ``part`` ("encoder", "decoder") in ``path`` when it is a checkpoint of this
+    suite (prefix removed); None when it is another kind of weights file."""
+    path = Path(path)
+    if not path.is_file() or path.suffix == SAFETENSORS_SUFFIX:
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch zip file: the encoder's own loader reports it
+        return None
+    if not isinstance(checkpoint, Mapping) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+        return None
+    prefix = f"{MODEL_PREFIX}{part}."
+    state = checkpoint["state_dict"]
+    weights = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise WeightsError(f"checkpoint {path} holds no {part} weights")
+    return weights
+
+
+def load_state_dict_checked(
+    module: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike, part: str = "encoder"
+) -> None:
     """Copy ``state`` into every parameter and buffer of ``module``, in one clear error if it does not fit.
 
     Entries the module does not have (a classifier head, unused stages) are ignored; every
@@ -53,13 +80,13 @@ def load_state_dict_checked(module: nn.Module, state: Mapping[str, Tensor], path
     missing = [key for key in needed if key not in state]
     if missing:
         raise WeightsError(
-            f"weights file {path} lacks {len(missing)} of the {len(needed)} entries the encoder needs, "
+            f"weights file {path} lacks {len(missing)} of the {len(needed)} entries the {part} needs, "
             f"e.g. {missing[0]!r}"
         )
     for key in needed:
         if state[key].shape != own[key].shape:
             raise WeightsError(
                 f"weights file {path}: {key!r} has shape {tuple(state[key].shape)}, "
-                f"the encoder needs {tuple(own[key].shape)}"
+                f"the {part} needs {tuple(own[key].shape)}"
             )
     module.load_state_dict({key: state[key] for key in own if key in state}, strict=False)

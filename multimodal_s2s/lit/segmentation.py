@@ -1,31 +1,34 @@
 """SegmentationModule: the LightningModule for dense outputs (SegNet and any encoder + the segnet decoder).
 
-It takes plain config (names and numbers). The model is built in ``setup`` from that config and
-the datamodule's class count; the model config, class names, palette, ignore index and the
-preprocessing are written into every checkpoint (see checkpoint.py), so that a checkpoint alone
-drives ``mms2s segment`` and ``mms2s export``.
+It takes plain config (names and numbers). The model is built in ``setup`` (see ``lit.base``): from
+the checkpoint the run starts from, else from that config and the datamodule's classes; the header
+(model config, labels with class names, palette, ignore index and loss weights, preprocessing,
+validation metrics) is written into every checkpoint, so that a checkpoint alone drives
+``multimodal_s2s.Segmenter``, ``mms2s segment`` and ``mms2s export``.
 
-Batches are dicts: ``images`` float (B, 3, H, W), ``masks`` long (B, H, W) (ignore index = not a class).
+Batches are dicts: ``images`` float (B, 3, H, W), ``masks`` long (B, H, W) (ignore index = not a
+class), ``ids`` list[str] (the image files, or the generated scenes).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY
-from multimodal_s2s.lit.optim import adamw_warmup_cosine
+from multimodal_s2s.checkpoint import CheckpointHeader, Task
+from multimodal_s2s.lit.base import SuiteModule
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.registry import encoder_entry
 
-TASK = "segmentation"
 CLASS_BALANCING = ("median_frequency",)
+SPLITS = ("val", "test")
 
 
 def median_frequency_weights(class_pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
@@ -41,12 +44,13 @@ def median_frequency_weights(class_pixels: np.ndarray, image_pixels: np.ndarray)
     return weights
 
 
-class SegmentationModule(L.LightningModule):
-    """Per-pixel cross-entropy (ignore index, optional class balancing); confusion-matrix metrics.
+class SegmentationModule(SuiteModule):
+    """Per-pixel cross-entropy (ignore index, optional class balancing); confusion-matrix metrics in
+    validation and test (``val/miou``, ``test/iou/<class>``...); label maps in predict.
 
     Args:
         encoder, decoder, encoder_args, decoder_args: as for ``multimodal_s2s.create_model``
-            (``encoder_args.pretrained_path`` loads backbone weights from a local file).
+            (``encoder_args.pretrained_path`` loads backbone weights from a local file or a suite checkpoint).
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         class_balancing: None, or "median_frequency" (loss weights from the training masks, as in SegNet).
     """
@@ -65,54 +69,32 @@ class SegmentationModule(L.LightningModule):
         super().__init__()
         if class_balancing is not None and class_balancing not in CLASS_BALANCING:
             raise ValueError(f"unknown class_balancing {class_balancing!r}; choose None or one of {CLASS_BALANCING}")
+        encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.save_hyperparameters()
-        self.model = None
-        self.meta: dict[str, Any] = {}
-        self.val_metrics: SegmentationMetrics | None = None
-        self.test_metrics: SegmentationMetrics | None = None
+        self.split_metrics = nn.ModuleDict()
 
-    def setup(self, stage: str) -> None:
-        if self.model is not None:
-            return
-        data = self.trainer.datamodule
-        config = ModelConfig(
-            self.hparams.encoder, self.hparams.decoder, dict(self.hparams.encoder_args or {}),
-            dict(self.hparams.decoder_args or {}), num_classes=data.num_classes,
-        )  # fmt: skip
-        weights = None
-        if self.hparams.class_balancing == "median_frequency":
-            weights = median_frequency_weights(*data.class_pixel_counts()).tolist()
-        meta = {
-            "task": TASK,
-            "model": config.to_dict(),
-            "class_names": list(data.class_names),
-            "palette": [list(colour) for colour in data.palette],
-            "ignore_index": data.hparams.ignore_index,
-            "preprocess": data.preprocess,
-            "class_weights": weights,
-        }
-        self._build(meta)
+    def header_from_data(self) -> CheckpointHeader:
+        data, hp = self.trainer.datamodule, self.hparams
+        config = ModelConfig(hp.encoder, hp.decoder, dict(hp.encoder_args or {}), dict(hp.decoder_args or {}),
+                             num_classes=data.num_classes)  # fmt: skip
+        labels = data.labels
+        if hp.class_balancing == "median_frequency":
+            weights = median_frequency_weights(*data.class_pixel_counts())
+            labels = replace(labels, class_weights=tuple(float(w) for w in weights))
+        return CheckpointHeader(Task.SEGMENTATION, config, data.description, data.preprocessing, labels=labels)
 
-    def _build(self, meta: dict[str, Any]) -> None:
-        """Model, metrics and loss weights from checkpoint-style ``meta``."""
-        self.meta = meta
-        self.model = build_model(ModelConfig.from_dict(meta["model"]))
-        num_classes, ignore_index = meta["model"]["num_classes"], meta["ignore_index"]
-        self.val_metrics = SegmentationMetrics(num_classes, ignore_index)
-        self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
-        weights = meta.get("class_weights")
+    def build(self, header: CheckpointHeader) -> None:
+        """Model, metrics and loss weights from ``header``."""
+        self.model = build_model(header.model)
+        labels = header.labels
+        self.split_metrics = nn.ModuleDict(
+            {split: SegmentationMetrics(len(labels.class_names), labels.ignore_index) for split in SPLITS}
+        )
+        weights = labels.class_weights
         self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
         if weights is not None:
-            named = ", ".join(f"{name} {w:.3f}" for name, w in zip(meta["class_names"], weights, strict=True))
+            named = ", ".join(f"{name} {w:.3f}" for name, w in zip(labels.class_names, weights, strict=True))
             rank_zero_info(f"median-frequency class weights: {named}")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.meta
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """``SegmentationModule.load_from_checkpoint`` (no trainer, no data): rebuild from the stored meta."""
-        if self.model is None:
-            self._build(checkpoint[CHECKPOINT_KEY])
 
     def forward(self, images: Tensor) -> Tensor:
         """images (B, 3, H, W) -> logits (B, num_classes, H, W)."""
@@ -122,7 +104,7 @@ class SegmentationModule(L.LightningModule):
         """-> (per-pixel cross-entropy over the labelled pixels, logits (B, C, H, W))."""
         logits = self.model(batch["images"])  # (B, C, H, W)
         masks = batch["masks"]  # (B, H, W)
-        ignore_index = self.meta["ignore_index"]
+        ignore_index = self.header.labels.ignore_index
         if not (masks != ignore_index).any():  # cross-entropy's mean over no pixels would be NaN
             return logits.sum() * 0.0, logits
         weight = None if self.class_weights is None else self.class_weights.float()
@@ -135,36 +117,37 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val", self.val_metrics)
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "test", self.test_metrics)
+        self._evaluation_step(batch, "test")
 
-    def _evaluation_step(self, batch: dict[str, Tensor], split: str, metrics: SegmentationMetrics) -> None:
+    def _evaluation_step(self, batch: dict[str, Tensor], split: str) -> None:
         loss, logits = self.model_step(batch)
         self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["images"].shape[0])
-        metrics.update(logits.detach(), batch["masks"])
+        self.split_metrics[split].update(logits.detach(), batch["masks"])
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.val_metrics.compute()
+        scores = self.split_metrics["val"].compute()
         for key in SUMMARY_KEYS:
             self.log(f"val/{key}", scores[key], prog_bar=key == "miou")
-        self.val_metrics.reset()
+        self.split_metrics["val"].reset()
 
     def on_test_epoch_end(self) -> None:
         """Logs test/global_acc etc. and test/iou/<class>, and prints the per-class IoU table."""
-        scores = self.test_metrics.compute()
+        scores = self.split_metrics["test"].compute()
         for key in SUMMARY_KEYS:
             self.log(f"test/{key}", scores[key])
-        for name, iou in zip(self.meta["class_names"], scores["iou"], strict=True):
+        class_names = self.header.labels.class_names
+        for name, iou in zip(class_names, scores["iou"], strict=True):
             self.log(f"test/iou/{name}", iou)
-        rank_zero_info(per_class_table(self.meta["class_names"], scores))
-        self.test_metrics.reset()
+        rank_zero_info(per_class_table(list(class_names), scores))
+        self.split_metrics["test"].reset()
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        total = int(self.trainer.estimated_stepping_batches)
-        return adamw_warmup_cosine(self.model.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per image: its id and its (H, W) uint8 label map at the network's input size."""
+        labels = self.model(batch["images"]).argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
+        return [{"id": image_id, "labels": label_map} for image_id, label_map in zip(batch["ids"], labels, strict=True)]
 
 
 def per_class_table(class_names: list[str], scores: dict[str, Tensor]) -> str:

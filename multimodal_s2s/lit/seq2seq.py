@@ -1,51 +1,53 @@
 """Seq2SeqModule: the one LightningModule for every text-out task (captioning, ASR, translation).
 
-It takes plain config (names and numbers). The model is built in ``setup`` from that config
-and the datamodule's tokenizers, so that vocabularies come from the data; the config, the
-tokenizers and the preprocessing are written into every checkpoint (see checkpoint.py).
+It takes plain config (names and numbers). The model is built in ``setup`` (see ``lit.base``): from
+the checkpoint the run starts from, else from that config and the data module's tokenizers; the
+checkpoint header (task, model config, tokenizers, preprocessing, decoding defaults, validation
+metrics) is written into every checkpoint, and ``Seq2SeqModule.load_from_checkpoint(path)`` rebuilds
+the model from it.
 
 Batches are dicts:
     inputs: images (B, 3, H, W) | waveforms (B, S) | source token ids (B, L)
     lengths: (B,) samples or tokens, or None for images
     tokens: (B, 1 + L_out + 1) long: BOS, target ids, EOS, then PAD
     references: list[list[str]], every reference text of each example
+    ids: list[str], where each example came from (a file, a source sentence, a generated scene)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from multimodal_s2s.audio import N_MELS
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY
+from multimodal_s2s.audio import AudioFeatures
+from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
-from multimodal_s2s.lit.optim import adamw_warmup_cosine
-from multimodal_s2s.lit.speech import CTC_BLANK_ID, AudioFeatures, CTCHead
+from multimodal_s2s.lit.base import SuiteModule
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.models.ctc import CTCHead
+from multimodal_s2s.pipelines.text import json_score
 from multimodal_s2s.registry import encoder_entry
 from multimodal_s2s.types import PAD_ID, Modality
 
-TASK = "seq2seq"
 
-
-class Seq2SeqModule(L.LightningModule):
-    """Teacher forcing with label smoothing in training; beam-search decoding and metrics in validation.
+class Seq2SeqModule(SuiteModule):
+    """Teacher forcing with label smoothing in training; beam-search decoding and metrics in validation
+    and test (logged as ``val/<name>``, ``test/<name>``); decoded texts in predict.
 
     Args:
         encoder, decoder, encoder_args, decoder_args: as for ``multimodal_s2s.create_model``.
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         label_smoothing: for the cross-entropy over target tokens.
-        metrics: names from ``metrics.text.TEXT_METRICS`` computed on decoded validation text.
-        beam_size, max_length, length_penalty: decoding options for validation.
+        metrics: names from ``metrics.text.TEXT_METRICS`` computed on decoded validation / test text.
+        beam_size, max_length, length_penalty: decoding options for validation, test and predict.
         ctc_weight: w of the hybrid CTC/attention loss ``(1 - w) * attention + w * CTC`` (0 = no CTC
-            head); the head (``lit.speech.CTCHead``, blank = PAD id) is saved as ``ctc_head.*``.
+            head); the head (``models.ctc.CTCHead``, blank = PAD id) is saved as ``ctc_head.*``.
         spec_augment: audio encoders: keyword arguments of ``audio.SpecAugment`` (None: its defaults).
-            Audio batches carry waveforms; ``lit.speech.AudioFeatures`` turns them into normalized log-mel
+            Audio batches carry waveforms; ``audio.AudioFeatures`` turns them into normalized log-mel
             on the module's device (SpecAugment in training only) before the encoder, everywhere.
     """
 
@@ -71,53 +73,39 @@ class Seq2SeqModule(L.LightningModule):
         unknown = set(metrics or []) - set(TEXT_METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(TEXT_METRICS)}")
-        self.modality = encoder_entry(encoder).modality
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
-        self.model = None
+        encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.ctc_head: CTCHead | None = None
-        self.audio_features = None
-        if self.modality == Modality.AUDIO:
-            self.audio_features = AudioFeatures((encoder_args or {}).get("n_mels", N_MELS), spec_augment)
-        self.tokenizer = None
-        self.meta: dict[str, Any] = {}
-        self.val_metrics = [TEXT_METRICS[name]() for name in metrics or []]
+        self.audio_features: AudioFeatures | None = None
+        self.text_metrics = {split: [TEXT_METRICS[name]() for name in metrics or []] for split in ("val", "test")}
         self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
 
-    def setup(self, stage: str) -> None:
-        if self.model is not None:
-            return
-        data = self.trainer.datamodule
-        encoder_args = dict(self.hparams.encoder_args or {})
-        if self.modality == Modality.TEXT:
+    def header_from_data(self) -> CheckpointHeader:
+        data, hp = self.trainer.datamodule, self.hparams
+        encoder_args = dict(hp.encoder_args or {})
+        if encoder_entry(hp.encoder).modality == Modality.TEXT:
             encoder_args["vocab_size"] = data.source_tokenizer.vocab_size
-        config = ModelConfig(
-            self.hparams.encoder,
-            self.hparams.decoder,
-            encoder_args,
-            dict(self.hparams.decoder_args or {}),
-            vocab_size=data.tokenizer.vocab_size,
+        config = ModelConfig(hp.encoder, hp.decoder, encoder_args, dict(hp.decoder_args or {}),
+                             vocab_size=data.tokenizer.vocab_size)  # fmt: skip
+        return CheckpointHeader(
+            task=data.task,
+            model=config,
+            data=data.description,
+            preprocessing=data.preprocessing,
+            tokenizer=data.tokenizer,
+            source_tokenizer=getattr(data, "source_tokenizer", None),
+            decoding=DecodingDefaults(hp.beam_size, hp.max_length, hp.length_penalty),
+            ctc_weight=hp.ctc_weight,
         )
-        self.model = build_model(config)
-        if self.hparams.ctc_weight > 0:
-            self.ctc_head = CTCHead(self.model.encoder.info.out_dim, config.vocab_size)
-        self.tokenizer = data.tokenizer
-        self.meta = {
-            "task": TASK,
-            "model": config.to_dict(),
-            "tokenizer": data.tokenizer.to_dict(),
-            "source_tokenizer": data.source_tokenizer.to_dict() if self.modality == Modality.TEXT else None,
-            "preprocess": data.preprocess,
-            "decoding": {
-                "beam_size": self.hparams.beam_size,
-                "max_length": self.hparams.max_length,
-                "length_penalty": self.hparams.length_penalty,
-            },
-            "ctc": {"weight": self.hparams.ctc_weight, "blank": CTC_BLANK_ID} if self.ctc_head else None,
-        }
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.meta
+    def build(self, header: CheckpointHeader) -> None:
+        self.model = build_model(header.model)
+        info = self.model.encoder.info
+        self.ctc_head = CTCHead(info.out_dim, header.model.vocab_size) if header.ctc_weight > 0 else None
+        self.audio_features = None
+        if info.modality == Modality.AUDIO:
+            self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment)
 
     def encoder_inputs(self, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """What the encoder reads: audio waveforms (B, S) become log-mel (B, n_mels, frames); else unchanged."""
@@ -137,7 +125,7 @@ class Seq2SeqModule(L.LightningModule):
         )
         if self.ctc_head is None:
             return loss
-        weight = self.hparams.ctc_weight
+        weight = self.header.ctc_weight
         return (1 - weight) * loss + weight * self.ctc_head.loss(encoded, tokens[:, 1:])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -146,27 +134,42 @@ class Seq2SeqModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def _evaluation_step(self, batch: dict[str, Any], split: str) -> None:
         loss = self.model_step(batch)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["tokens"].shape[0])
-        if self.val_metrics:
-            hypotheses = self.generate(batch["inputs"], batch.get("lengths"))
-            for metric in self.val_metrics:
+        self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["tokens"].shape[0])
+        if self.text_metrics[split]:
+            hypotheses = [text for text, _ in self.generate(batch["inputs"], batch.get("lengths"))]
+            for metric in self.text_metrics[split]:
                 metric.update(hypotheses, batch["references"])
 
     def on_validation_epoch_end(self) -> None:
-        for metric in self.val_metrics:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, split: str) -> None:
+        for metric in self.text_metrics[split]:
             for key, value in metric.compute().items():
-                self.log(f"val/{key}", value, prog_bar=key in ("bleu4", "bleu", "wer", "exact_match"))
+                self.log(f"{split}/{key}", value, prog_bar=key in ("bleu4", "bleu", "wer", "exact_match"))
             metric.reset()
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per example: its id, the decoded text and score, and the references."""
+        outputs = self.generate(batch["inputs"], batch.get("lengths"))
+        return [
+            {"id": example_id, "prediction": text, "score": json_score(score), "references": references}
+            for example_id, (text, score), references in zip(batch["ids"], outputs, batch["references"], strict=True)
+        ]
+
     @torch.no_grad()
-    def generate(self, inputs: Tensor, lengths: Tensor | None) -> list[str]:
-        """Decode a batch with the validation options and detokenize."""
+    def generate(self, inputs: Tensor, lengths: Tensor | None) -> list[tuple[str, float]]:
+        """Decode a batch with the module's decoding options: (text, score) per example."""
         inputs, lengths = self.encoder_inputs(inputs, lengths)  # log-mel for audio
         results = decode(self.model, inputs, self.decoding, lengths)
-        return [self.tokenizer.decode(r.tokens) for r in results]
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams  # self.parameters(): the model's and the CTC head's
-        total = int(self.trainer.estimated_stepping_batches)
-        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)
+        return [(self.header.tokenizer.decode(r.tokens), float(r.score)) for r in results]

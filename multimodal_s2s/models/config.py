@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+#: The argument of an encoder or decoder that names a weights file to start from.
+PRETRAINED_KEY = "pretrained_path"
 
 
 @dataclass
@@ -23,9 +26,19 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def without_weights_files(self) -> ModelConfig:
+        """This config with no ``pretrained_path``: to rebuild a model whose weights come from a checkpoint
+        (the files it was started from need not exist any more)."""
+        encoder_args, decoder_args = (_without_weights_file(args) for args in (self.encoder_args, self.decoder_args))
+        return replace(self, encoder_args=encoder_args, decoder_args=decoder_args)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def _without_weights_file(args: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in args.items() if key != PRETRAINED_KEY}

@@ -1,50 +1,23 @@
-"""Speech parts of the text-out LightningModule: the audio features before the encoder, and a CTC head.
+"""A CTC head over an encoder's memory, for the hybrid CTC/attention objective of ESPnet
+(Watanabe et al. 2017): ``loss = (1 - w) * attention + w * CTC``.
 
-``AudioFeatures``: waveforms (B, S) + lengths in samples -> normalized log-mel (B, n_mels, frames) +
-frame lengths, with SpecAugment in training mode; it runs on the module's device in float32 (outside
-any autocast), so that training, validation and transcription see the same features.
-
-``CTCHead``: a linear layer from the encoder's memory to the target vocabulary for the hybrid
-CTC/attention objective of ESPnet (Watanabe et al. 2017): ``loss = (1 - w) * attention + w * CTC``.
 The CTC blank is ``CTC_BLANK_ID`` = PAD_ID: padding is never a target, so its output serves as the
 blank and the head has exactly ``vocab_size`` outputs. ``sequence_log_probs`` scores given token
-sequences under CTC (used to rescore beam-search hypotheses).
+sequences under CTC (used to rescore beam-search hypotheses). Training (``lit.seq2seq``) and
+transcription (``pipelines``) both use it; its weights are saved as ``ctc_head.*``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from multimodal_s2s.audio import N_MELS, LogMelFrontend, SpecAugment
 from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
 
 CTC_BLANK_ID = PAD_ID
 #: Key prefix of the CTC head's weights in a checkpoint's ``state_dict``.
 CTC_HEAD_PREFIX = "ctc_head."
-
-
-class AudioFeatures(nn.Module):
-    """(B, S) waveforms + (B,) sample lengths -> (B, n_mels, frames) log-mel + (B,) frame lengths.
-
-    Args:
-        n_mels: mel bins (the encoder's ``n_mels``).
-        spec_augment: keyword arguments of ``audio.SpecAugment`` (None: its defaults); masks apply in
-            training mode only. ``{"num_freq_masks": 0, "num_time_masks": 0}`` turns it off.
-    """
-
-    def __init__(self, n_mels: int = N_MELS, spec_augment: dict[str, Any] | None = None):
-        super().__init__()
-        self.frontend = LogMelFrontend(n_mels)
-        self.spec_augment = SpecAugment(**(spec_augment or {}))
-
-    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        with torch.autocast(waveforms.device.type, enabled=False):  # the STFT and log stay in float32
-            features, frame_lengths = self.frontend(waveforms.float(), lengths)
-        return self.spec_augment(features), frame_lengths
 
 
 class CTCHead(nn.Module):
@@ -87,13 +60,8 @@ class CTCHead(nn.Module):
         return -nll
 
 
-def ctc_head_from_checkpoint(checkpoint: dict[str, Any]) -> CTCHead | None:
-    """The CTC head saved in a Seq2SeqModule checkpoint (``ctc_head.*`` weights), or None when it has none."""
-    weights = {
-        key.removeprefix(CTC_HEAD_PREFIX): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(CTC_HEAD_PREFIX)
-    }
+def ctc_head_from_weights(weights: dict[str, Tensor]) -> CTCHead | None:
+    """A CTC head from its weights (``ctc_head.*`` of a checkpoint, prefix removed); None when there are none."""
     if not weights:
         return None
     vocab_size, memory_dim = weights["project.weight"].shape

@@ -1,0 +1,109 @@
+"""What both task modules share: the checkpoint header, from data or from a checkpoint, and the optimizer.
+
+A module's model is built in ``setup``: from the checkpoint that the run starts from when there is one
+(``trainer.ckpt_path``, which ``mms2s`` sets before the run: validate, test, predict and resuming then
+use the checkpoint's tokenizers, preprocessing and labels, never ones rebuilt from data), else from
+the recipe and the data module (``header_from_data``). A checkpoint given to Lightning another way
+(``trainer.validate(model, ckpt_path=...)`` from Python, ``load_from_checkpoint``) is caught in
+``on_load_checkpoint``: its header replaces one built from data before any weight is loaded, and the
+data module adopts it too. Every checkpoint written carries the header with the latest validation
+metrics (``checkpoint.CheckpointHeader``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
+
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, header_for_trainer, header_of, same_model
+from multimodal_s2s.lit.optim import adamw_warmup_cosine
+
+#: Prefix of the metrics a checkpoint's header records.
+VALIDATION_PREFIX = "val/"
+#: Model arguments that the modules derive from the data (not written in recipes).
+DERIVED_ARGS = {"vocab_size"}
+
+
+class SuiteModule(L.LightningModule):
+    """Base of the task modules. Subclasses implement ``header_from_data()`` and ``build(header)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header: CheckpointHeader | None = None
+        self.model = None
+
+    def header_from_data(self) -> CheckpointHeader:
+        """The header of a new model: the recipe's model config and the data module's tokenizers etc."""
+        raise NotImplementedError
+
+    def build(self, header: CheckpointHeader) -> None:
+        """Build the model (and metrics, heads) that ``header`` describes."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        if self.model is not None:
+            return
+        header = header_for_trainer(self.trainer)
+        if header is None:
+            self.use_header(self.header_from_data())
+        else:
+            self._warn_if_recipe_differs(header)
+            self.use_header(_weights_from_checkpoint(header))
+
+    def use_header(self, header: CheckpointHeader) -> None:
+        """Build everything from ``header``."""
+        self.header = header
+        self.build(header)
+
+    def _warn_if_recipe_differs(self, header: CheckpointHeader) -> None:
+        differences = _config_differences(self.hparams, header.model.to_dict())
+        if differences:
+            rank_zero_warn(f"the checkpoint's model is used; the recipe's differs in {', '.join(differences)}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        metrics = {
+            key: float(value)
+            for key, value in (self.trainer.callback_metrics if self._trainer is not None else {}).items()
+            if key.startswith(VALIDATION_PREFIX) and value.numel() == 1
+        }
+        checkpoint[CHECKPOINT_KEY] = replace(self.header, metrics=metrics or self.header.metrics).to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before the weights are loaded: a checkpoint whose model or vocabulary differs from the one built
+        in ``setup`` (or none was built: ``load_from_checkpoint``) replaces it, in this module and in the
+        data module."""
+        header = header_of(checkpoint, "the checkpoint")
+        if self.header is not None and same_model(self.header, header):
+            return
+        self._warn_if_recipe_differs(header)
+        self.use_header(_weights_from_checkpoint(header))
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "use_header"):
+            datamodule.use_header(header)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        total = int(self.trainer.estimated_stepping_batches)
+        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)
+
+
+def _weights_from_checkpoint(header: CheckpointHeader) -> CheckpointHeader:
+    """``header`` whose model is built without the weights files it was first started from: its weights
+    come from the checkpoint (and those files need not exist any more)."""
+    return replace(header, model=header.model.without_weights_files())
+
+
+def _config_differences(hparams: Any, model: dict[str, Any]) -> list[str]:
+    """Dotted keys of the model config where the recipe's hyper-parameters differ from ``model``."""
+    differences = []
+    for key in ("encoder", "decoder"):
+        if hparams.get(key) != model[key]:
+            differences.append(key)
+    for key in ("encoder_args", "decoder_args"):
+        recipe, stored = dict(hparams.get(key) or {}), model[key]
+        names = sorted((set(recipe) | set(stored)) - DERIVED_ARGS)
+        differences += [f"{key}.{name}" for name in names if recipe.get(name) != stored.get(name)]
+    return differences

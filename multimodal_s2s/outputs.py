@@ -1,0 +1,101 @@
+"""How the apps write files: never over an input, never over an existing file unless asked, atomically.
+
+``OutputPlan`` decides, before anything is written, whether a target may be written: never when it is
+one of the run's inputs or a file that another input of the same run writes; over an existing file
+only with ``overwrite`` (and then it says so on stderr). ``atomic_write`` writes a temporary file in
+the target's folder and renames it over the target, so a full disk or a crash leaves either the old
+file or the new one, never a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+
+class OutputError(ValueError):
+    """A file that must not or could not be written (one line naming it)."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it into place.
+
+    The temporary file is removed when ``write`` or the rename fails. OutputError names the path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write here ({error.strerror or error})") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OutputError(f"{path}: could not be written ({error.strerror or error})") from None
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write`` of UTF-8 text."""
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+class OutputPlan:
+    """The targets of one run: refuses inputs, targets already planned, and existing files (unless
+    ``overwrite``). ``claim`` returns the one-line problem, or None when the target may be written."""
+
+    def __init__(self, inputs: Iterable[str | os.PathLike], overwrite: bool = False):
+        self.protected = {Path(path).resolve() for path in inputs}
+        self.overwrite = overwrite
+        self.planned: dict[Path, str] = {}  # resolved target -> the input it belongs to
+
+    def claim(self, target: str | os.PathLike, owner: str | os.PathLike = "") -> str | None:
+        target = Path(target)
+        resolved = target.resolve()
+        if resolved in self.protected:
+            return f"{owner or target}: not written, its output {target} is an input of this run"
+        if resolved in self.planned:
+            earlier = self.planned[resolved]
+            return f"{owner or target}: not written, its output {target} is already written for {earlier}"
+        if target.is_dir():
+            return f"{owner or target}: not written, its output {target} is a folder"
+        if target.exists() and not self.overwrite:
+            return f"{owner or target}: not written, {target} exists (use --overwrite to replace it)"
+        if target.exists():
+            print(f"overwriting {target}", file=sys.stderr)
+        self.planned[resolved] = str(owner or target)
+        return None
+
+    def claim_all(self, targets: Iterable[str | os.PathLike], owner: str | os.PathLike = "") -> str | None:
+        """``claim`` several targets of one input: all of them or none."""
+        targets = list(targets)
+        before = dict(self.planned)
+        for target in targets:
+            problem = self.claim(target, owner)
+            if problem is not None:
+                self.planned = before
+                return problem
+        return None
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """``path`` as an output folder: created if missing; OutputError when it is a file or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: --output-dir must be a folder, and this is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: the output folder is not writable")
+    return path

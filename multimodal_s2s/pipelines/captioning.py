@@ -1,0 +1,93 @@
+"""Captioner: images in (paths, PIL images, arrays, tensors), captions out, with attention over the image."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+from multimodal_s2s.checkpoint import Checkpoint, Task
+from multimodal_s2s.data.caption_transforms import caption_transform
+from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image
+from multimodal_s2s.decoding import decode
+from multimodal_s2s.pipelines.base import batches
+from multimodal_s2s.pipelines.text import TextGeneration, TextOutPipeline, attention_of
+from multimodal_s2s.types import Emits
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | Tensor
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass
+class Caption(TextGeneration):
+    """A caption (see TextGeneration) and, when asked for, ``attention`` (len(tokens), h, w): each
+    token's cross-attention over the encoder's grid of image cells (None when the encoder has none)."""
+
+    attention: Tensor | None = None
+
+
+class Captioner(TextOutPipeline):
+    """A captioning checkpoint ready for inference.
+
+    >>> captioner = Captioner.from_checkpoint("runs/captioning/shapes/version_0/checkpoints/last.ckpt")
+    >>> captioner(["scene.png"])[0].text
+    'a small red circle left of a large blue square'
+    """
+
+    task = Task.CAPTIONING
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
+        super().__init__(checkpoint, device)
+        image = self.header.preprocessing
+        self.transform = caption_transform(image.image_size, mean=image.mean, std=image.std)
+        self.attention_grid = self._attention_grid()
+
+    def __call__(
+        self,
+        images: list[ImageInput],
+        beam_size: int | None = None,
+        n_best: int | None = None,
+        max_length: int | None = None,
+        return_attention: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+    ) -> list[Caption]:
+        """Caption ``images`` (any mode is converted to RGB; larger than ``max_side`` shrunk on load).
+        Decoding defaults (beam size, length) are the checkpoint's validation settings.
+        Raises ImageLoadError (one line naming the file) for an input that is not an image."""
+        options = self.options(beam_size, n_best, max_length, return_attention)
+        captions: list[Caption] = []
+        for batch in batches(list(images), batch_size):
+            pixels = torch.stack([self.prepare(as_rgb_image(item, max_side)) for item in batch])  # (B, 3, H, W)
+            for result in decode(self.model, pixels.to(self.device), options):
+                generation = self.generation(result)
+                captions.append(Caption(**vars(generation), attention=self._maps(attention_of(result))))
+        return captions
+
+    def prepare(self, image: Image.Image) -> Tensor:
+        """RGB image -> (3, H, W) float, as evaluation saw it."""
+        return self.transform(TF.to_image(image))
+
+    def _maps(self, attention: Tensor | None) -> Tensor | None:
+        """(L, T) attention over the memory rows -> (L, h, w) over the image grid, or None."""
+        if attention is None or self.attention_grid is None:
+            return None
+        return attention.reshape(-1, *self.attention_grid)
+
+    @torch.no_grad()
+    def _attention_grid(self) -> tuple[int, int] | None:
+        """(h, w) of the grid whose cells are the memory rows, in row-major order (from the deepest
+        feature map of a blank image); None when the encoder has no such grid."""
+        encoder = self.model.encoder
+        if Emits.FEATURE_MAPS not in encoder.info.emits:
+            return None
+        height, width = self.header.preprocessing.image_size
+        blank = torch.zeros(1, 3, height, width, device=self.device)
+        grid = tuple(encoder.encode_feature_maps(blank).features[-1].shape[-2:])
+        rows = self.model.encode(blank).memory.shape[1]
+        return grid if grid[0] * grid[1] == rows else None
