@@ -87,6 +87,17 @@ class OutputPlan:
         return None
 
 
+def check_writable_folder(path: str | os.PathLike, key: str) -> None:
+    """OutputError naming ``key`` when folder ``path`` could not be created or written (nothing is created):
+    its nearest existing ancestor must be a writable folder."""
+    path = Path(path).absolute()
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{key} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{key} {path}: {existing} is not writable")
+
+
 def check_output_dir(path: str | os.PathLike) -> Path:
     """``path`` as an output folder: created if missing; OutputError when it is a file or not writable."""
     path = Path(path)

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.lit.predictions import PredictionWriter
 from multimodal_s2s.lit.runs import AtomicCheckpointIO, RunLogger, resolve_checkpoint
+from multimodal_s2s.outputs import check_writable_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: jsonargparse's explanation lines that say nothing about the mistake itself.
@@ -80,6 +81,7 @@ class SuiteCLI(LightningCLI):
             config.weights_only = True
         if self.subcommand == "predict":
             config.return_predictions = False  # PredictionWriter writes them as they come
+        check_writable_folder(config.trainer.default_root_dir or ".", "trainer.default_root_dir")
         for logger in _as_list(config.trainer.get("logger")):
             if getattr(logger, "class_path", "").endswith(RunLogger.__name__):
                 logger.init_args.save_dir = config.trainer.default_root_dir or "."
