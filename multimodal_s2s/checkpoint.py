@@ -135,10 +135,10 @@ class CheckpointHeader:
         self.task = Task(self.task)
         missing = [name for name in _required_fields(self.task) if getattr(self, name) is None]
         if missing:
-            raise CheckpointError(f"a {self.task.value} header needs {', '.join(missing)}")
+            raise CheckpointError(f"the {self.task.value} header needs {', '.join(missing)}")
         wanted = AudioPreprocessing if self.task == Task.ASR else ImagePreprocessing
         if self.task != Task.TRANSLATION and not isinstance(self.preprocessing, wanted):
-            raise CheckpointError(f"a {self.task.value} header needs {wanted.__name__}")
+            raise CheckpointError(f"the {self.task.value} header needs {wanted.__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, numbers, lists, dicts): what ``torch.load(weights_only=True)`` reads back."""

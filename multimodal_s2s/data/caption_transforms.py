@@ -4,7 +4,6 @@ module so that inference (``mms2s caption``, the demo) loads without Lightning."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -44,8 +43,3 @@ def caption_transform(
         steps.append(v2.RandomHorizontalFlip())
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)
-
-
-def preprocess_transform(preprocess: dict[str, Any]) -> v2.Compose:
-    """The evaluation transform of a checkpoint's ``preprocess`` dict (see ``CaptioningDataModule.preprocess``)."""
-    return caption_transform(preprocess["image_size"], mean=preprocess["mean"], std=preprocess["std"])

@@ -1,0 +1,66 @@
+"""The typed checkpoint header: a lossless round trip through plain data for every task, first-layout
+headers upgraded, newer or malformed ones refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+from checkpoint_helpers import segmentation_header, text_header
+
+from multimodal_s2s.checkpoint import (
+    AudioPreprocessing,
+    CheckpointError,
+    CheckpointHeader,
+    ImagePreprocessing,
+    Task,
+    TrainingData,
+    same_model,
+)
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_every_tasks_header_survives_plain_data(task):
+    header = segmentation_header() if task == Task.SEGMENTATION else text_header(task)
+    header.metrics = {"val/metric": 0.5}
+    again = CheckpointHeader.from_dict(header.to_dict())
+    assert again.to_dict() == header.to_dict() and same_model(again, header)
+    assert again.task == task and again.metrics == {"val/metric": 0.5}
+
+
+def test_first_layout_headers_are_upgraded():
+    segmentation = segmentation_header().to_dict()
+    old_segmentation = {
+        "task": "segmentation", "model": segmentation["model"], "class_names": ["bg", "cat", "dog"],
+        "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255, "class_weights": [0.5, 1.0, 2.0],
+        "preprocess": {"image_size": [32, 48], "mean": [0.5] * 3, "std": [0.25] * 3},
+    }  # fmt: skip
+    header = CheckpointHeader.from_dict(old_segmentation)
+    assert header.labels.class_weights == (0.5, 1.0, 2.0) and header.preprocessing.image_size == (32, 48)
+    assert header.data == TrainingData("not recorded")
+    asr = text_header(Task.ASR).to_dict()
+    old_asr = {
+        "task": "seq2seq", "model": asr["model"], "tokenizer": asr["tokenizer"], "source_tokenizer": None,
+        "preprocess": {"task": "asr", "format": "espeak", "tokenizer": "char", "sample_rate": 16000,
+                       "max_seconds": 4.2, "median_seconds": 2.0, "tokens_per_second": 14.0},
+        "decoding": {"beam_size": 1, "max_length": 96, "length_penalty": 1.0}, "ctc": {"weight": 0.3, "blank": 0},
+    }  # fmt: skip
+    header = CheckpointHeader.from_dict(old_asr)
+    assert header.task == Task.ASR and header.ctc_weight == 0.3 and header.data.name == "espeak"
+    assert header.preprocessing == AudioPreprocessing(16000, 4.2, 2.0, 14.0)
+    old_captioning = {**old_asr, "preprocess": {"image_size": [64, 64], "mean": [0.5] * 3, "std": [0.2] * 3},
+                      "ctc": None}  # fmt: skip
+    assert CheckpointHeader.from_dict(old_captioning).preprocessing == ImagePreprocessing((64, 64), (0.5,) * 3,
+                                                                                            (0.2,) * 3)  # fmt: skip
+
+
+def test_newer_and_malformed_headers_are_refused_in_one_line():
+    header = segmentation_header().to_dict()
+    with pytest.raises(CheckpointError, match="header format 2 is newer than this version"):
+        CheckpointHeader.from_dict({**header, "format_version": 2})
+    with pytest.raises(CheckpointError, match="the segmentation header needs labels"):
+        CheckpointHeader.from_dict({**header, "labels": None})
+    with pytest.raises(CheckpointError, match=r"malformed header \(ValueError: 'poetry' is not a valid Task\)"):
+        CheckpointHeader.from_dict({**header, "task": "poetry"})
+    with pytest.raises(CheckpointError, match="the asr header needs AudioPreprocessing"):
+        CheckpointHeader(**{**vars(text_header(Task.ASR)), "preprocessing": segmentation_header().preprocessing})
+    with pytest.raises(CheckpointError, match=r"malformed header \(TypeError: .*unexpected keyword .*'image_size'"):
+        CheckpointHeader.from_dict({**text_header(Task.ASR).to_dict(), "preprocessing": header["preprocessing"]})
