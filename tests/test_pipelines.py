@@ -87,7 +87,7 @@ def test_segmenter_gives_label_maps_at_each_images_size(checkpoints, photo):
     assert [r.labels.shape for r in results] == [(30, 40), (20, 64), (30, 40)]
     assert np.array_equal(results[0].labels, results[2].labels)
     assert sum(results[0].class_fractions().values()) == pytest.approx(1.0)
-    assert results[0].label_image().mode == "P" and results[0].overlay(0.3).size == (40, 30)
+    assert results[0].label_image().mode == "P" and results[0].overlay(0.3, legend=False).size == (40, 30)
 
 
 def test_translator_keeps_order_and_blank_lines(checkpoints):

@@ -15,6 +15,8 @@ from multimodal_s2s.apps.cli import main
 from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.data.segmentation import voc_palette
 from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.pipelines.overlays import legend_rows
+from multimodal_s2s.pipelines.segmentation import Segmentation
 
 NUM_CLASSES = 3
 
@@ -46,7 +48,7 @@ def test_segment_writes_a_palette_label_png_and_an_overlay(checkpoint, tmp_path,
     assert set(np.unique(np.asarray(labels))) <= set(range(NUM_CLASSES))
     assert labels.getpalette()[:9] == sum(voc_palette(NUM_CLASSES), [])
     overlay = Image.open(out / "street_overlay.png")
-    assert overlay.mode == "RGB" and overlay.size == (40, 30)
+    assert overlay.mode == "RGB" and overlay.size[0] > 40 and overlay.size[1] >= 30  # the photo, then the legend
     assert Image.open(out / "grey_labels.png").size == (20, 50)
     assert "street_overlay.png" in capsys.readouterr().out
 
@@ -107,3 +109,22 @@ def test_export_refuses_other_tasks_and_bad_paths(tmp_path, capsys):
     assert "asr.ckpt: the checkpoint's task is asr, but this needs segmentation" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():
+    photo = Image.fromarray(np.full((40, 60, 3), 100, dtype=np.uint8))
+    labels = np.zeros((40, 60), dtype=np.uint8)
+    labels[10:20, 10:30] = 1  # "cat"
+    labels[30:, :] = 255  # void: no class
+    palette = np.asarray(voc_palette(NUM_CLASSES), dtype=np.uint8)
+    result = Segmentation(labels, photo, ["bg", "cat", "dog"], palette)
+    overlay = np.asarray(result.overlay(alpha=0.5, background="bg"))
+    assert (overlay[:40, :60][labels != 1] == 100).all()  # background and void: the photo as it was
+    assert (overlay[15, 20] == np.rint(0.5 * 100 + 0.5 * palette[1])).all()
+    legend = overlay[:, 60:]
+    assert legend.shape[1] > 0 and (legend == palette[1]).all(axis=-1).any()  # the cat's swatch
+    assert not (legend == palette[2]).all(axis=-1).any()  # dog is absent: not listed
+    assert [text.split()[0] for _, text in legend_rows(labels, result.class_names, 0)] == ["bg", "cat"]
+    assert result.overlay(legend=False).size == photo.size
+    with pytest.raises(ValueError, match="background class 'sky' is not one of bg, cat, dog"):
+        result.overlay(background="sky")

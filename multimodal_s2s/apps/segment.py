@@ -4,10 +4,11 @@
 
 For each image NAME.ext it writes ``NAME_labels.png`` (one class index per pixel, as a palette PNG
 coloured with the checkpoint's palette) and ``NAME_overlay.png`` (the class colours blended over the
-photo), both at the image's size, into ``--output-dir`` (default: the current folder), through
-``multimodal_s2s.Segmenter``. Inputs are never written over, nor existing files unless --overwrite is
-given; files are written atomically. Files that cannot be read are reported and skipped, and the
-exit code is 1 when any file failed.
+photo, the background class and unlabelled pixels left as they are, and a legend panel on the right
+naming each class present with its colour and share), the photo at its own size, into
+``--output-dir`` (default: the current folder), through ``multimodal_s2s.Segmenter``. Inputs are
+never written over, nor existing files unless --overwrite is given; files are written atomically.
+Files that cannot be read are reported and skipped, and the exit code is 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write, check_output_dir
 from multimodal_s2s.pipelines import Segmenter
-from multimodal_s2s.pipelines.segmentation import DEFAULT_ALPHA
+from multimodal_s2s.pipelines.segmentation import BACKGROUND_NAME, DEFAULT_ALPHA
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=".", help="where the PNGs go (created if missing; default: here)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="opacity of the colours in overlays")
+    parser.add_argument(
+        "--background", default=None,
+        help=f"class left uncoloured in overlays (default: {BACKGROUND_NAME!r} when the checkpoint has it; 'none')",
+    )  # fmt: skip
+    parser.add_argument("--no-legend", action="store_true", help="overlays without the legend panel")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
@@ -43,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out_dir = check_output_dir(args.output_dir)
         segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device)
+        args.background = _background(args.background, segmenter.class_names)
     except (CheckpointError, OutputError, ValueError) as error:
         return _fail(str(error))
     inputs, failures = expand_image_inputs(args.images)
@@ -63,12 +70,24 @@ def _segment_one(segmenter: Segmenter, path: Path, outputs: tuple[Path, Path], a
     """Writes both PNGs for ``path``; returns the one-line problem, or None."""
     try:
         result = segmenter([load_image(path, max_side=args.max_side)])[0]
-        for image, target in ((result.label_image(), outputs[0]), (result.overlay(args.alpha), outputs[1])):
+        overlay = result.overlay(args.alpha, args.background, legend=not args.no_legend)
+        for image, target in ((result.label_image(), outputs[0]), (overlay, outputs[1])):
             atomic_write(target, lambda file, image=image: image.save(file, format="PNG"))
     except (ImageLoadError, OutputError) as error:
         return str(error)
     print(f"{path} -> {outputs[0]}, {outputs[1]}")
     return None
+
+
+def _background(name: str | None, class_names: list[str]) -> str | None:
+    """The class to leave uncoloured: the one named, none for "none", else "background" when there is one."""
+    if name is None:
+        return BACKGROUND_NAME if BACKGROUND_NAME in class_names else None
+    if name.lower() == "none":
+        return None
+    if name not in class_names:
+        raise ValueError(f"--background {name!r} is not a class of the checkpoint: {', '.join(class_names)}")
+    return name
 
 
 def _fail(message: str) -> int:

@@ -13,8 +13,11 @@ from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image, normalized_tensor
 from multimodal_s2s.pipelines.base import Pipeline, batches
 from multimodal_s2s.pipelines.captioning import ImageInput
+from multimodal_s2s.pipelines.overlays import blend_classes, legend_rows, with_legend
 
 DEFAULT_ALPHA = 0.5
+#: The class an overlay leaves uncoloured by default, when the checkpoint has one of this name.
+BACKGROUND_NAME = "background"
 PALETTE_SIZE = 256  # entries of a PNG palette
 DEFAULT_BATCH_SIZE = 4
 
@@ -54,11 +57,19 @@ class Segmentation:
         """A palette PNG image ('P'): pixel value = class index, colour = the class's palette entry."""
         return label_image(self.labels, self.palette)
 
-    def overlay(self, alpha: float = DEFAULT_ALPHA) -> Image.Image:
-        """The class colours blended over the image with opacity ``alpha`` (0..1)."""
+    def overlay(self, alpha: float = DEFAULT_ALPHA, background: str | None = None, legend: bool = True) -> Image.Image:
+        """The class colours blended over the image with opacity ``alpha`` (0..1), except on pixels of the
+        ``background`` class (a class name) and unlabelled ones; with ``legend``, a panel on the right
+        names each class present with its colour and share (see ``pipelines.overlays``)."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in 0..1, got {alpha}")
-        return Image.blend(self.image, Image.fromarray(self.palette[self.labels]), alpha)
+        if background is not None and background not in self.class_names:
+            raise ValueError(f"background class {background!r} is not one of {', '.join(self.class_names)}")
+        index = None if background is None else self.class_names.index(background)
+        overlay = blend_classes(self.image, self.labels, self.palette, alpha, set() if index is None else {index})
+        if not legend:
+            return overlay
+        return with_legend(overlay, legend_rows(self.labels, self.class_names, index), self.palette)
 
     def class_fractions(self) -> dict[str, float]:
         """The share of the image's pixels given to each class present."""
