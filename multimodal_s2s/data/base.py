@@ -42,9 +42,9 @@ def warn_unknown_tokens(tokenizer: Tokenizer, texts: list[str], origin: str) -> 
 
 
 class SuiteDataModule(L.LightningDataModule):
-    """Base of the data modules. Subclasses name their ``task``, implement ``use_header``,
-    ``description``, ``has_split`` and ``evaluation_loader(split)``, and call ``adopt_run_checkpoint()``
-    first in ``setup``."""
+    """Base of the data modules. Subclasses name their ``task``, keep their datasets in ``datasets`` (split
+    -> dataset), implement ``use_header``, ``has_split`` and ``evaluation_loader(split)``, and call
+    ``adopt_run_checkpoint()`` first in ``setup``."""
 
     task: ClassVar[Task]
 
@@ -54,7 +54,9 @@ class SuiteDataModule(L.LightningDataModule):
 
     @property
     def description(self) -> TrainingData:
-        raise NotImplementedError
+        """The format, the root and how many training examples (once the training split is built)."""
+        train = self.datasets.get("train")
+        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
 
     def use_header(self, header: CheckpointHeader) -> None:
         """Adopt a checkpoint's tokenizers / preprocessing / labels; subclasses extend this."""

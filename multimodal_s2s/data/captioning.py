@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, Task, TrainingData
+from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, Task
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.caption_transforms import caption_transform
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image
@@ -269,11 +269,6 @@ class CaptioningDataModule(SuiteDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.tokenizer: Tokenizer | None = None
         self.preprocessing = ImagePreprocessing(tuple(image_size), tuple(mean), tuple(std))
-
-    @property
-    def description(self) -> TrainingData:
-        train = self.datasets.get("train")
-        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
 
     def use_header(self, header: CheckpointHeader) -> None:
         """The checkpoint's tokenizer and image preprocessing replace the ones the options would give."""

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, LabelSet, Task, TrainingData
+from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, LabelSet, Task
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options
 from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, find_images, load_image
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
@@ -240,11 +240,6 @@ class SegmentationDataModule(SuiteDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.labels.class_names)
-
-    @property
-    def description(self) -> TrainingData:
-        train = self.datasets.get("train")
-        return TrainingData(self.hparams.format, self.hparams.root, None if train is None else len(train))
 
     def use_header(self, header: CheckpointHeader) -> None:
         """The checkpoint's classes (names, palette, ignore index) and preprocessing replace the options'."""
