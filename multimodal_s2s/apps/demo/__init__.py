@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"Captioning demo at http://{shown}:{port}/  (Ctrl+C to stop)", flush=True)
+    if args.host in WILDCARD_HOSTS:
+        names = ", ".join(access_from(args).allowed_hosts)
+        print(f"Listening on every interface; clients must use one of these names: {names} (--allowed-host)")
     make_server(app, limits.read_timeout_s).run(sockets=[sock])
     return 0
 
