@@ -258,6 +258,8 @@ class DemoService:
             raise Refusal(415, f"{name}: send the image's bytes as the body, not a multipart form", close=True)
         try:
             body = await read_upload(request, name, self.limits)
+            if not body.getbuffer().nbytes:
+                raise Refusal(400, f"{name}: the file is empty")
             answer = await self.slots.run(self.describe, body, name)
         except ClientDisconnect:
             raise Refusal(400, f"{name}: the client closed the connection during the upload", close=True) from None
@@ -267,8 +269,6 @@ class DemoService:
 
     def describe(self, body: io.BytesIO, name: str) -> dict[str, Any]:
         """In a worker thread: the upload's pixel count from its header, then decoding and captioning."""
-        if not body.getbuffer().nbytes:
-            raise Refusal(400, f"{name}: the file is empty")
         try:
             image = load_image(body, max_pixels=self.limits.max_pixels, name=name)
         except ImageTooLargeError as error:
