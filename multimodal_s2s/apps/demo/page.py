@@ -48,10 +48,11 @@ h3 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
 #view { width: 100%; display: block; border-radius: 4px; background: #eee; }
 #view-label { font-weight: 600; margin: 0.3rem 0; }
 #colour-bar { width: 100%; height: 14px; display: block; border: 1px solid #999; box-sizing: border-box; }
-#ticks { position: relative; height: 1.3rem; font-size: 0.8rem; color: #444; }
+#ticks { position: relative; height: 2.5rem; font-size: 0.8rem; color: #444; }
 #ticks span { position: absolute; top: 0.1rem; white-space: nowrap; }
 #zero-tick { left: 0; }
 #top-tick { right: 0; }
+#ticks #uniform-tick { top: 1.2rem; }
 #text { flex: 1; min-width: 16rem; }
 #caption { font-size: 1.4rem; margin: 0; }
 .score { color: #777; font-size: 0.85rem; }
@@ -118,14 +119,13 @@ function wordButton(word, index, thumbnail) {
   return button;
 }
 
-function showScale(scale) {  // the top of the scale, and the mark of an even spread (right-aligned near the top)
+function showScale(scale) {  // the top of the scale; below the bar, the mark of an even spread
   const at = Math.min(scale.uniform / scale.top, 1);
+  const even = "even spread: " + percent(scale.uniform);
   $("top-tick").textContent = percent(scale.top);
-  $("top-tick").hidden = at > 0.6;
   $("uniform-tick").style.left = (100 * at) + "%";
-  $("uniform-tick").style.transform = at > 0.6 ? "translateX(-100%)" : "translateX(-50%)";
-  $("uniform-tick").textContent = at > 0.6 ? "even spread: " + percent(scale.uniform) + " \\u25b2"
-                                            : "\\u25b2 even spread: " + percent(scale.uniform);
+  $("uniform-tick").style.transform = at > 0.5 ? "translateX(calc(0.35em - 100%))" : "translateX(-0.35em)";
+  $("uniform-tick").textContent = at > 0.5 ? even + " \\u25b2" : "\\u25b2 " + even;
 }
 
 function showResult(answer, references) {
