@@ -72,7 +72,8 @@ class DemoCaptioner:
 
     @property
     def decoding(self) -> str:
-        return f"beam search, {self.options.beam_size} beams, {self.options.n_best} alternatives shown"
+        beams, shown = self.options.beam_size, self.options.n_best
+        return "greedy" if beams == 1 else f"beam search, {beams} beams, {shown} alternatives shown"
 
     def caption(self, image: Image.Image) -> Captioned:
         """Caption one RGB image."""
@@ -149,7 +150,6 @@ def model_card(checkpoint: dict[str, Any], decoding: str) -> ModelCard:
     model, preprocess, tokenizer = meta["model"], meta.get("preprocess") or {}, meta.get("tokenizer") or {}
     image_size = preprocess.get("image_size")
     steps = checkpoint.get("global_step")
-    tokens = tokenizer.get("tokens") or []
     return ModelCard(
         task=str(preprocess.get("task") or meta.get("task")),
         encoder=_named_with(model["encoder"], model.get("encoder_args") or {}, ENCODER_KEYS),
@@ -160,15 +160,21 @@ def model_card(checkpoint: dict[str, Any], decoding: str) -> ModelCard:
         validation=_best_validation(checkpoint.get("callbacks") or {}),
         training=f"{steps:,} optimizer steps" if isinstance(steps, int) else NOT_RECORDED,
         decoding=decoding,
-        known_words=", ".join(t for t in tokens if not t.startswith("<"))
-        if 0 < len(tokens) <= LISTED_VOCABULARY
-        else "too many to list",
+        known_words=_known_words(tokenizer.get("tokens")),
     )
 
 
 def _named_with(name: str, args: dict[str, Any], keys: tuple[str, ...]) -> str:
     details = ", ".join(f"{key} {args[key]}" for key in keys if key in args)
     return f"{name} ({details})" if details else name
+
+
+def _known_words(tokens: list[str] | None) -> str:
+    """The tokens a small vocabulary holds (special ones left out)."""
+    if not tokens:
+        return NOT_RECORDED
+    words = [token for token in tokens if not token.startswith("<")]
+    return ", ".join(words) if len(words) <= LISTED_VOCABULARY else f"{len(words):,} (too many to list)"
 
 
 def _training_data(data_args: Any) -> str:
