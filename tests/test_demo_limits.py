@@ -24,7 +24,7 @@ MAX_PIXELS = 100_000
 READ_TIMEOUT_S = 0.5
 BODY_TIMEOUT_S = 2.0
 #: Far less than any timeout a test waits for, far more than a refusal takes.
-PROMPT_S = 2.0
+PROMPT_S = 4.0
 FRIEND = "http://friend.example"
 LIMITS = Limits(MAX_UPLOAD, MAX_PIXELS, max_concurrency=1, max_queue=0,
                 read_timeout_s=READ_TIMEOUT_S, body_timeout_s=BODY_TIMEOUT_S)  # fmt: skip
