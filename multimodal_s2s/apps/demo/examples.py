@@ -10,8 +10,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from multimodal_s2s.apps.quickstart import write_scenes
-
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 MANIFEST = "examples.json"
 EXAMPLE_COUNT = 4
@@ -33,6 +31,8 @@ def bundled_examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
 
 def write_examples(folder: Path, count: int = EXAMPLE_COUNT) -> list[Example]:
     """Render ``count`` test-split scenes into ``folder`` with their manifest."""
+    from multimodal_s2s.apps.quickstart import write_scenes  # imports the data modules; the server needs none
+
     examples = [Example(path.name, tuple(references)) for path, references in write_scenes(count, folder)]
     (folder / MANIFEST).write_text(json.dumps([asdict(example) for example in examples], indent=1) + "\n")
     return examples
