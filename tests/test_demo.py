@@ -1,19 +1,26 @@
-"""The captioning demo: its JSON endpoint, and end to end in headless Chromium (upload an image, find
-the caption and the attention heatmaps on the page; a non-image and an oversized file get a message)."""
+"""The captioning demo with a tiny trained checkpoint: its JSON answer, its model card, its heatmaps,
+its bundled examples, and the page end to end in headless Chromium (click an example, then a word;
+upload a file; the error messages)."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import shutil
-import threading
-import urllib.error
-import urllib.request
 
+import numpy as np
 import pytest
-from captioning_fixtures import save_tiny_checkpoint, write_image
+import torch
+from captioning_fixtures import TINY_GRID, save_tiny_checkpoint, write_image
+from demo_fixtures import post_image, serving
+from PIL import Image
 
-from multimodal_s2s.apps.demo import CaptionDemo, make_server
-from multimodal_s2s.pipelines import Captioner
+from multimodal_s2s.apps import demo
+from multimodal_s2s.apps.demo.captioner import NOT_RECORDED, DemoCaptioner, model_card, read_model_card
+from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples, write_examples
+from multimodal_s2s.apps.demo.heatmaps import COLOUR_BAR_GREY, HEAT_COLOUR, HEAT_OPACITY, colour_bar, heatmaps
+from multimodal_s2s.apps.demo.page import PAGE_SECURITY_POLICY, SCRIPT, render_page
+from multimodal_s2s.apps.demo.service import Access, Limits, create_app
+from multimodal_s2s.checkpoint import TrainingData, read_checkpoint
 
 BEAM = 2
 MAX_UPLOAD_BYTES = 50_000
@@ -23,46 +30,97 @@ DRIVER_PATHS = ("/usr/bin/chromedriver",)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A demo server on a free localhost port, in a background thread; yields its base URL."""
+def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     save_tiny_checkpoint(path)
-    captioner = Captioner.from_checkpoint(path, device="cpu")
-    demo = CaptionDemo(captioner, {"beam_size": BEAM, "n_best": BEAM}, MAX_UPLOAD_BYTES)
-    httpd = make_server(demo, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    return path
 
 
-def _post(url: str, data: bytes, name: str) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{url}api/caption?name={name}", data=data, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=PAGE_TIMEOUT_S) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    """The demo of the tiny checkpoint on a free localhost port; yields its base URL and address."""
+    captioner = DemoCaptioner.load(checkpoint, "cpu", beam_size=BEAM, n_best=BEAM)
+    card = read_model_card(checkpoint, captioner.decoding)
+    app = create_app(captioner, card, Limits(max_upload_bytes=MAX_UPLOAD_BYTES), Access())
+    with serving(app) as address:
+        yield f"http://{address[0]}:{address[1]}/", address
 
 
-def test_endpoint_answers_caption_alternatives_and_one_heatmap_per_word(server, tmp_path):
-    status, answer = _post(server, write_image(tmp_path / "x.png").read_bytes(), "x.png")
+def test_answer_has_caption_alternatives_and_one_heatmap_per_word_on_one_scale(server, tmp_path):
+    status, answer = post_image(server[1], write_image(tmp_path / "x.png").read_bytes(), "x.png")
     assert status == 200
     assert answer["caption"] and len(answer["alternatives"]) == BEAM
     assert answer["alternatives"][0]["caption"] == answer["caption"]
     assert [w["word"] for w in answer["words"] if not w["word"].startswith("<")] == answer["caption"].split()
     assert all(word["heatmap"].startswith("data:image/png;base64,") for word in answer["words"])
     assert answer["image"].startswith("data:image/png;base64,")
+    scale = answer["heatmap_scale"]
+    assert scale["uniform"] == pytest.approx(1 / (TINY_GRID[0] * TINY_GRID[1]), abs=1e-4)
+    assert scale["uniform"] <= scale["top"] <= 1
 
 
-def test_endpoint_rejects_non_images_and_oversized_uploads(server):
-    status, answer = _post(server, b"just some text", "notes.txt")
+def test_answer_refuses_non_images_and_oversized_uploads(server):
+    status, answer = post_image(server[1], b"just some text", "notes.txt")
     assert status == 400 and answer["error"].startswith("notes.txt: not an image file")
-    status, answer = _post(server, b"\0" * (MAX_UPLOAD_BYTES + 1), "huge.png")
+    status, answer = post_image(server[1], b"\0" * (MAX_UPLOAD_BYTES + 1), "huge.png")
     assert status == 413 and "huge.png: the file is too large" in answer["error"]
-    status, answer = _post(server, b"", "empty.png")
-    assert status == 400 and answer["error"] == "empty.png: the file is empty"
+
+
+def test_model_card_reads_the_checkpoint_and_says_what_it_lacks(checkpoint):
+    header = read_checkpoint(checkpoint).header
+    card = read_model_card(checkpoint, "beam 2")
+    assert card.task == "captioning" and card.encoder == "cnn (backbone test_resnet)"
+    assert card.decoder == "transformer (num_layers 1, d_model 32)" and card.image_size.startswith("32 x 32")
+    assert card.vocabulary == "22 tokens (word tokenizer)" and "circle" in card.known_words.split(", ")
+    assert card.training_data == "procedural scenes of one or two coloured shapes (the suite's shapes generator): " \
+        f"{header.data.examples} training examples"
+    assert card.validation.startswith("val/bleu1 = ") and "loss" not in card.validation
+    assert card.training == "2 optimizer steps"
+    header.metrics, header.data = {}, TrainingData(NOT_RECORDED)
+    card = model_card(header, "beam 2")
+    assert card.validation == card.training_data == card.training == NOT_RECORDED
+
+
+def test_heatmaps_colour_only_where_the_model_looked_on_one_scale():
+    picture = Image.new("RGB", (8, 4), (0, 0, 255))  # blue: grey 29 once its colour is gone
+    maps = torch.zeros(2, 1, 2)
+    maps[0, 0, 0], maps[1, 0, 0] = 0.5, 0.25  # both look left; the second half as much
+    first, second = (np.asarray(image, dtype=float) for image in heatmaps(picture, maps, top=0.5))
+    grey = 29.0
+    assert np.allclose(first[:, -1], grey, atol=1)  # the right edge got nothing: plain grey
+    expected = grey * (1 - HEAT_OPACITY) + np.array(HEAT_COLOUR) * HEAT_OPACITY
+    assert np.allclose(first[:, 0], expected, atol=1)  # the left edge is at the top of the scale
+    assert (second[:, 0, 0] < first[:, 0, 0]).all()  # the same place, less attention, less colour
+    bar = np.asarray(colour_bar(), dtype=float)
+    assert np.allclose(bar[:, 0], COLOUR_BAR_GREY, atol=1) and bar[0, -1, 0] > bar[0, -1, 2]
+
+
+def test_bundled_examples_are_the_generators_test_scenes(tmp_path):
+    """Regenerate them with ``write_examples(EXAMPLES_DIR)`` when the generator changes."""
+    assert write_examples(tmp_path) == bundled_examples()
+    for example in bundled_examples():
+        with Image.open(tmp_path / example.file) as fresh, Image.open(EXAMPLES_DIR / example.file) as bundled:
+            assert np.array_equal(np.asarray(fresh), np.asarray(bundled)), example.file
+
+
+def test_page_escapes_what_it_shows_and_allows_only_its_own_script(checkpoint):
+    card = model_card(read_checkpoint(checkpoint).header, "<script>alert(1)</script>")
+    page = render_page(card, bundled_examples(), MAX_UPLOAD_BYTES)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert "innerHTML" not in SCRIPT and "insertAdjacentHTML" not in SCRIPT
+    assert PAGE_SECURITY_POLICY.startswith("default-src 'none'; script-src 'sha256-")
+
+
+def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    for extra, message in [(["--max-pixels", "0"], "--max-pixels is out of range (got 0)"),
+                           (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:  # fmt: skip
+        assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == demo.EXIT_BAD_SETUP
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+    missing = tmp_path / "missing.ckpt"
+    assert demo.run(parser.parse_args(["captioning", "--checkpoint", str(missing)])) == demo.EXIT_BAD_SETUP
+    assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"
 
 
 def _browser():
@@ -86,15 +144,30 @@ def test_page_in_headless_chromium(server, tmp_path):
 
     browser = _browser()
     try:
-        browser.get(server)
+        browser.get(server[0])
         wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
-        browser.find_element(By.ID, "file").send_keys(str(write_image(tmp_path / "photo.png")))
+        card = browser.find_element(By.ID, "card").text
+        assert "captioning" in card and "cnn (backbone test_resnet)" in card and "val/bleu4" in card
+
+        example = browser.find_elements(By.CSS_SELECTOR, "#examples button")[1]
+        example.click()  # the bundled example: fetched from the server, then captioned
         wait.until(EC.visibility_of_element_located((By.ID, "result")))
         assert browser.find_element(By.ID, "caption").text.strip()
-        heatmaps = browser.find_elements(By.CSS_SELECTOR, "#attention img.attention")
-        assert heatmaps and all(img.get_attribute("src").startswith("data:image/png") for img in heatmaps)
-        assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0 for img in heatmaps)
+        assert browser.find_element(By.ID, "reference").text.endswith(bundled_examples()[1].references[0])
         assert len(browser.find_elements(By.CSS_SELECTOR, "#alternatives li")) == BEAM
+        thumbnails = browser.find_elements(By.CSS_SELECTOR, "#attention img.attention")
+        assert thumbnails and all(browser.execute_script("return arguments[0].naturalWidth", i) for i in thumbnails)
+        assert not browser.find_element(By.ID, "scale").is_displayed()  # the image itself, first
+
+        word = browser.find_elements(By.CSS_SELECTOR, "#words button.word")[1]
+        word.click()  # its map, full size, over the image
+        view = browser.find_element(By.ID, "view")
+        assert view.get_attribute("src") == thumbnails[1].get_attribute("src")
+        assert browser.execute_script("return arguments[0].naturalWidth", view) == view.size["width"] > 256
+        assert word.text in browser.find_element(By.ID, "view-label").text
+        assert word.get_attribute("aria-pressed") == "true"
+        assert browser.find_element(By.ID, "scale").is_displayed()
+        assert browser.find_element(By.ID, "top-tick").text.endswith("%")
 
         text_file = tmp_path / "notes.txt"
         text_file.write_text("not an image")
@@ -102,9 +175,15 @@ def test_page_in_headless_chromium(server, tmp_path):
         wait.until(EC.visibility_of_element_located((By.ID, "error")))
         assert "notes.txt: not an image file" in browser.find_element(By.ID, "error").text
 
+        browser.find_element(By.ID, "file").send_keys(str(write_image(tmp_path / "photo.png")))
+        wait.until(EC.visibility_of_element_located((By.ID, "result")))
+        assert not browser.find_element(By.ID, "reference").is_displayed()
+
         big = write_image(tmp_path / "big.png", size=(400, 400))
         browser.find_element(By.ID, "file").send_keys(str(big))
         wait.until(EC.text_to_be_present_in_element((By.ID, "error"), "too large"))
         assert "big.png" in browser.find_element(By.ID, "error").text
+        problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and e["source"] != "network"]
+        assert not problems  # no script error, no Content-Security-Policy violation
     finally:
         browser.quit()

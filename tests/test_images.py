@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageFile, JpegImagePlugin
 
-from multimodal_s2s.data.images import ALPHA_BACKGROUND, ImageLoadError, find_images, load_image, normalized_tensor
+from multimodal_s2s.data.images import (
+    ALPHA_BACKGROUND,
+    ImageLoadError,
+    ImageTooLargeError,
+    find_images,
+    load_image,
+    normalized_tensor,
+)
 
 
 def _save(image: Image.Image, path, **options):
@@ -87,6 +96,19 @@ def test_truncated_jpeg_is_reported_as_corrupt(tmp_path):
     truncated.write_bytes(whole.read_bytes()[:400])
     with pytest.raises(ImageLoadError, match=r"t\.jpg: corrupt or unreadable image"):
         load_image(truncated)
+
+
+def test_open_files_load_and_too_many_pixels_are_refused_before_decoding(monkeypatch):
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(buffer, format="PNG")
+    buffer.seek(0)
+    assert load_image(buffer, max_pixels=60_000, name="upload.png").getpixel((0, 0)) == (10, 20, 30)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded an image over the limit"))
+    buffer.seek(0)
+    with pytest.raises(ImageTooLargeError, match=r"^upload.png: 300 x 200 pixels \(0.1 MP\) is more than the limit"):
+        load_image(buffer, max_pixels=59_999, name="upload.png")
+    with pytest.raises(ImageLoadError, match="^upload.png: not an image file"):
+        load_image(io.BytesIO(b"text"), name="upload.png")
 
 
 def test_find_images_lists_only_image_files(tmp_path):

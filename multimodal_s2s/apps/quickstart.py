@@ -42,14 +42,14 @@ def train(overrides: list[str]) -> Path:
     return checkpoints[-1]
 
 
-def write_scenes(count: int) -> list[tuple[Path, list[str]]]:
-    """``count`` test-split scenes as PNGs in OUTPUT, with their reference captions."""
-    OUTPUT.mkdir(parents=True, exist_ok=True)
+def write_scenes(count: int, folder: Path = OUTPUT) -> list[tuple[Path, list[str]]]:
+    """``count`` test-split scenes as PNGs in ``folder``, with their reference captions."""
+    folder.mkdir(parents=True, exist_ok=True)
     scenes = ShapeScenes(seed=SHAPES_SPLIT_SEEDS["test"], image_size=SCENE_SIZE)
     written = []
     for index in range(count):
         scene = scenes[index]
-        path = OUTPUT / f"scene_{index}.png"
+        path = folder / f"scene_{index}.png"
         scene.image.save(path)
         written.append((path, scene.captions))
     return written

@@ -4,8 +4,9 @@
 grayscale, 16-bit or 32-bit integer, float, RGBA / LA (composited over white), palette
 (with or without transparency), CMYK, YCbCr, LAB, 1-bit. Very large images are shrunk while
 they are decoded (JPEG's reduced-scale decoding through ``Image.draft``, via ``thumbnail``) so
-that they are never held at full size when a decoder can avoid it. Anything that cannot be read
-raises ``ImageLoadError``, a one-line message that names the file.
+that they are never held at full size when a decoder can avoid it; ``max_pixels`` refuses larger
+images from their header, before decoding. Anything that cannot be read raises ``ImageLoadError``,
+a one-line message that names the file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ ALPHA_BACKGROUND = (255, 255, 255)
 #: Divisor that maps 16-bit samples (0..65535) onto 8-bit ones (0..255).
 UINT16_TO_UINT8 = 257
 UINT8_MAX = 255
+PIXELS_PER_MEGAPIXEL = 1_000_000
 #: The per-channel statistics that ImageNet-trained backbones (timm, torchvision) expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,27 +43,53 @@ class ImageLoadError(ValueError):
     """A file that is missing, unreadable or not an image; the message is one line naming the file."""
 
 
-def load_image(path: str | os.PathLike, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
-    """Read ``path`` as an upright 8-bit RGB image, its longest side at most ``max_side`` (None: no limit).
+class ImageTooLargeError(ImageLoadError):
+    """An image with more pixels than allowed, refused from its header before any pixel is decoded."""
+
+
+def load_image(
+    source: str | os.PathLike | BinaryIO,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """Read ``source`` (a path, or an open binary file called ``name`` in messages) as an upright 8-bit
+    RGB image, its longest side at most ``max_side`` (None: no limit).
+
+    ``max_pixels``: refuse images of more pixels, from the size in their header, before decoding.
 
     Raises:
-        ImageLoadError: missing file, a folder, not an image, corrupt or truncated data, too many pixels.
+        ImageTooLargeError: more pixels than ``max_pixels`` (or than PIL's decompression-bomb limit).
+        ImageLoadError: missing file, a folder, not an image, corrupt or truncated data.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: {'is a folder, not an image' if path.is_dir() else 'file not found'}")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise ImageLoadError(f"{path}: {'is a folder, not an image' if path.is_dir() else 'file not found'}")
+    name = name or "image"
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageTooLargeError(f"{name}: {_too_many_pixels(image.size, max_pixels)}")
             if max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side))  # draft(): JPEG decodes at a reduced scale
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
+    except ImageLoadError:
+        raise
     except Image.DecompressionBombError as error:
-        raise ImageLoadError(f"{path}: too many pixels to load safely ({_first_line(error)})") from None
+        raise ImageTooLargeError(f"{name}: too many pixels to load safely ({_first_line(error)})") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image file (unknown or unsupported format)") from None
+        raise ImageLoadError(f"{name}: not an image file (unknown or unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path}: corrupt or unreadable image ({_first_line(error)})") from None
+        raise ImageLoadError(f"{name}: corrupt or unreadable image ({_first_line(error)})") from None
+
+
+def _too_many_pixels(size: tuple[int, int], max_pixels: int) -> str:
+    megapixels = size[0] * size[1] / PIXELS_PER_MEGAPIXEL
+    limit = max_pixels / PIXELS_PER_MEGAPIXEL
+    return f"{size[0]} x {size[1]} pixels ({megapixels:.1f} MP) is more than the limit of {limit:.3g} MP"
 
 
 def as_rgb_image(item: str | os.PathLike | Image.Image | np.ndarray | Tensor, max_side: int | None = DEFAULT_MAX_SIDE):

@@ -1,0 +1,125 @@
+"""Serve a demo web page for a checkpoint (this machine only, unless --host says otherwise).
+
+    mms2s demo captioning --checkpoint runs/.../best.ckpt [--host 127.0.0.1] [--port 8000]
+
+Open the printed address: the page tells what the model is (its model card), offers example images,
+captions an image you choose and shows, for each word, where the model looked. The server is
+Starlette on uvicorn (``service`` and ``server``): ``GET /`` is the page, ``POST /api/caption?name=FILE``
+takes the image's bytes and answers JSON, ``GET /health`` says it is up. Limits on uploads, pixels,
+concurrency, time, host names and origins are options; see tasks/captioning/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+
+from PIL import Image
+
+from multimodal_s2s.apps.demo.captioner import DEFAULT_N_BEST, DemoCaptioner, read_model_card
+from multimodal_s2s.apps.demo.page import BYTES_PER_MB
+from multimodal_s2s.apps.demo.server import listening_socket, make_server
+from multimodal_s2s.apps.demo.service import LOCAL_HOSTS, Access, Limits, create_app
+from multimodal_s2s.checkpoint import CheckpointError
+from multimodal_s2s.decoding import DecodingOptionsError
+
+DEMOS = ("captioning",)
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+#: Addresses that mean "every interface": not a name a client can send as its Host.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+EXIT_BAD_SETUP = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    parser.add_argument("task", choices=DEMOS, help="which demo page")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of that task (.ckpt)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
+    parser.add_argument("--n-best", type=int, default=DEFAULT_N_BEST, help="alternatives shown (at most the beam)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    limits = parser.add_argument_group("limits (what one client may ask; defaults in brackets)")
+    limits.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / BYTES_PER_MB,
+                        help="largest upload accepted, in MB [%(default)g]")  # fmt: skip
+    limits.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
+                        help="largest image accepted, in pixels, checked before decoding [%(default)d]")  # fmt: skip
+    limits.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency,
+                        help="images decoded and captioned at once [%(default)d]")  # fmt: skip
+    limits.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                        help="requests that may wait for their turn besides; beyond, 503 [%(default)d]")  # fmt: skip
+    limits.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s,
+                        help="seconds for a request's head, and for any pause in its body [%(default)g]")  # fmt: skip
+    limits.add_argument("--body-timeout", type=float, default=defaults.body_timeout_s,
+                        help="seconds for a whole upload [%(default)g]")  # fmt: skip
+    access = parser.add_argument_group("access")
+    access.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help=f"a name or address clients reach the demo by, besides {', '.join(LOCAL_HOSTS)} "
+                        "and --host; repeatable; '*' for any")  # fmt: skip
+    access.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a site (e.g. https://example.org) whose pages may post here; repeatable")  # fmt: skip
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    """Raises ValueError naming the option that is out of range."""
+    checks = {
+        "--max-upload-mb": args.max_upload_mb > 0,
+        "--max-pixels": args.max_pixels > 0,
+        "--max-concurrency": args.max_concurrency >= 1,
+        "--max-queue": args.max_queue >= 0,
+        "--read-timeout": args.read_timeout > 0,
+        "--body-timeout": args.body_timeout > 0,
+        "--beam-size": args.beam_size is None or args.beam_size >= 1,
+        "--n-best": args.n_best >= 1,
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        value = getattr(args, bad[0].lstrip("-").replace("-", "_"))
+        raise ValueError(f"{bad[0]} is out of range (got {value})")
+    return Limits(
+        max_upload_bytes=int(args.max_upload_mb * BYTES_PER_MB),
+        max_pixels=args.max_pixels,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        read_timeout_s=args.read_timeout,
+        body_timeout_s=args.body_timeout,
+    )
+
+
+def access_from(args: argparse.Namespace) -> Access:
+    """The allowed hosts: the local names, the address listened on (unless a wildcard), --allowed-host."""
+    own = [] if args.host in WILDCARD_HOSTS else [args.host]
+    return Access(allowed_hosts=(*LOCAL_HOSTS, *own, *args.allowed_host), allowed_origins=tuple(args.allow_origin))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    # The server refuses images over --max-pixels itself; PIL's warning above its own limit is noise.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    try:
+        limits = limits_from(args)
+        captioner = DemoCaptioner.load(args.checkpoint, args.device, args.beam_size, args.n_best)
+        card = read_model_card(args.checkpoint, captioner.decoding)
+        app = create_app(captioner, card, limits, access_from(args))
+    except (CheckpointError, DecodingOptionsError, ValueError) as error:
+        return _fail(str(error))
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as error:
+        return _fail(f"cannot listen on {args.host}:{args.port} ({error.strerror or error})")
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Captioning demo at http://{shown}:{port}/  (Ctrl+C to stop)", flush=True)
+    if args.host in WILDCARD_HOSTS:
+        names = ", ".join(access_from(args).allowed_hosts)
+        print(f"Listening on every interface; clients must use one of these names: {names} (--allowed-host)")
+    make_server(app, limits.read_timeout_s).run(sockets=[sock])
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_SETUP
