@@ -113,7 +113,7 @@ def attention_and_probabilities(
         valid = encoded.mask[row]
         attention = output.attention[row, : length + 1][:, valid].float().cpu()  # (L + 1, T_valid)
         targets = inputs[row, 1 : length + 1]
-        token_probabilities = probabilities[row, torch.arange(length), targets].cpu()  # (L,)
+        token_probabilities = probabilities[row, torch.arange(length, device=targets.device), targets].cpu()  # (L,)
         results.append((attention, token_probabilities))
     return results
 
