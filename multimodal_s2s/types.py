@@ -54,6 +54,9 @@ class EncoderInfo:
             that mirror their encoder (SegNet); empty when the encoder does not say.
         n_mels: what an audio encoder's input needs: the mel bins of its log-mel features
             (None for other modalities).
+        frames_per_row: for an encoder whose memory rows are consecutive time steps of its
+            input frames, the frames per row (an audio encoder's time subsampling): what aligns
+            output tokens to time; None when rows are not one per time step (AST patches).
     """
 
     modality: Modality
@@ -64,6 +67,7 @@ class EncoderInfo:
     state_dim: int | None = None
     stage_depths: tuple[int, ...] = ()
     n_mels: int | None = None
+    frames_per_row: int | None = None
 
 
 @dataclass

@@ -169,7 +169,11 @@ class AudioTransformerEncoder(Encoder):
         )
         self.norm = nn.LayerNorm(d_model)
         self.info = EncoderInfo(
-            modality=Modality.AUDIO, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model, n_mels=n_mels
+            modality=Modality.AUDIO,
+            emits=frozenset({Emits.SEQUENCE}),
+            out_dim=d_model,
+            n_mels=n_mels,
+            frames_per_row=subsampling if frontend == "conv" else None,  # patch rows are frequency-major
         )
 
     def encode_sequence(self, features: Tensor, lengths: Tensor | None = None) -> SequenceOutput:

@@ -1,0 +1,178 @@
+"""Voice activity detection with Silero VAD, and the transcription windows made from its speech regions.
+
+The model is the sequence ONNX export of Silero VAD (MIT) that ships inside the installed ``silero-vad``
+wheel: nothing is downloaded. The package's ``SileroVADSequence`` runs it with onnxruntime on the CPU (one
+thread, one ONNX call per block of 512 frames), giving one speech probability per 32 ms frame (512
+samples at 16 kHz); the package's ``get_speech_timestamps_from_probs`` turns them into speech regions
+(a threshold with hysteresis, minimum speech and silence durations, padding). Importing ``silero_vad``
+sets torch's thread count to 1 for the whole process; ``_silero`` puts the count back.
+
+Windows (``VoiceActivityDetector.windows``, the signature of ``transcription.speech_windows``, which
+stays as the energy fallback): speech regions in order; a region longer than ``max_seconds`` is cut at
+the longest pause (frames below the lower threshold) in its window's last third, else at its least
+speech-like frame; consecutive pieces are joined while the joined window spans at most
+``merge_seconds``. Audio outside the windows is not decoded; a recording without speech has no windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import torch
+
+from multimodal_s2s.audio import SAMPLE_RATE
+
+#: The model's frame: one speech probability per 512 samples (32 ms at 16 kHz).
+VAD_FRAME_SAMPLES = 512
+SEQUENCE_MODEL = "silero_vad_16k_sequence.onnx"
+MODEL_PACKAGE = "silero_vad.data"
+#: The lower threshold (speech ends below it) sits this far below ``threshold``, as in silero-vad.
+HYSTERESIS = 0.15
+MIN_NEG_THRESHOLD = 0.01
+SPLIT_SEARCH_FRACTION = 1 / 3  # an over-long region is cut in its window's last third
+MILLISECONDS = 1000
+SampleRange = tuple[int, int]
+
+
+class VADUnavailableError(RuntimeError):
+    """The silero-vad package (and its model) cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class VADOptions:
+    """How speech regions are found.
+
+    Attributes:
+        threshold: a frame whose speech probability reaches this starts speech; speech ends after
+            ``min_silence_seconds`` of frames below ``threshold - 0.15``.
+        min_speech_seconds: shorter regions are dropped (clicks).
+        min_silence_seconds: shorter pauses do not end a region (stops inside a word).
+        speech_pad_seconds: each region is widened by this much on both sides (half the pause when
+            two regions are closer than twice this).
+    """
+
+    threshold: float = 0.5
+    min_speech_seconds: float = 0.1
+    min_silence_seconds: float = 0.2
+    speech_pad_seconds: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"VAD threshold must be in (0, 1), got {self.threshold}")
+        for name in ("min_speech_seconds", "min_silence_seconds", "speech_pad_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"VAD {name} must be a finite number >= 0, got {value}")
+
+    @property
+    def neg_threshold(self) -> float:
+        return max(self.threshold - HYSTERESIS, MIN_NEG_THRESHOLD)
+
+
+def _silero():
+    """silero-vad's sequence model class and its timestamp state machine, torch's thread count kept."""
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import sequence_vad, utils_vad
+    except ImportError as error:
+        raise VADUnavailableError(
+            f"voice activity detection needs silero-vad (pip install silero-vad): {error}"
+        ) from None
+    finally:
+        torch.set_num_threads(threads)  # silero_vad.model calls torch.set_num_threads(1) on import
+    return sequence_vad.SileroVADSequence, utils_vad.get_speech_timestamps_from_probs
+
+
+class VoiceActivityDetector:
+    """Silero VAD on 16 kHz mono float32 waveforms: speech probabilities, regions and windows."""
+
+    def __init__(self, options: VADOptions | None = None):
+        self.options = options or VADOptions()
+        model_class, self._timestamps = _silero()
+        model_file = resources.files(MODEL_PACKAGE).joinpath(SEQUENCE_MODEL)
+        with resources.as_file(model_file) as path:
+            if not path.is_file():
+                raise VADUnavailableError(f"{path}: the silero-vad package lacks its model file")
+            self.model = model_class(str(path), sampling_rate=SAMPLE_RATE)
+
+    def speech_probabilities(self, waveform: np.ndarray) -> np.ndarray:
+        """(S,) -> (ceil(S / 512),) speech probability of each 32 ms frame."""
+        waveform = _check_waveform(waveform)
+        if len(waveform) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.model.audio_forward(waveform, sampling_rate=SAMPLE_RATE)
+
+    def speech_regions(self, waveform: np.ndarray, probabilities: np.ndarray | None = None) -> list[SampleRange]:
+        """(S,) -> (start, end) sample ranges of speech, padded, in order and disjoint."""
+        if probabilities is None:
+            probabilities = self.speech_probabilities(waveform)
+        options = self.options
+        regions = self._timestamps(
+            probabilities,
+            sampling_rate=SAMPLE_RATE,
+            threshold=options.threshold,
+            neg_threshold=options.neg_threshold,
+            min_speech_duration_ms=options.min_speech_seconds * MILLISECONDS,
+            min_silence_duration_ms=options.min_silence_seconds * MILLISECONDS,
+            speech_pad_ms=options.speech_pad_seconds * MILLISECONDS,
+            audio_length_samples=len(waveform),
+        )
+        return [(int(region["start"]), int(region["end"])) for region in regions]
+
+    def windows(
+        self, waveform: np.ndarray, max_seconds: float, merge_seconds: float | None = None
+    ) -> list[SampleRange]:
+        """(S,) waveform -> (start, end) sample ranges to decode, in order, disjoint, each at most
+        ``max_seconds``; regions are joined while the window spans at most ``merge_seconds``
+        (default ``max_seconds``). See the module docstring."""
+        probabilities = self.speech_probabilities(waveform)
+        max_samples = max(int(max_seconds * SAMPLE_RATE), VAD_FRAME_SAMPLES)
+        merge_samples = min(int((merge_seconds or max_seconds) * SAMPLE_RATE), max_samples)
+        windows: list[SampleRange] = []
+        for region in self.speech_regions(waveform, probabilities):
+            for start, end in self._split_long(region, probabilities, max_samples):
+                if windows and end - windows[-1][0] <= merge_samples:
+                    windows[-1] = (windows[-1][0], end)
+                else:
+                    windows.append((start, end))
+        return windows
+
+    def _split_long(self, region: SampleRange, probabilities: np.ndarray, max_samples: int) -> list[SampleRange]:
+        """Cut a sample range into pieces of at most ``max_samples``, each at a pause of its last third."""
+        pieces, (start, end) = [], region
+        while end - start > max_samples:
+            cut = self._pause_inside(
+                probabilities, start + int(max_samples * (1 - SPLIT_SEARCH_FRACTION)), start + max_samples
+            )
+            pieces.append((start, cut))
+            start = cut
+        return [*pieces, (start, end)]
+
+    def _pause_inside(self, probabilities: np.ndarray, first: int, last: int) -> int:
+        """A sample in (first, last]: the middle of the longest run of frames below the lower threshold
+        whose frames lie inside, else the middle of the least speech-like frame."""
+        first_frame = -(-first // VAD_FRAME_SAMPLES)
+        frames = probabilities[first_frame : last // VAD_FRAME_SAMPLES]  # frames wholly inside
+        if len(frames) == 0:
+            return last
+        quiet = np.r_[False, frames < self.options.neg_threshold, False].astype(np.int8)
+        edges = np.flatnonzero(np.diff(quiet))  # run starts and ends, alternating
+        if len(edges):
+            run_starts, run_ends = edges[0::2], edges[1::2]
+            longest = int(np.argmax(run_ends - run_starts))
+            middle = (run_starts[longest] + run_ends[longest]) * VAD_FRAME_SAMPLES // 2
+        else:
+            middle = int(np.argmin(frames)) * VAD_FRAME_SAMPLES + VAD_FRAME_SAMPLES // 2
+        return min(max(first_frame * VAD_FRAME_SAMPLES + middle, first + 1), last)
+
+
+def _check_waveform(waveform: np.ndarray) -> np.ndarray:
+    """A 1-D float array as contiguous float32; ValueError otherwise."""
+    if not isinstance(waveform, np.ndarray) or waveform.ndim != 1 or not np.issubdtype(waveform.dtype, np.floating):
+        raise ValueError(
+            f"VAD needs a 1-D float waveform at {SAMPLE_RATE} Hz, got {getattr(waveform, 'shape', type(waveform))}"
+        )
+    return np.ascontiguousarray(waveform, dtype=np.float32)
