@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from multimodal_s2s.threads import configure_threads
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: jsonargparse's explanation lines that say nothing about the mistake itself.
 CONFIG_ERROR_NOISE = (
@@ -44,6 +46,7 @@ class SuiteCLI(LightningCLI):
 def suite_cli(args: list[str], run: bool = True, **kwargs: Any) -> SuiteCLI:
     """SuiteCLI over whichever LightningModule and LightningDataModule the recipe names; the resolved
     config is saved with the run. ``run=False``: parse and build only (``args`` without a sub-command)."""
+    configure_threads()
     return SuiteCLI(
         LightningModule,
         LightningDataModule,

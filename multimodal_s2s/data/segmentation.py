@@ -192,6 +192,7 @@ class SegmentationDataModule(L.LightningDataModule):
         image_size: [H, W] of training crops and of evaluation images.
         augment: random scale (``scale_range``; None: none), crop and horizontal flip (``hflip``) of training pairs.
         mean, std: image normalization (ImageNet statistics by default).
+        num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         shapes_train_size, shapes_val_size, shapes_seed, shapes_max_objects: the procedural scenes.
     """
 
@@ -212,7 +213,7 @@ class SegmentationDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         batch_size: int = 16,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         shapes_train_size: int = 2000,
         shapes_val_size: int = 200,
         shapes_seed: int = 0,
