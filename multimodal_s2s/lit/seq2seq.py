@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from multimodal_s2s.audio import N_MELS
@@ -81,7 +81,7 @@ class Seq2SeqModule(L.LightningModule):
             self.audio_features = AudioFeatures((encoder_args or {}).get("n_mels", N_MELS), spec_augment)
         self.tokenizer = None
         self.meta: dict[str, Any] = {}
-        self.val_metrics = [TEXT_METRICS[name]() for name in metrics or []]
+        self.val_metrics = nn.ModuleList([TEXT_METRICS[name]() for name in metrics or []])  # on the device, for DDP
         self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
 
     def setup(self, stage: str) -> None:
