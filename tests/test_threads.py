@@ -19,12 +19,19 @@ def eight_cores(monkeypatch):
     torch.set_num_threads(before)
 
 
-def test_threads_follow_the_cores_and_the_processes_sharing_them(eight_cores, monkeypatch):
-    assert threads.configure_threads() == 8 == torch.get_num_threads()
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: 2 processes on this machine
-    assert threads.configure_threads() == 4
+def test_cpu_threads_are_the_cores_less_the_workers(eight_cores, monkeypatch):
+    monkeypatch.setattr(threads.torch.cuda, "is_available", lambda: False)
+    assert (threads.configure_threads(), threads.default_num_workers()) == (7, 1)
+    assert torch.get_num_threads() == 7
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes on this machine, 2 cores each
+    assert (threads.configure_threads(), threads.default_num_workers()) == (1, 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # CPU DDP with a process a core: one thread, no worker
+    assert (threads.configure_threads(), threads.default_num_workers()) == (1, 0)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     assert threads.configure_threads() == 1  # never 0
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert (threads.default_num_threads(on_gpu=False), threads.default_num_workers(on_gpu=False)) == (28, 4)
 
 
 def test_omp_num_threads_overrides(eight_cores, monkeypatch):
@@ -33,9 +40,8 @@ def test_omp_num_threads_overrides(eight_cores, monkeypatch):
     assert threads.configure_threads() == 3 == torch.get_num_threads()
 
 
-def test_workers_feed_a_gpu_and_leave_a_small_cpu_to_compute(eight_cores, monkeypatch):
-    assert threads.default_num_workers(on_gpu=True) == 7
-    assert threads.default_num_workers(on_gpu=False) == 8 // threads.CPU_CORES_PER_WORKER
+def test_on_a_gpu_the_cores_feed_it(eight_cores, monkeypatch):
+    assert (threads.default_num_threads(on_gpu=True), threads.default_num_workers(on_gpu=True)) == (8, 7)
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
     assert threads.default_num_workers(on_gpu=True) == 1
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(64)))
