@@ -3,7 +3,9 @@
 Each recipe runs in its own process (``mms2s fit`` with ``--trainer.max_steps``, no validation, no
 logger, no checkpoint), so that thread settings start fresh. The clock runs from the end of step
 ``--warmup`` to the end of the last step: data loading is inside it, set-up (data generation, the
-espeak corpus, model building) is not. ``--threads N`` sets OMP_NUM_THREADS=N for the run (unset:
+espeak corpus, model building) is not. Reported: steps/s over that span, steps/s from the median step
+(robust to bursts of load from other jobs), this process's CPU seconds a step (data-loader workers not
+included) and the load average before and after. ``--threads N`` sets OMP_NUM_THREADS=N for the run (unset:
 the suite's default), ``--workers N`` the data modules' ``num_workers`` (unset: the recipe's or the
 suite's default).
 
@@ -14,8 +16,10 @@ suite's default).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -33,16 +37,15 @@ RECIPES = [
 
 
 class StepClock(L.Callback):
-    """Seconds from the end of training step ``warmup`` to the end of the last step."""
+    """The end time of every training step after ``warmup`` (and of step ``warmup``), and the process's CPU time."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+        self.warmup, self.times, self.cpu = warmup, [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
-        if trainer.global_step == self.warmup:
-            self.start = now
-        self.end, self.steps = now, trainer.global_step
+        if trainer.global_step >= self.warmup:
+            self.times.append(time.perf_counter())
+            self.cpu.append(time.process_time())
 
 
 def run_one(recipe: str, steps: int, warmup: int, workers: int | None) -> dict:
@@ -57,13 +60,17 @@ def run_one(recipe: str, steps: int, warmup: int, workers: int | None) -> dict:
             "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null"]  # fmt: skip
     if workers is not None:
         args += ["--data.num_workers", str(workers)]
+    load_before = os.getloadavg()[0]
     suite_cli(args, trainer_defaults={"callbacks": [clock]})
-    timed = clock.steps - clock.warmup
+    seconds, durations = clock.times[-1] - clock.times[0], [b - a for a, b in itertools.pairwise(clock.times)]
     return {
         "recipe": recipe,
-        "timed_steps": timed,
-        "seconds": clock.end - clock.start,
-        "steps_per_s": timed / (clock.end - clock.start),
+        "timed_steps": len(durations),
+        "seconds": seconds,
+        "steps_per_s": len(durations) / seconds,
+        "steps_per_s_median": 1 / statistics.median(durations),  # robust to bursts of load from other jobs
+        "cpu_seconds_per_step": (clock.cpu[-1] - clock.cpu[0]) / len(durations),  # this process, all its threads
+        "load_average_1min": [load_before, os.getloadavg()[0]],
         "torch_threads": torch.get_num_threads(),
     }
 
