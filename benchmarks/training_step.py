@@ -3,8 +3,8 @@ model of each task against the closest peer of another library at equal input sh
 suite's model under ``torch.compile``. Writes JSON.
 
 - captioning: shapes.yaml's model, timm resnet10t (half width, to stride 8) + a 2-layer Transformer decoder
-  (d=128), against HF VisionEncoderDecoderModel: HF ResNet (2 basic stages of 32/64 channels, to stride 8) +
-  a BERT decoder of the same width and depth.
+  (d=128), against HF VisionEncoderDecoderModel with the same timm backbone as its encoder (so the encoders
+  are equal) and a BERT decoder of the same width and depth.
 - asr: espeak.yaml's model, a conv-subsampled (4x) audio Transformer (4 layers, d=144) + a 2-layer decoder
   with the hybrid CTC loss, against openai-whisper's Whisper of the same dimensions (its conv front end
   subsamples 2x, so its encoder sees twice the rows).
@@ -87,26 +87,33 @@ def captioning(batch: int = 32, length: int = 14, vocab: int = 40, size: int = 6
     from transformers import BertConfig, BertLMHeadModel, ResNetConfig, ResNetModel, VisionEncoderDecoderModel
     from transformers.modeling_outputs import BaseModelOutput
 
-    class GridResNet(ResNetModel):
-        """HF ResNet whose last grid (B, C, h, w) becomes rows (B, h*w, C), which cross-attention needs."""
+    recipe = recipe_model("captioning/shapes.yaml")
+
+    class TimmGrid(ResNetModel):
+        """An HF encoder around the recipe's own timm backbone (the same architecture as the suite's): its
+        deepest grid (B, C, h, w) becomes rows (B, h*w, C), which the decoder's cross-attention needs."""
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.embedder = self.encoder = self.pooler = None  # replaced by the timm backbone
+            self.backbone = create_model(recipe["encoder"], recipe["decoder"], recipe["encoder_args"],
+                                         recipe["decoder_args"], vocab_size=vocab).encoder.backbone  # fmt: skip
 
         def forward(self, pixel_values, **kwargs):
-            grid = super().forward(pixel_values).last_hidden_state  # (B, C, h, w)
+            grid = self.backbone(pixel_values)[-1]  # (B, C, h, w)
             return BaseModelOutput(last_hidden_state=grid.flatten(2).transpose(1, 2))
 
-    recipe = recipe_model("captioning/shapes.yaml")
     images, tokens = torch.randn(batch, 3, size, size), random_tokens(batch, length, vocab)
     ours = suite_text_model(recipe, vocab)
     args = recipe["decoder_args"]
     width, depth, heads, dropout = (args[k] for k in ("d_model", "num_layers", "num_heads", "dropout"))
-    resnet = ResNetConfig(embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1], layer_type="basic",
-                          downsample_in_first_stage=False)  # fmt: skip
-    resnet.hidden_size = resnet.hidden_sizes[-1]  # the rows' width, which VisionEncoderDecoderModel projects from
+    resnet = ResNetConfig(embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1], layer_type="basic")
+    resnet.hidden_size = ours.encoder.info.out_dim  # the rows' width, which VisionEncoderDecoderModel projects from
     bert = BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
                       intermediate_size=args["ff_dim"], hidden_dropout_prob=dropout,
                       attention_probs_dropout_prob=dropout, max_position_embeddings=64, is_decoder=True,
                       add_cross_attention=True)  # fmt: skip
-    peer = VisionEncoderDecoderModel(encoder=GridResNet(resnet), decoder=BertLMHeadModel(bert))
+    peer = VisionEncoderDecoderModel(encoder=TimmGrid(resnet), decoder=BertLMHeadModel(bert))
     return (
         Contender("suite", ours, lambda m: token_loss(m(images, tokens[:, :-1]), tokens[:, 1:])),
         Contender("hf_vision_encoder_decoder", peer,
