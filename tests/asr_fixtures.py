@@ -59,9 +59,10 @@ class LossRecorder(Callback):
 
 
 def tiny_asr_run(
-    folder: Path, steps: int, ctc_weight: float = 0.3, losses: list[float] | None = None
+    folder: Path, steps: int, ctc_weight: float = 0.3, losses: list[float] | None = None, **trainer_args
 ) -> tuple[L.Trainer, Seq2SeqModule, ASRDataModule]:
-    """Train a tiny hybrid CTC/attention model on tone utterances for ``steps`` steps."""
+    """Train a tiny hybrid CTC/attention model on tone utterances for ``steps`` steps; ``trainer_args``
+    are more Trainer arguments, e.g. ``precision`` (``callbacks`` join the loss recorder)."""
     L.seed_everything(0, verbose=False)
     data = ASRDataModule(
         format="manifest",
@@ -82,6 +83,7 @@ def tiny_asr_run(
         ctc_weight=ctc_weight,
         spec_augment={"num_freq_masks": 0, "num_time_masks": 0},
     )
+    callbacks = [LossRecorder(losses if losses is not None else []), *trainer_args.pop("callbacks", [])]
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
@@ -91,7 +93,8 @@ def tiny_asr_run(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1,
-        callbacks=[LossRecorder(losses if losses is not None else [])],
+        callbacks=callbacks,
+        **trainer_args,
     )
     trainer.fit(module, data)
     return trainer, module, data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ def shared_data(name: str) -> Path:
     return path
 
 
-# Tiny tensors run faster on one thread than split over the machine's two cores.
-torch.set_num_threads(1)
+# Tiny tensors run faster on one thread than split over the machine's two cores; OMP_NUM_THREADS tells the
+# suite's own thread set-up (multimodal_s2s.threads) and the CLI processes that tests start the same.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)

@@ -138,5 +138,7 @@ def test_quickstart_captions_generated_scenes_with_a_given_checkpoint(checkpoint
     scenes = sorted((tmp_path / "runs" / "captioning" / "quickstart").glob("scene_*.png"))
     assert [p.name for p in scenes] == ["scene_0.png", "scene_1.png"]
     captioned = [line for line in out.splitlines() if line.startswith("runs/captioning/quickstart/scene_")]
-    assert len(captioned) == 4  # each scene: its references, then its caption
+    assert len(captioned) == 2 and all(line.split("\t")[1] in ("right", "wrong") for line in captioned)
+    assert out.count("    references: ") == 2
+    assert "of 2 captions match a reference" in out
     assert f"mms2s demo captioning --checkpoint {checkpoint}" in out

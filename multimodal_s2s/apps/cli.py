@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(module_name)
             module.add_arguments(sub)
     args = parser.parse_args(argv)
+    from multimodal_s2s.threads import configure_threads
+
+    configure_threads()
     return importlib.import_module(APPS[args.command][0]).run(args)
 
 

@@ -22,6 +22,7 @@ from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.lit.predictions import PredictionWriter
 from multimodal_s2s.lit.runs import AtomicCheckpointIO, RunLogger, resolve_checkpoint
 from multimodal_s2s.outputs import check_writable_folder
+from multimodal_s2s.threads import configure_threads
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: jsonargparse's explanation lines that say nothing about the mistake itself.
@@ -137,6 +138,7 @@ def _check_task(task: Task, data: Any) -> None:
 def suite_cli(args: list[str], run: bool = True, **kwargs: Any) -> SuiteCLI:
     """SuiteCLI over whichever LightningModule and LightningDataModule the recipe names; the resolved
     config is saved with the run. ``run=False``: parse and build only (``args`` without a sub-command)."""
+    configure_threads()
     return SuiteCLI(
         LightningModule,
         LightningDataModule,

@@ -213,7 +213,8 @@ class ASRDataModule(SuiteDataModule):
         tokenizer: "char" or "bpe" (byte-level BPE with ``vocab_size`` ids).
         max_duration: training utterances longer than this (seconds) are dropped; val is never filtered.
         max_train_utterances: use only the first N training utterances (None = all).
-        batch_size, num_workers: loaders; ``bucket_by_duration``: batches of similar durations.
+        batch_size: loaders; ``bucket_by_duration``: batches of similar durations.
+        num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         cache_audio: keep decoded waveforms in memory (see SpeechDataset).
         silence_pad: training utterances get up to this many seconds of silence before and after
             (drawn anew each epoch): for corpora whose clips start right at the speech (espeak), so that
@@ -240,7 +241,7 @@ class ASRDataModule(SuiteDataModule):
         max_duration: float = 30.0,
         max_train_utterances: int | None = None,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         bucket_by_duration: bool = True,
         cache_audio: bool = False,
         silence_pad: float = 0.0,

@@ -20,12 +20,13 @@ from multimodal_s2s.tokenizers import Tokenizer
 from multimodal_s2s.types import UNK_ID
 
 
-def check_loader_options(batch_size: int, num_workers: int) -> None:
-    """One clear line for a batch size below 1 or a negative worker count (before any data is read)."""
+def check_loader_options(batch_size: int, num_workers: int | None) -> None:
+    """One clear line for a batch size below 1 or a negative worker count (before any data is read);
+    ``num_workers`` None: sized from the cores (``threads.default_num_workers``)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise ValueError(f"data.num_workers must be None or an integer >= 0, got {num_workers!r}")
 
 
 def warn_unknown_tokens(tokenizer: Tokenizer, texts: list[str], origin: str) -> None:

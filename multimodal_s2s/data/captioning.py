@@ -217,6 +217,7 @@ class CaptioningDataModule(SuiteDataModule):
         color_jitter: training brightness/contrast/saturation jitter strength (0: none).
         hflip: random horizontal flips in training (they swap "left" and "right" in the captions).
         mean, std: image normalization (ImageNet statistics by default, as timm backbones expect).
+        num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         tokenizer: "word" (lower-cased words), "char" or "bpe".
         min_frequency: a word (character, BPE pair) must occur this often in the training captions.
         vocab_size: most ids of a word or BPE vocabulary.
@@ -248,7 +249,7 @@ class CaptioningDataModule(SuiteDataModule):
         vocab_size: int = 10000,
         max_caption_tokens: int = 40,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         shapes_train_size: int = 20000,
         shapes_val_size: int = 300,
         shapes_seed: int = 0,

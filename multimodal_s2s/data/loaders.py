@@ -1,5 +1,11 @@
 """DataLoaders shared by the data modules: shuffled training batches (optionally of similar lengths)
-and evaluation batches in order."""
+and evaluation batches in order.
+
+Under DDP, Lightning puts a DistributedSampler under the training loaders (inside
+``LengthBucketBatchSampler`` too): every rank gets the same number of indices, hence the same number of
+batches. Evaluation loaders split the examples between the ranks themselves, without the repeated
+examples that a DistributedSampler pads with, so that metrics reduced over the ranks count each example
+exactly once. ``num_workers`` None: ``threads.default_num_workers()``."""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
+
+from multimodal_s2s.threads import default_num_workers
 
 #: A length-bucketing pool holds this many batches: sorted by length inside, shuffled across.
 BUCKET_POOL_BATCHES = 50
@@ -45,7 +54,7 @@ class LengthBucketBatchSampler(BatchSampler):
 def training_loader(
     dataset: Dataset,
     batch_size: int,
-    num_workers: int,
+    num_workers: int | None,
     collate_fn: Callable | None = None,
     lengths: Sequence[int] | None = None,
 ) -> DataLoader:
@@ -59,13 +68,25 @@ def training_loader(
 
 
 def evaluation_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, collate_fn: Callable | None = None
+    dataset: Dataset, batch_size: int, num_workers: int | None, collate_fn: Callable | None = None
 ) -> DataLoader:
-    """Every example once, in order."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **_common(num_workers, collate_fn))
+    """Every example once, in order; under torch.distributed, each rank its own examples (rank r of W:
+    r, r + W, ...), none repeated, so the ranks may get one batch more or less than each other."""
+    sampler = evaluation_sampler(dataset)
+    common = _common(num_workers, collate_fn)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, **common)
 
 
-def _common(num_workers: int, collate_fn: Callable | None) -> dict[str, Any]:
+def evaluation_sampler(dataset: Dataset) -> Sampler | None:
+    """Lightning's unrepeated split when a process group of several ranks is running, else None (in order)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not distributed or torch.distributed.get_world_size() == 1:
+        return None
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
+
+def _common(num_workers: int | None, collate_fn: Callable | None) -> dict[str, Any]:
+    num_workers = default_num_workers() if num_workers is None else num_workers
     return {
         "collate_fn": collate_fn,
         "num_workers": num_workers,

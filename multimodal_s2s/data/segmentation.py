@@ -194,6 +194,7 @@ class SegmentationDataModule(SuiteDataModule):
         image_size: [H, W] of training crops and of evaluation images.
         augment: random scale (``scale_range``; None: none), crop and horizontal flip (``hflip``) of training pairs.
         mean, std: image normalization (ImageNet statistics by default).
+        num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         shapes_train_size, shapes_val_size, shapes_seed, shapes_max_objects: the procedural scenes.
 
     A run that starts from a checkpoint reads the labels with the checkpoint's classes and prepares the
@@ -219,7 +220,7 @@ class SegmentationDataModule(SuiteDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         batch_size: int = 16,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         shapes_train_size: int = 2000,
         shapes_val_size: int = 200,
         shapes_seed: int = 0,

@@ -158,7 +158,8 @@ class TranslationDataModule(SuiteDataModule):
         max_source_tokens, max_target_tokens: drop longer training pairs (None = keep all); val and
             test are never filtered.
         max_train_pairs: use only the first N training pairs (None = all).
-        batch_size, num_workers: loaders; ``bucket_by_length`` batches training pairs of similar length.
+        batch_size: loaders; ``bucket_by_length`` batches training pairs of similar length.
+        num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         dates_train_size, dates_val_size, dates_seed: the embedded dates task.
     """
 
@@ -182,7 +183,7 @@ class TranslationDataModule(SuiteDataModule):
         max_target_tokens: int | None = None,
         max_train_pairs: int | None = None,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         bucket_by_length: bool = True,
         dates_train_size: int = 20000,
         dates_val_size: int = 1000,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from multimodal_s2s.audio import AudioFeatures
@@ -78,7 +78,9 @@ class Seq2SeqModule(SuiteModule):
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.ctc_head: CTCHead | None = None
         self.audio_features: AudioFeatures | None = None
-        self.text_metrics = {split: [TEXT_METRICS[name]() for name in metrics or []] for split in ("val", "test")}
+        self.text_metrics = nn.ModuleDict(  # modules: their states follow the device and reduce across ranks
+            {split: nn.ModuleList([TEXT_METRICS[name]() for name in metrics or []]) for split in ("val", "test")}
+        )
         self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
 
     def header_from_data(self) -> CheckpointHeader:

@@ -3,8 +3,11 @@
 
 Every metric here takes ``update(hypotheses: list[str], references: list[list[str]])``
 (several references per hypothesis), ``compute() -> dict[str, float]`` on a 0-100 scale
-(CIDEr x 100, WER/CER as percentages) and ``reset()``. The torchmetrics inside sync
-across processes themselves; CIDEr-D gathers its pairs when torch.distributed is running.
+(CIDEr x 100, WER/CER as percentages) and ``reset()``. Each is an ``nn.Module`` so that a
+LightningModule that holds them (``nn.ModuleList``) moves their states to its device, where the
+process group reduces them (NCCL reduces GPU tensors only). Under torch.distributed, ``compute()``
+returns the figure over every rank's examples: the torchmetrics inside sum their states across
+processes themselves, CIDEr-D gathers its pairs (its document frequencies need the whole corpus).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import unicodedata
 
 import torch.distributed as dist
+from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import BLEUScore, CharErrorRate, SacreBLEUScore, WordErrorRate
 
@@ -31,11 +35,12 @@ def normalize_caption(text: str) -> str:
     return " ".join(text.split())
 
 
-class CaptionBLEU:
+class CaptionBLEU(nn.Module):
     """BLEU-1..4 over all references (torchmetrics BLEUScore), keys bleu1..bleu4."""
 
     def __init__(self):
-        self.scorers = [BLEUScore(n_gram=n) for n in range(1, 5)]
+        super().__init__()
+        self.scorers = nn.ModuleList([BLEUScore(n_gram=n) for n in range(1, 5)])
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
         hyps = [normalize_caption(h) for h in hypotheses]
@@ -51,11 +56,12 @@ class CaptionBLEU:
             scorer.reset()
 
 
-class CIDErD:
+class CIDErD(nn.Module):
     """CIDEr-D (Vedantam et al. 2015; pycocoevalcap's Cider, with clipping and the length
     penalty), document frequencies from the evaluated references. Key ``cider`` (x100)."""
 
     def __init__(self):
+        super().__init__()
         self.pairs: list[tuple[str, list[str]]] = []
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
@@ -81,10 +87,11 @@ class CIDErD:
         self.pairs = []
 
 
-class CorpusBLEU:
+class CorpusBLEU(nn.Module):
     """sacreBLEU corpus BLEU (13a tokenization) on detokenized text, key ``bleu``."""
 
     def __init__(self):
+        super().__init__()
         self.scorer = SacreBLEUScore(tokenize="13a")
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
@@ -97,10 +104,11 @@ class CorpusBLEU:
         self.scorer.reset()
 
 
-class ErrorRates:
+class ErrorRates(nn.Module):
     """WER and CER in percent after ``normalize_transcript``, against the first reference."""
 
     def __init__(self):
+        super().__init__()
         self.wer, self.cer = WordErrorRate(), CharErrorRate()
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
@@ -117,10 +125,11 @@ class ErrorRates:
         self.cer.reset()
 
 
-class ExactMatch:
+class ExactMatch(nn.Module):
     """Share of hypotheses equal to one of their references (white space normalized), key ``exact_match``."""
 
     def __init__(self):
+        super().__init__()
         self.mean = MeanMetric()
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:

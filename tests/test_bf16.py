@@ -1,0 +1,70 @@
+"""bf16 mixed precision (``trainer.precision: bf16-mixed``, torch.autocast in bfloat16): the models run in
+bfloat16, while the audio front end (STFT, log-mel) and every loss stay in float32."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from asr_fixtures import tiny_asr_run
+
+from multimodal_s2s.audio import AudioFeatures
+from multimodal_s2s.data.segmentation import SegmentationDataModule
+from multimodal_s2s.lit.segmentation import SegmentationModule
+
+BF16_STEPS = 2
+
+
+class DtypeRecorder(L.Callback):
+    """Records the dtype of the outputs of some of the module's parts and of each step's loss."""
+
+    def __init__(self, parts: dict[str, str]):
+        self.parts, self.dtypes = parts, {"loss": set()}  # name -> dotted attribute path of the module
+
+    def on_fit_start(self, trainer, module) -> None:
+        for name, path in self.parts.items():
+            self.dtypes[name] = set()
+            part = module.get_submodule(path)
+            part.register_forward_hook(lambda _m, _args, output, name=name: self.dtypes[name].add(first(output).dtype))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        assert torch.isfinite(outputs["loss"])
+        self.dtypes["loss"].add(outputs["loss"].dtype)
+
+
+def first(output) -> torch.Tensor:
+    """The tensor an output starts with: a tensor, a tuple's first item, a SequenceOutput's memory."""
+    if isinstance(output, tuple):
+        return output[0]
+    return getattr(output, "memory", output)
+
+
+def test_audio_features_stay_float32_under_autocast():
+    front_end = AudioFeatures(spec_augment={"num_freq_masks": 0, "num_time_masks": 0})
+    waveforms, lengths = torch.randn(2, 8000), torch.tensor([8000, 6000])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features, _ = front_end(waveforms, lengths)
+    assert features.dtype == torch.float32
+    assert torch.equal(features, front_end(waveforms, lengths)[0])  # the same as without autocast
+
+
+def test_asr_bf16_keeps_front_end_and_hybrid_loss_in_float32(tmp_path):
+    recorder = DtypeRecorder({"front_end": "audio_features", "decoder": "model.decoder", "ctc": "ctc_head"})
+    tiny_asr_run(tmp_path, BF16_STEPS, precision="bf16-mixed", callbacks=[recorder])
+    assert recorder.dtypes == {
+        "loss": {torch.float32},
+        "front_end": {torch.float32},
+        "decoder": {torch.bfloat16},  # autocast was on
+        "ctc": {torch.float32},
+    }
+
+
+def test_segmentation_bf16_keeps_the_loss_in_float32(tmp_path):
+    recorder = DtypeRecorder({"logits": "model"})
+    data = SegmentationDataModule(image_size=(32, 32), batch_size=4, augment=False, shapes_train_size=8,
+                                  shapes_val_size=4)  # fmt: skip
+    module = SegmentationModule("segnet_basic", encoder_args={"channels": 8, "kernel_size": 3, "num_stages": 2})
+    trainer = L.Trainer(max_steps=BF16_STEPS, precision="bf16-mixed", accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=tmp_path, callbacks=[recorder])  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    assert recorder.dtypes == {"loss": {torch.float32}, "logits": {torch.bfloat16}}
