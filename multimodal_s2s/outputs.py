@@ -36,12 +36,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, _file_mode(path))  # mkstemp makes it private (0600)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise OutputError(f"{path}: could not be written ({error.strerror or error})") from None
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a new file gets here: an existing target's own, else 0666 less the process's umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

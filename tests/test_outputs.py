@@ -3,6 +3,8 @@ so), and a write that fails leaves neither a partial file under the final name n
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from checkpoint_helpers import random_checkpoint, segmentation_header
 from PIL import Image
@@ -29,8 +31,13 @@ def test_a_failing_write_leaves_the_old_file_and_no_partial_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "new.txt", interrupted)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.txt"]
+    target.chmod(0o640)
     atomic_write_text(target, "the new result")
-    assert target.read_text() == "the new result"
+    assert target.read_text() == "the new result" and target.stat().st_mode & 0o777 == 0o640
+    atomic_write_text(tmp_path / "fresh.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_the_plan_refuses_inputs_twins_and_existing_files(tmp_path, capsys):
