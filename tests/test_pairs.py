@@ -25,6 +25,8 @@ TINY_DECODERS = {
     "rnn_attention": {"hidden_size": 32, "embed_dim": 16},
     "rnn": {"hidden_size": 32, "embed_dim": 16},
     "segnet": {},
+    "unet": {},
+    "mask_transformer": {"d_model": 32, "num_heads": 2},
 }
 IMAGE_SIDE, AUDIO_FRAMES, TEXT_LEN = 32, 60, 7
 

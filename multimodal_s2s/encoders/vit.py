@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,35 +20,53 @@ DEFAULT_IMG_SIZE = 224
 DEFAULT_PATCH_SIZE = 16
 
 
+DEFAULT_NUM_FEATURE_MAPS = 4
+
+
+def evenly_spaced_blocks(depth: int, count: int = DEFAULT_NUM_FEATURE_MAPS) -> tuple[int, ...]:
+    """``min(count, depth)`` block indices (0-based), evenly spaced and ending at the last block.
+
+    depth 12 -> (2, 5, 8, 11), as DPT and ViTDet take a ViT-B's blocks 3, 6, 9, 12.
+    """
+    count = min(count, depth)
+    return tuple(round((k + 1) * depth / count) - 1 for k in range(count))
+
+
 class ViTEncoder(Encoder):
-    """timm VisionTransformer (``dynamic_img_size``), as patch tokens and as the patch grid.
+    """timm VisionTransformer (``dynamic_img_size``), as patch tokens and as patch grids of several blocks.
 
     ``encode_sequence``: images (B, 3, H, W) -> memory (B, (H/p)*(W/p), D): the patch tokens after
     the final norm, without class/register tokens, in row-major grid order, so that attention
     weights map onto the patch grid; mask all True.
-    ``encode_feature_maps``: the same tokens as one map (B, D, H/p, W/p), reduction p.
+    ``encode_feature_maps``: the patch tokens of each of ``feature_blocks`` (after the final norm)
+    as maps [(B, D, H/p, W/p)], all at reduction p; the last is the last block's, the same tokens
+    as ``encode_sequence``.
     """
 
     def __init__(
         self,
-        img_size: int = DEFAULT_IMG_SIZE,
+        img_size: int | tuple[int, int] = DEFAULT_IMG_SIZE,
         patch_size: int = DEFAULT_PATCH_SIZE,
         embed_dim: int = 768,
         depth: int = 12,
         num_heads: int = 12,
         pretrained_path: str | None = None,
+        feature_blocks: Sequence[int] | None = None,
         **vit_kwargs: Any,
     ):
         """
         Args:
-            img_size: the size the position table is made for; other sizes divisible by
+            img_size: the size (side, or (H, W)) the position table is made for; other sizes divisible by
                 ``patch_size`` work too (positions are interpolated).
             pretrained_path: local timm ViT weights; its head is ignored and its position
                 table resampled to ``img_size`` when it was made for another size.
+            feature_blocks: the blocks (0-based, increasing, the last one ``depth - 1``) whose
+                outputs are the feature maps (None: up to 4 evenly spaced, ``evenly_spaced_blocks``).
             vit_kwargs: passed on to timm's VisionTransformer (mlp_ratio, reg_tokens, ...).
         """
         super().__init__()
         self.patch_size = patch_size
+        self.feature_blocks = _checked_blocks(feature_blocks, depth)
         self.vit = VisionTransformer(
             img_size=img_size,
             patch_size=patch_size,
@@ -66,32 +85,45 @@ class ViTEncoder(Encoder):
             modality=Modality.IMAGE,
             emits=frozenset({Emits.SEQUENCE, Emits.FEATURE_MAPS}),
             out_dim=embed_dim,
-            channels=(embed_dim,),
-            reductions=(patch_size,),
+            channels=(embed_dim,) * len(self.feature_blocks),
+            reductions=(patch_size,) * len(self.feature_blocks),
         )
 
-    def _patch_tokens(self, images: Tensor) -> tuple[Tensor, int, int]:
-        """images (B, 3, H, W) -> tokens (B, h*w, D) after the final norm, grid height h, width w."""
+    def _check_size(self, images: Tensor) -> None:
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise InputError(
                 f"image height and width must be divisible by the patch size {self.patch_size}, got {height}x{width}"
             )
-        tokens = self.vit.forward_features(images)  # (B, prefix + h*w, D)
-        return tokens[:, self.vit.num_prefix_tokens :], height // self.patch_size, width // self.patch_size
 
     def encode_sequence(self, images: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
-        """images (B, 3, H, W) -> memory (B, h*w, D), mask (B, h*w) all True."""
+        """images (B, 3, H, W) -> memory (B, h*w, D) after the final norm, mask (B, h*w) all True."""
         reject_lengths(lengths)
-        tokens, _, _ = self._patch_tokens(images)
+        self._check_size(images)
+        tokens = self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :]  # (B, h*w, D)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return SequenceOutput(memory=tokens, mask=mask)
 
     def encode_feature_maps(self, images: Tensor) -> FeatureMaps:
-        """images (B, 3, H, W) -> FeatureMaps([(B, D, H/p, W/p)])."""
-        tokens, grid_height, grid_width = self._patch_tokens(images)
-        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid_height, grid_width)
-        return FeatureMaps(features=[grid])
+        """images (B, 3, H, W) -> FeatureMaps([(B, D, H/p, W/p)] one per feature block)."""
+        self._check_size(images)
+        maps = self.vit.forward_intermediates(
+            images, indices=list(self.feature_blocks), norm=True, stop_early=True, intermediates_only=True
+        )  # [(B, D, h, w)]
+        return FeatureMaps(features=list(maps))
+
+
+def _checked_blocks(feature_blocks: Sequence[int] | None, depth: int) -> tuple[int, ...]:
+    """The feature blocks, or ValueError unless they increase strictly and end at the last block."""
+    if feature_blocks is None:
+        return evenly_spaced_blocks(depth)
+    blocks = tuple(int(block) for block in feature_blocks)
+    increasing = all(a < b for a, b in zip(blocks, blocks[1:], strict=False))
+    if not blocks or not increasing or blocks[0] < 0 or blocks[-1] != depth - 1:
+        raise ValueError(
+            f"feature_blocks must increase from >= 0 to the last block {depth - 1}, got {list(feature_blocks)}"
+        )
+    return blocks
 
 
 _VIT_EMITS = {Emits.SEQUENCE, Emits.FEATURE_MAPS}

@@ -108,10 +108,12 @@ class CrossAttention(nn.Module):
         return key_values.permute(2, 0, 3, 1, 4)
 
     def forward(
-        self, x: Tensor, memory_kv: Tensor, bias: Tensor, need_weights: bool = False
+        self, x: Tensor, memory_kv: Tensor, bias: Tensor | None = None, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x (N, L, D), memory_kv (2, B, H, T, Dh), bias (B, 1, 1, T) from ``attention_bias``
-        -> (N, L, D) and, when ``need_weights``, the weights (N, H, L, T) (0 on padded rows).
+        """x (N, L, D), memory_kv (2, B, H, T, Dh), bias (B, 1, 1, T) from ``attention_bias`` (None:
+        every memory row is valid) -> (N, L, D) and, when ``need_weights``, the weights (N, H, L, T)
+        (0 on padded rows). Queries attending to their own rows (``project_memory(x)``) is
+        bidirectional self-attention.
 
         N = B * g: the g consecutive rows of an example (its beams) share its keys/values; their
         queries are attended together as g * L query positions of that example.

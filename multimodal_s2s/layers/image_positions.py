@@ -14,8 +14,9 @@ def grid_positions_2d(height: int, width: int, dim: int, device: torch.device | 
 
     The first ``dim // 2`` channels encode the row, the rest the column (each as in Vaswani et al. 2017).
     """
-    rows = torch.arange(height, device=device).repeat_interleave(width)  # (H*W,)
-    cols = torch.arange(width, device=device).repeat(height)  # (H*W,)
+    cells = torch.arange(height * width, device=device)  # (H*W,); division rather than repeats exports to ONNX
+    rows = cells // width
+    cols = cells - rows * width
     row_dim = dim // 2
     return torch.cat([sinusoidal_positions(rows, row_dim), sinusoidal_positions(cols, dim - row_dim)], dim=-1)
 

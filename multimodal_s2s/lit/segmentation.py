@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from multimodal_s2s.checkpoint import CheckpointHeader, Task
 from multimodal_s2s.lit.base import SuiteModule
+from multimodal_s2s.losses import segmentation_loss
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.registry import encoder_entry
@@ -45,7 +45,7 @@ def median_frequency_weights(class_pixels: np.ndarray, image_pixels: np.ndarray)
 
 
 class SegmentationModule(SuiteModule):
-    """Per-pixel cross-entropy (ignore index, optional class balancing); confusion-matrix metrics in
+    """Per-pixel loss (ignore index, optional class balancing); confusion-matrix metrics in
     validation and test (``val/miou``, ``test/iou/<class>``...); label maps in predict.
 
     Args:
@@ -53,6 +53,8 @@ class SegmentationModule(SuiteModule):
             (``encoder_args.pretrained_path`` loads backbone weights from a local file or a suite checkpoint).
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         class_balancing: None, or "median_frequency" (loss weights from the training masks, as in SegNet).
+        loss: "cross_entropy", "dice", "focal", or several joined by '+' (their sum), e.g.
+            "cross_entropy+dice" (see multimodal_s2s/losses.py; each takes the class weights).
     """
 
     def __init__(
@@ -65,11 +67,13 @@ class SegmentationModule(SuiteModule):
         weight_decay: float = 1e-4,
         warmup_steps: int = 100,
         class_balancing: str | None = None,
+        loss: str = "cross_entropy",
     ):
         super().__init__()
         if class_balancing is not None and class_balancing not in CLASS_BALANCING:
             raise ValueError(f"unknown class_balancing {class_balancing!r}; choose None or one of {CLASS_BALANCING}")
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
+        self.loss_function = segmentation_loss(loss)
         self.save_hyperparameters()
         self.split_metrics = nn.ModuleDict()
 
@@ -101,15 +105,14 @@ class SegmentationModule(SuiteModule):
         return self.model(images)
 
     def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """-> (per-pixel cross-entropy over the labelled pixels, logits (B, C, H, W))."""
+        """-> (the loss over the labelled pixels, logits (B, C, H, W))."""
         logits = self.model(batch["images"])  # (B, C, H, W)
         masks = batch["masks"]  # (B, H, W)
         ignore_index = self.header.labels.ignore_index
-        if not (masks != ignore_index).any():  # cross-entropy's mean over no pixels would be NaN
+        if not (masks != ignore_index).any():  # a mean over no pixels would be NaN
             return logits.sum() * 0.0, logits
         weight = None if self.class_weights is None else self.class_weights.float()
-        loss = F.cross_entropy(logits.float(), masks, weight=weight, ignore_index=ignore_index)
-        return loss, logits
+        return self.loss_function(logits, masks, ignore_index, weight), logits
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self.model_step(batch)
