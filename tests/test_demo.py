@@ -17,10 +17,10 @@ from PIL import Image
 from multimodal_s2s.apps import demo
 from multimodal_s2s.apps.demo.captioner import NOT_RECORDED, DemoCaptioner, model_card, read_model_card
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples, write_examples
-from multimodal_s2s.apps.demo.heatmaps import COLOUR_BAR_GREY, HEAT_COLOUR, HEAT_OPACITY, colour_bar, heatmaps
 from multimodal_s2s.apps.demo.page import PAGE_SECURITY_POLICY, SCRIPT, render_page
 from multimodal_s2s.apps.demo.service import Access, Limits, create_app
 from multimodal_s2s.checkpoint import TrainingData, read_checkpoint
+from multimodal_s2s.heatmaps import COLOUR_BAR_GREY, HEAT_COLOUR, HEAT_OPACITY, colour_bar, heatmaps
 
 BEAM = 2
 MAX_UPLOAD_BYTES = 50_000

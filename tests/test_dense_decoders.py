@@ -3,21 +3,27 @@ sizes, widths from EncoderInfo alone, every map used, per-class attention maps, 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from checkpoint_helpers import SEGMENTATION_CLASSES, random_checkpoint, segmentation_header
+from PIL import Image
 from test_segnet_decoder import IMAGE_ENCODERS
 from torch import nn
 
 import multimodal_s2s
+from multimodal_s2s.apps.cli import main
 from multimodal_s2s.apps.export import TOLERANCE, export_onnx, verify_onnx
 from multimodal_s2s.decoders.mask_transformer import MaskTransformerDecoder
 from multimodal_s2s.decoders.unet import UNetDecoder
 from multimodal_s2s.encoders.vit import evenly_spaced_blocks
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality
 
 NUM_CLASSES = 5
@@ -179,3 +185,55 @@ def test_camvid_recipes_build_their_model(recipe):
     assert module.hparams.decoder == config["decoder"] in ("unet", "mask_transformer")
     with torch.no_grad():
         assert model(torch.randn(1, 3, 48, 64)).shape == (1, 11, 48, 64)
+
+
+@pytest.fixture(scope="module")
+def segmenter_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Random-init segmentation checkpoints: a timm CNN + unet, a ViT + mask Transformer (32x48 inputs)."""
+    folder = tmp_path_factory.mktemp("dense_checkpoints")
+    header = segmentation_header()
+    classes = header.model.num_classes
+    models = {
+        "unet": ModelConfig("cnn_tiny", "unet", dict(IMAGE_ENCODERS)["cnn_tiny"], {}, num_classes=classes),
+        "mask_transformer": ModelConfig("vit_tiny", "mask_transformer", {**TINY_VIT, "img_size": [32, 48]},
+                                        DENSE_DECODERS["mask_transformer"], num_classes=classes),
+    }  # fmt: skip
+    return {name: random_checkpoint(folder / f"{name}.ckpt", replace(header, model=model))
+            for name, model in models.items()}  # fmt: skip
+
+
+def test_segmenter_draws_each_classes_attention_from_a_mask_transformer(segmenter_checkpoints):
+    segmenter = multimodal_s2s.Segmenter.from_checkpoint(segmenter_checkpoints["mask_transformer"], device="cpu")
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8))
+    plain, with_attention = segmenter([photo])[0], segmenter([photo], class_attention=True)[0]
+    assert np.array_equal(plain.labels, with_attention.labels) and plain.class_attention is None
+    attention = with_attention.class_attention  # (K, h, w) over the 4x6 patch grid of a 32x48 input
+    assert attention.shape == (len(SEGMENTATION_CLASSES), 4, 6)
+    np.testing.assert_allclose(attention.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    sheet = with_attention.class_attention_image(["cat", "dog"])
+    assert sheet.width > 2 * photo.width and sheet.height > photo.height  # two maps side by side, a bar below
+    with pytest.raises(ValueError, match="unknown class"):
+        with_attention.class_attention_image(["zebra"])
+    with pytest.raises(ValueError, match="no class attention"):
+        plain.class_attention_image()
+
+
+def test_segment_app_writes_class_attention_only_for_decoders_that_have_it(segmenter_checkpoints, tmp_path, capsys):
+    photo = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "out"
+    args = [str(photo), "--output-dir", str(out), "--class-attention"]
+    assert main(["segment", *args, "--checkpoint", str(segmenter_checkpoints["mask_transformer"])]) == 0
+    names = sorted(path.name for path in out.iterdir())
+    assert names == ["street_class_attention.png", "street_labels.png", "street_overlay.png"]
+    assert Image.open(out / "street_class_attention.png").mode == "RGB"
+    capsys.readouterr()
+    assert main(["segment", *args, "--checkpoint", str(segmenter_checkpoints["unet"]), "--overwrite"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "'unet' decoder" in error and "no class attention" in error and len(error.splitlines()) == 1
+
+
+def test_segmenter_runs_the_unet_decoder_at_each_images_size(segmenter_checkpoints):
+    segmenter = multimodal_s2s.Segmenter.from_checkpoint(segmenter_checkpoints["unet"], device="cpu")
+    results = segmenter([np.zeros((31, 45, 3), dtype=np.uint8), np.full((20, 64, 3), 200, dtype=np.uint8)])
+    assert [result.labels.shape for result in results] == [(31, 45), (20, 64)]

@@ -5,7 +5,9 @@
 For each image NAME.ext it writes ``NAME_labels.png`` (one class index per pixel, as a palette PNG
 coloured with the checkpoint's palette) and ``NAME_overlay.png`` (the class colours blended over the
 photo, the background class and unlabelled pixels left as they are, and a legend panel on the right
-naming each class present with its colour and share), the photo at its own size, into
+naming each class present with its colour and share), the photo at its own size, and with
+--class-attention (mask_transformer checkpoints) ``NAME_class_attention.png`` (where each class
+present looked: one heatmap per class over the photo in greyscale, one colour bar), into
 ``--output-dir`` (default: the current folder), through ``multimodal_s2s.Segmenter``. Inputs are
 never written over, nor existing files unless --overwrite is given; files are written atomically.
 Files that cannot be read are reported and skipped, and the exit code is 1 when any file failed.
@@ -37,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"class left uncoloured in overlays (default: {BACKGROUND_NAME!r} when the checkpoint has it; 'none')",
     )  # fmt: skip
     parser.add_argument("--no-legend", action="store_true", help="overlays without the legend panel")
+    parser.add_argument(
+        "--class-attention", action="store_true",
+        help="also write NAME_class_attention.png: each present class's attention map (mask_transformer only)",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
@@ -50,12 +56,16 @@ def run(args: argparse.Namespace) -> int:
         out_dir = check_output_dir(args.output_dir)
         segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device)
         args.background = _background(args.background, segmenter.class_names)
+        if args.class_attention and not segmenter.model.draws_class_attention:
+            raise ValueError(f"--class-attention: the {segmenter.header.model.decoder!r} decoder of {args.checkpoint} "
+                             "has no class attention (mask_transformer has)")  # fmt: skip
     except (CheckpointError, OutputError, ValueError) as error:
         return _fail(str(error))
     inputs, failures = expand_image_inputs(args.images)
     plan = OutputPlan(inputs, args.overwrite)
     for path in inputs:
-        outputs = (out_dir / f"{path.stem}_labels.png", out_dir / f"{path.stem}_overlay.png")
+        kinds = ("labels", "overlay", "class_attention")[: 3 if args.class_attention else 2]
+        outputs = tuple(out_dir / f"{path.stem}_{kind}.png" for kind in kinds)
         problem = plan.claim_all(outputs, path) or _segment_one(segmenter, path, outputs, args)
         if problem is not None:
             failures.append(problem)
@@ -66,16 +76,19 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILED_FILES if failures else 0
 
 
-def _segment_one(segmenter: Segmenter, path: Path, outputs: tuple[Path, Path], args) -> str | None:
-    """Writes both PNGs for ``path``; returns the one-line problem, or None."""
+def _segment_one(segmenter: Segmenter, path: Path, outputs: tuple[Path, ...], args) -> str | None:
+    """Writes the PNGs for ``path`` (labels, overlay, and class attention when asked); returns the
+    one-line problem, or None."""
     try:
-        result = segmenter([load_image(path, max_side=args.max_side)])[0]
-        overlay = result.overlay(args.alpha, args.background, legend=not args.no_legend)
-        for image, target in ((result.label_image(), outputs[0]), (overlay, outputs[1])):
+        result = segmenter([load_image(path, max_side=args.max_side)], class_attention=args.class_attention)[0]
+        images = [result.label_image(), result.overlay(args.alpha, args.background, legend=not args.no_legend)]
+        if args.class_attention:
+            images.append(result.class_attention_image())
+        for image, target in zip(images, outputs, strict=True):
             atomic_write(target, lambda file, image=image: image.save(file, format="PNG"))
     except (ImageLoadError, OutputError) as error:
         return str(error)
-    print(f"{path} -> {outputs[0]}, {outputs[1]}")
+    print(f"{path} -> {', '.join(map(str, outputs))}")
     return None
 
 

@@ -21,7 +21,21 @@ class SegmentationModel(nn.Module):
     def num_classes(self) -> int:
         return self.config.num_classes
 
+    @property
+    def draws_class_attention(self) -> bool:
+        """Whether the decoder gives per-class attention maps (the mask Transformer does)."""
+        return hasattr(self.decoder, "class_attention")
+
     def forward(self, images: Tensor) -> Tensor:
         check_inputs(self.encoder.info, images, None)
         maps = self.encoder.encode_feature_maps(images)
         return self.decoder(maps, output_size=images.shape[-2:])
+
+    def logits_and_class_attention(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images (B, 3, H, W) -> logits (B, K, H, W) and per-class attention over the decoder's grid
+        (B, K, h, w), each map summing to 1. ValueError when the decoder draws none."""
+        if not self.draws_class_attention:
+            raise ValueError(f"the {self.config.decoder!r} decoder has no class attention (mask_transformer has)")
+        check_inputs(self.encoder.info, images, None)
+        maps = self.encoder.encode_feature_maps(images)
+        return self.decoder(maps, output_size=images.shape[-2:]), self.decoder.class_attention(maps)

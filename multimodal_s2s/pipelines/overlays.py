@@ -1,4 +1,4 @@
-"""Overlays a person can read: class colours over the photo, with a legend.
+"""Overlays a person can read: class colours over the photo, with a legend; sheets of titled heatmaps.
 
 Pixels of the background class (when one is chosen) and unlabelled pixels (values that are no class,
 such as a dataset's void label) keep the photo's own colours; every other pixel is blended with its
@@ -8,6 +8,8 @@ with its colour swatch and its share of the pixels, largest first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -15,6 +17,7 @@ LEGEND_BACKGROUND = (255, 255, 255)
 LEGEND_TEXT = (20, 20, 20)
 MIN_FONT_PIXELS, FONT_FRACTION = 11, 1 / 24  # legend text height: this share of the image height, at least the min
 PADDING_FRACTION = 0.5  # of the font size, around and between rows
+SHEET_COLUMNS = 4  # heatmaps per row of an attention sheet
 
 
 def blend_classes(
@@ -59,4 +62,32 @@ def with_legend(overlay: Image.Image, rows: list[tuple[int, str]], palette: np.n
         draw.rectangle([left, top, left + size, top + size], fill=tuple(int(v) for v in palette[index]),
                        outline=LEGEND_TEXT)  # fmt: skip
         draw.text((left + size + padding, top), text, fill=LEGEND_TEXT, font=font)
+    return canvas
+
+
+def attention_sheet(
+    pictures: list[Image.Image], titles: list[str], colour_bar: Callable[[tuple[int, int]], Image.Image]
+) -> Image.Image:
+    """``pictures`` (all of one size) side by side in rows of up to SHEET_COLUMNS, each under its
+    title, with ``colour_bar((width, height))`` across the bottom, labelled "0" and "max"."""
+    width, height = pictures[0].size
+    size = max(MIN_FONT_PIXELS, round(height * FONT_FRACTION))
+    font = ImageFont.load_default(size=size)
+    padding = max(1, round(size * PADDING_FRACTION))
+    columns = min(SHEET_COLUMNS, len(pictures))
+    rows = -(-len(pictures) // columns)
+    cell_width, cell_height = width + padding, size + 2 * padding + height
+    canvas = Image.new("RGB", (padding + columns * cell_width, rows * cell_height + 3 * size + 3 * padding),
+                       LEGEND_BACKGROUND)  # fmt: skip
+    draw = ImageDraw.Draw(canvas)
+    for number, (picture, title) in enumerate(zip(pictures, titles, strict=True)):
+        left, top = padding + (number % columns) * cell_width, (number // columns) * cell_height
+        draw.text((left, top + padding), title, fill=LEGEND_TEXT, font=font)
+        canvas.paste(picture, (left, top + size + 2 * padding))
+    bar_top, label_width = rows * cell_height + padding, round(draw.textlength("max", font=font))
+    bar_left = 2 * padding + label_width
+    bar_width = max(1, canvas.width - 2 * bar_left)
+    draw.text((padding, bar_top), "0", fill=LEGEND_TEXT, font=font)
+    canvas.paste(colour_bar((bar_width, size)), (bar_left, bar_top))
+    draw.text((bar_left + bar_width + padding, bar_top), "max", fill=LEGEND_TEXT, font=font)
     return canvas

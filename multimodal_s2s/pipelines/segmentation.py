@@ -11,9 +11,10 @@ from torch.nn import functional as F
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image, normalized_tensor
+from multimodal_s2s.heatmaps import attention_scale, colour_bar, heatmaps
 from multimodal_s2s.pipelines.base import Pipeline, batches
 from multimodal_s2s.pipelines.captioning import ImageInput
-from multimodal_s2s.pipelines.overlays import blend_classes, legend_rows, with_legend
+from multimodal_s2s.pipelines.overlays import attention_sheet, blend_classes, legend_rows, with_legend
 
 DEFAULT_ALPHA = 0.5
 #: The class an overlay leaves uncoloured by default, when the checkpoint has one of this name.
@@ -46,12 +47,15 @@ class Segmentation:
         image: the RGB image it was computed from (after loading), for overlays.
         class_names: the checkpoint's classes (``labels`` indexes them).
         palette: (C, 3) uint8, one colour per class.
+        class_attention: (C, h, w) float, where each class embedding looked over the decoder's grid
+            (each map sums to 1), when asked of a decoder that has it (``mask_transformer``); else None.
     """
 
     labels: np.ndarray
     image: Image.Image
     class_names: list[str]
     palette: np.ndarray
+    class_attention: np.ndarray | None = None
 
     def label_image(self) -> Image.Image:
         """A palette PNG image ('P'): pixel value = class index, colour = the class's palette entry."""
@@ -75,6 +79,19 @@ class Segmentation:
         """The share of the image's pixels given to each class present."""
         return class_fractions(self.labels, self.class_names)
 
+    def class_attention_image(self, classes: list[str] | None = None) -> Image.Image:
+        """One heatmap per class (default: the classes present in ``labels``) over the image in
+        greyscale, titled with the class name, on one scale shown by a colour bar underneath."""
+        if self.class_attention is None:
+            raise ValueError("no class attention: segment with class_attention=True and a mask_transformer decoder")
+        unknown = sorted(set(classes or ()) - set(self.class_names))
+        if unknown:
+            known = ", ".join(self.class_names)
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; the checkpoint has {known}")
+        names = classes or list(self.class_fractions())
+        maps = torch.from_numpy(self.class_attention[[self.class_names.index(name) for name in names]])
+        return attention_sheet(heatmaps(self.image, maps, attention_scale(maps)), names, colour_bar)
+
 
 class Segmenter(Pipeline):
     """A segmentation checkpoint ready for inference.
@@ -97,17 +114,31 @@ class Segmenter(Pipeline):
 
     @torch.no_grad()
     def __call__(
-        self, images: list[ImageInput], batch_size: int = DEFAULT_BATCH_SIZE, max_side: int | None = DEFAULT_MAX_SIDE
+        self,
+        images: list[ImageInput],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        class_attention: bool = False,
     ) -> list[Segmentation]:
         """Segment ``images``: each is resized to the training size for the network, and its class scores
-        are resized back to the image's own size. Raises ImageLoadError (one line) for a non-image."""
+        are resized back to the image's own size. With ``class_attention`` (mask_transformer decoders
+        only; ValueError otherwise), each result carries the per-class attention maps too. Raises
+        ImageLoadError (one line) for a non-image."""
+        if class_attention and not self.model.draws_class_attention:
+            raise ValueError(f"{self.path}: its {self.header.model.decoder!r} decoder has no class attention "
+                             "(mask_transformer has)")  # fmt: skip
         results: list[Segmentation] = []
         for batch in batches(list(images), batch_size):
             loaded = [as_rgb_image(item, max_side) for item in batch]
-            logits = self.model(torch.stack([self._prepare(image) for image in loaded]).to(self.device))  # (B, C, h, w)
-            for image, image_logits in zip(loaded, logits, strict=True):
-                results.append(Segmentation(self._labels(image_logits, image.size), image, self.class_names,
-                                            self.palette))  # fmt: skip
+            pixels = torch.stack([self._prepare(image) for image in loaded]).to(self.device)  # (B, 3, H, W)
+            if class_attention:
+                logits, attention = self.model.logits_and_class_attention(pixels)  # (B, C, H, W), (B, C, h, w)
+                attention = attention.float().cpu().numpy()
+            else:
+                logits, attention = self.model(pixels), [None] * len(loaded)
+            for image, image_logits, maps in zip(loaded, logits, attention, strict=True):
+                labels = self._labels(image_logits, image.size)
+                results.append(Segmentation(labels, image, self.class_names, self.palette, maps))
         return results
 
     def _prepare(self, image: Image.Image) -> torch.Tensor:

@@ -15,8 +15,9 @@ from typing import Any
 from PIL import Image
 from torch import Tensor
 
-from multimodal_s2s.apps.demo.heatmaps import attention_scale, display_copy, heatmaps, png_data_url
+from multimodal_s2s.apps.demo.heatmaps import display_copy, png_data_url
 from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, header_of, load_checkpoint_file
+from multimodal_s2s.heatmaps import attention_scale, heatmaps
 from multimodal_s2s.pipelines import Captioner, json_score
 
 DEFAULT_N_BEST = 3

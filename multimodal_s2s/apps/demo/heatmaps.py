@@ -1,28 +1,14 @@
-"""Pictures of where the model looked: the photo in greyscale under a single-hue heatmap.
-
-Attention weights over the encoder's grid (h, w) are scaled to the largest weight of the whole
-caption (so that maps of different words compare), upsampled to the picture and drawn as one colour
-whose opacity grows with the weight: with the photo's own colours gone, only the heat is coloured,
-and a red or yellow object cannot look "hot" by itself. ``colour_bar`` draws the same scale.
-"""
+"""The demo page's pictures: data URLs and display sizes (the drawing is ``multimodal_s2s.heatmaps``)."""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import numpy as np
-from PIL import Image, ImageOps
-from torch import Tensor
+from PIL import Image
 
 #: Longest side of the pictures sent to the page (images are scaled to it, small ones enlarged).
 DISPLAY_SIDE = 384
-#: The heatmap's one hue (a strong orange, far from any grey) and its opacity at the top of the scale.
-HEAT_COLOUR = (255, 110, 0)
-HEAT_OPACITY = 0.85
-#: The grey that the colour bar shows the scale over.
-COLOUR_BAR_GREY = 128
-COLOUR_BAR_SIZE = (256, 14)
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -36,34 +22,3 @@ def display_copy(image: Image.Image) -> Image.Image:
     their heatmaps are legible)."""
     scale = DISPLAY_SIDE / max(image.size)
     return image.resize([max(1, round(side * scale)) for side in image.size], Image.BICUBIC)
-
-
-def heat_over(grey: np.ndarray, heat: np.ndarray) -> Image.Image:
-    """grey (H, W) 0..255 and heat (H, W) 0..1 -> RGB: the heat colour over the grey, its opacity
-    HEAT_OPACITY * heat."""
-    alpha = (HEAT_OPACITY * np.clip(heat, 0.0, 1.0))[..., None]  # (H, W, 1)
-    mixed = grey[..., None] * (1.0 - alpha) + np.asarray(HEAT_COLOUR, dtype=np.float32) * alpha  # (H, W, 3)
-    return Image.fromarray(np.rint(mixed).astype(np.uint8), "RGB")
-
-
-def attention_scale(maps: Tensor) -> float:
-    """The top of the colour scale for maps (L, h, w): the largest weight of them all (> 0)."""
-    return max(float(maps.float().max()), float(np.finfo(np.float32).tiny))
-
-
-def heatmaps(picture: Image.Image, maps: Tensor, top: float) -> list[Image.Image]:
-    """One heatmap per map (L, h, w) over ``picture`` in greyscale; weights are shares of ``top``."""
-    grey = np.asarray(ImageOps.grayscale(picture), dtype=np.float32)  # (H, W)
-    pictures = []
-    for weights in maps.float().clamp_min(0).numpy():  # (h, w)
-        cells = Image.fromarray((weights / top).astype(np.float32), "F")
-        heat = np.asarray(cells.resize(picture.size, Image.BILINEAR))  # (H, W)
-        pictures.append(heat_over(grey, heat))
-    return pictures
-
-
-def colour_bar() -> Image.Image:
-    """The heatmap's scale from no attention (left) to the top of the scale (right), over mid grey."""
-    width, height = COLOUR_BAR_SIZE
-    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))  # (height, width)
-    return heat_over(np.full((height, width), COLOUR_BAR_GREY, dtype=np.float32), ramp)

@@ -17,7 +17,8 @@ import re
 
 from multimodal_s2s.apps.demo.captioner import ModelCard
 from multimodal_s2s.apps.demo.examples import Example
-from multimodal_s2s.apps.demo.heatmaps import DISPLAY_SIDE, colour_bar, png_data_url
+from multimodal_s2s.apps.demo.heatmaps import DISPLAY_SIDE, png_data_url
+from multimodal_s2s.heatmaps import colour_bar
 
 BYTES_PER_MB = 1024 * 1024
 
