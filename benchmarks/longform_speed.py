@@ -4,8 +4,10 @@ On the same recordings, configurations timed in turn (best of ``repeats``), the 
 transcribed in one call as ``mms2s transcribe`` does:
 
 - ``energy``: the energy window splitter (no VAD);
-- ``vad``: the default: Silero VAD windows, the VAD run in a background thread while windows decode;
-- ``vad_in_turn``: the same with ``read_ahead_seconds=0``: each recording's VAD runs before its windows decode;
+- ``vad``: the default: Silero VAD windows (read ahead in a background thread only where a core is spare:
+  ``Transcriber.read_ahead_seconds``);
+- ``vad_in_turn``: ``read_ahead_seconds=0``: each recording's VAD runs before its windows decode;
+- ``vad_read_ahead``: ``read_ahead_seconds=600``: the VAD runs in a background thread while windows decode;
 - ``vad_windows_ready``: the same VAD windows handed in ready-made: the decoding without the VAD's cost;
 - ``vad_alone``: the VAD's windows of every recording, nothing decoded.
 
@@ -36,7 +38,7 @@ from multimodal_s2s.checkpoint import (
 )
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.pipelines import Transcriber, TranscriptionOptions
-from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING
+from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
 from multimodal_s2s.tokenizers.vocabulary import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,7 @@ def configurations(transcriber: Transcriber, waveforms: list[np.ndarray], base: 
         "energy": replace(base, windows="energy"),
         "vad": base,
         "vad_in_turn": replace(base, read_ahead_seconds=0.0),
+        "vad_read_ahead": replace(base, read_ahead_seconds=READ_AHEAD_SECONDS),
         "vad_windows_ready": replace(base, windows=lambda waveform: ready[len(waveform)]),
     }
 
@@ -95,6 +98,10 @@ def measure(transcriber: Transcriber, waveforms: list[np.ndarray], base: Transcr
         "parameters": sum(p.numel() for p in transcriber.model.parameters()),
         "vad_cost_share": round((best["vad"] - best["vad_windows_ready"]) / best["vad"], 3),
         "vad_cost_share_in_turn": round((best["vad_in_turn"] - best["vad_windows_ready"]) / best["vad_in_turn"], 3),
+        "vad_cost_share_read_ahead": round(
+            (best["vad_read_ahead"] - best["vad_windows_ready"]) / best["vad_read_ahead"], 3
+        ),
+        "read_ahead_seconds_by_default": transcriber.read_ahead_seconds(base),
         "vad_alone_share_of_vad": round(best["vad_alone"] / best["vad"], 3),
     }
 

@@ -23,7 +23,8 @@ from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.checkpoint import MODEL_PREFIX, AudioPreprocessing, Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.models import build_model
-from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING
+from multimodal_s2s.pipelines import transcription
+from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
 
 pytestmark = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 srt = pytest.importorskip("srt", reason="the srt package (a test dependency) is not installed")
@@ -106,6 +107,15 @@ def test_windows_of_several_files_share_batches(transcriber, speech, monkeypatch
     first = next(stream)  # the first two recordings are complete after the first batch
     assert batches == [4] and first.index == 0 and first.transcript.segments
     assert [item.index for item in stream] == [1, 2] and batches == [4, 2]
+
+
+def test_recordings_are_read_ahead_only_where_a_core_is_spare(transcriber, monkeypatch):
+    monkeypatch.setattr(transcription, "usable_cores", lambda: 2)
+    monkeypatch.setattr(transcription.torch, "get_num_threads", lambda: 2)
+    assert transcriber.read_ahead_seconds(NO_CHECKS) == 0  # decoding fills the CPU: VAD in turn
+    monkeypatch.setattr(transcription.torch, "get_num_threads", lambda: 1)
+    assert transcriber.read_ahead_seconds(NO_CHECKS) == READ_AHEAD_SECONDS
+    assert transcriber.read_ahead_seconds(replace(NO_CHECKS, read_ahead_seconds=5.0)) == 5.0
 
 
 def test_options_are_checked_before_reading(transcriber):

@@ -6,12 +6,16 @@ longest one, or the energy splitter's windows (``speech_windows``). Audio outsid
 decoded: a recording without speech gets an empty transcript. Windows of several recordings share
 batches; each decoded window is checked as whisper does and dropped or re-decoded when improbable
 (``window_decoding``, ``fallback``), and becomes one ``Segment`` (with its words on request) placed at
-the window's bounds, so timestamps are monotonic. A background thread reads the next recordings and
-finds their windows while the model decodes (``prefetch``). Options: ``TranscriptionOptions``.
+the window's bounds, so timestamps are monotonic. Where a CPU core is left over (decoding on a GPU, or
+torch using fewer threads than the process may use), a background thread reads the next recordings and
+finds their windows while the model decodes (``prefetch``); on a CPU that decoding already fills, they
+are read in turn, since a third busy thread slows torch's more than it saves (``benchmarks/longform_speed``).
+Options: ``TranscriptionOptions``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,7 +30,12 @@ from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.decoding import DecodingOptions
 from multimodal_s2s.pipelines.prefetch import prefetch
-from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, TranscriptionOptions, WindowSplitter
+from multimodal_s2s.pipelines.transcription_options import (
+    PLAIN_DECODING,
+    READ_AHEAD_SECONDS,
+    TranscriptionOptions,
+    WindowSplitter,
+)
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
 from multimodal_s2s.speech_windows import SampleRange, speech_windows
@@ -35,6 +44,11 @@ from multimodal_s2s.vad import VADOptions, VoiceActivityDetector
 AudioInput = str | Path | np.ndarray | Tensor
 #: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.
 Progress = Callable[[int, int], None]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -108,12 +122,21 @@ class Transcriber(WindowDecodingPipeline):
         splitter = self.splitter(options)
         prepare = partial(self._prepare, sample_rate=sample_rate, splitter=splitter, raise_errors=raise_errors)
         items = ((index, item) for index, item in enumerate(audio))
-        if options.read_ahead_seconds > 0:
-            budget = options.read_ahead_seconds * SAMPLE_RATE
+        read_ahead = self.read_ahead_seconds(options)
+        if read_ahead > 0:
+            budget = read_ahead * SAMPLE_RATE
             prepared = prefetch(items, prepare, size=lambda pending: pending.samples, budget=budget)
         else:
             prepared = map(prepare, items)
         return self._decode_stream(prepared, options, progress or (lambda found, decoded: None))
+
+    def read_ahead_seconds(self, options: TranscriptionOptions) -> float:
+        """``options.read_ahead_seconds``, or when None: ``READ_AHEAD_SECONDS`` where a CPU core is left over
+        by the decoding (a GPU decodes, or torch uses fewer threads than this process may), else 0."""
+        if options.read_ahead_seconds is not None:
+            return options.read_ahead_seconds
+        spare_core = self.device.type != "cpu" or usable_cores() > torch.get_num_threads()
+        return READ_AHEAD_SECONDS if spare_core else 0.0
 
     def resolve_options(self, options: TranscriptionOptions | None = None, **overrides: Any) -> TranscriptionOptions:
         """``options`` (default: the defaults) with ``overrides``, checked against this checkpoint."""

@@ -59,7 +59,8 @@ class TranscriptionOptions:
     max_ngram_repeats: most times an n-gram of words (n <= 4) may repeat back to back.
     drop_failed: drop a window that fails every temperature (whisper keeps its last decoding).
     read_ahead_seconds: audio read and cut into windows ahead, in a background thread, while windows are
-        decoded (0: in turn, without a thread).
+        decoded (0: in turn, without a thread; None: READ_AHEAD_SECONDS where a CPU core is left over by
+        the decoding, else 0; see ``Transcriber.read_ahead_seconds``).
     """
 
     beam_size: int | None = None
@@ -77,7 +78,7 @@ class TranscriptionOptions:
     no_speech_threshold: float | None = NO_SPEECH_THRESHOLD
     max_ngram_repeats: int | None = MAX_NGRAM_REPEATS
     drop_failed: bool = True
-    read_ahead_seconds: float = READ_AHEAD_SECONDS
+    read_ahead_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.temperature, int | float):
@@ -99,7 +100,8 @@ class TranscriptionOptions:
             raise ValueError(f"window seconds must be a finite number > 0, got {self.window_seconds}")
         if self.ctc_weight is not None and not 0 <= self.ctc_weight <= 1:
             raise ValueError(f"ctc weight must be in [0, 1], got {self.ctc_weight}")
-        if not (math.isfinite(self.read_ahead_seconds) and self.read_ahead_seconds >= 0):
+        ahead = self.read_ahead_seconds
+        if ahead is not None and not (math.isfinite(ahead) and ahead >= 0):
             raise ValueError(f"read_ahead_seconds must be a finite number >= 0, got {self.read_ahead_seconds}")
         if self.max_ngram_repeats is not None and self.max_ngram_repeats < 1:
             raise ValueError(f"max_ngram_repeats must be >= 1 or None, got {self.max_ngram_repeats}")
