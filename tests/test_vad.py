@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from asr_fixtures import join_with_pauses, noise, spoken_sentences
+from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_sentences
 
 from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
@@ -46,6 +46,18 @@ def test_windows_find_each_sentence_in_silence_and_noise(vad, clips, noise_dbfs)
         assert end >= offset - 0.2  # espeak's last syllable fades out
     merged = vad.windows(waveform, max_seconds=30)
     assert len(merged) == 1 and merged[0][0] == round(windows[0][0] * SAMPLE_RATE)
+
+
+@needs_espeak
+def test_speech_from_the_first_sample_is_found(vad):
+    voice = espeak.Voice("en-us", "m1", 170, 50)
+    for word in ("two", "eight", "one", "three", "five"):  # each was missed, loud or quiet, by a cold model
+        clip = espeak.synthesize(word, voice)
+        speech = clip[np.flatnonzero(np.abs(clip) > ONSET_AMPLITUDE)[0] :]
+        for peak in (0.5, 0.02):  # FSDD's quietest clips peak at 0.02
+            scaled = (speech * peak / np.abs(speech).max()).astype(np.float32)
+            starts = [start / SAMPLE_RATE for start, _ in vad.windows(scaled, max_seconds=5)]
+            assert len(starts) == 1 and starts[0] < 0.2, (word, peak)  # a quiet "f" may be heard late
 
 
 @needs_espeak
