@@ -90,15 +90,18 @@ def evaluate(checkpoint: Path, utterances, beam_size: int | None = None) -> dict
     return {**rates.compute(), "exact_match": 100 * exact / len(utterances), "utterances": len(utterances)}
 
 
-def fsdd_part(minutes: float) -> dict:
-    checkpoint, seconds = train_recipe("tasks/asr/fsdd.yaml", [f"--trainer.max_time={max_time(minutes)}"])
-    data = ASRDataModule(format="fsdd", root=str(SHARED_DATA / "fsdd"))
+def fsdd_part(minutes: float, checkpoint: str | None = None, root: Path = SHARED_DATA / "fsdd") -> dict:
+    """Train the FSDD recipe for ``minutes`` (or take ``checkpoint``) and score it on recordings 5-9 of ``root``."""
+    seconds = None
+    if checkpoint is None:
+        checkpoint, seconds = train_recipe("tasks/asr/fsdd.yaml", [f"--trainer.max_time={max_time(minutes)}"])
+    data = ASRDataModule(format="fsdd", root=str(root))
     data.setup("validate")
-    scores = evaluate(checkpoint, data.splits["val"])
+    scores = evaluate(Path(checkpoint), data.splits["val"])
     return {
         "train": "recordings 10-49 (2400)", "test": "recordings 5-9 (300)", "checkpoint": str(checkpoint),
-        "train_seconds": round(seconds), "digit_accuracy": scores["exact_match"], "wer": scores["wer"],
-        "cer": scores["cer"],
+        "train_seconds": seconds if seconds is None else round(seconds), "digit_accuracy": scores["exact_match"],
+        "wer": scores["wer"], "cer": scores["cer"],
     }  # fmt: skip
 
 
@@ -218,6 +221,8 @@ def main() -> None:
     parser.add_argument("--parts", default="fsdd,librispeech,rtf", help="comma-separated: fsdd, librispeech, rtf")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/asr.json"))
     parser.add_argument("--fsdd-minutes", type=float, default=10, help="training budget of the FSDD recipe")
+    parser.add_argument("--fsdd-checkpoint", help="score this FSDD checkpoint instead of training one")
+    parser.add_argument("--fsdd-root", default=str(SHARED_DATA / "fsdd"), help="FSDD recordings to score on")
     parser.add_argument("--librispeech-minutes", type=float, default=30, help="training budget (>= 60: none)")
     parser.add_argument("--rtf-seconds", type=float, default=120, help="length of the speed-test recording")
     parser.add_argument("--repeats", type=int, default=2, help="speed runs of each system (the best counts)")
@@ -230,7 +235,7 @@ def main() -> None:
     parts = {part.strip() for part in args.parts.split(",")}
     runs = [
         ("rtf", "transcription_speed", lambda: rtf_part(args.rtf_seconds, args.repeats, args.threads)),
-        ("fsdd", "fsdd", lambda: fsdd_part(args.fsdd_minutes)),
+        ("fsdd", "fsdd", lambda: fsdd_part(args.fsdd_minutes, args.fsdd_checkpoint, Path(args.fsdd_root))),
         ("librispeech", "librispeech_mini", lambda: librispeech_part(args.librispeech_minutes)),
     ]
     for part, key, run in runs:

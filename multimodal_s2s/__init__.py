@@ -2,7 +2,14 @@
 
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode
 from multimodal_s2s.models import EncoderDecoder, ModelConfig, SegmentationModel, build_model, create_model
-from multimodal_s2s.pipelines import Captioner, Segmenter, Transcriber, Translator, load_pipeline
+from multimodal_s2s.pipelines import (
+    Captioner,
+    Segmenter,
+    Transcriber,
+    TranscriptionOptions,
+    Translator,
+    load_pipeline,
+)
 from multimodal_s2s.registry import IncompatiblePairError, list_decoders, list_encoders
 from multimodal_s2s.types import EncoderInfo, FeatureMaps, SequenceOutput
 
@@ -19,6 +26,7 @@ __all__ = [
     "Segmenter",
     "SequenceOutput",
     "Transcriber",
+    "TranscriptionOptions",
     "Translator",
     "build_model",
     "create_model",

@@ -8,7 +8,9 @@ whisper's checks (``transcribe.decode_with_fallback``) with their defaults, each
   transcript, where the caller can compute it) above 0.6, together with a low average log-probability,
   means silence: the window is dropped, not re-decoded;
 
-and one of ours: the same n-gram of words (n <= 4) repeated back to back more than 4 times.
+and one of ours: the same n-gram (n <= 4) of words, or of tokens, repeated back to back more than 4 times
+(tokens catch a character model's loops inside a word, "aaaaaaaaaa", which compress too little to fail
+the compression ratio in a short window).
 
 ``decode_with_fallback`` decodes a batch of windows at temperature 0 (greedy or the beam), re-decodes the
 windows that fail a check by sampling at rising temperatures (0.2, 0.4, ... 1.0; the best of
@@ -34,6 +36,12 @@ from multimodal_s2s.types import BOS_ID, EOS_ID, SequenceOutput
 
 WHISPER_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MAX_NGRAM = 4
+#: whisper's defaults (``transcribe``), and ours for repeated n-grams.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+MAX_NGRAM_REPEATS = 4
+BEST_OF = 5
 Window = TypeVar("Window")
 
 
@@ -71,10 +79,10 @@ class WindowDecoding:
 class QualityThresholds:
     """Limits of ``check``; None turns a check off."""
 
-    compression_ratio: float | None = 2.4
-    logprob: float | None = -1.0
-    no_speech: float | None = 0.6
-    max_ngram_repeats: int | None = 4
+    compression_ratio: float | None = COMPRESSION_RATIO_THRESHOLD
+    logprob: float | None = LOGPROB_THRESHOLD
+    no_speech: float | None = NO_SPEECH_THRESHOLD
+    max_ngram_repeats: int | None = MAX_NGRAM_REPEATS
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class FallbackPolicy:
 
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     temperatures: tuple[float, ...] = WHISPER_TEMPERATURES
-    best_of: int = 5
+    best_of: int = BEST_OF
     drop_failed: bool = True
 
     def __post_init__(self) -> None:
@@ -100,7 +108,7 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def longest_ngram_repeat(words: Sequence[str], max_n: int = MAX_NGRAM) -> int:
+def longest_ngram_repeat(words: Sequence[object], max_n: int = MAX_NGRAM) -> int:
     """The most times any n-gram (n <= max_n) occurs back to back: "a b a b a b" -> 3, "a b c" -> 1."""
     best = 1 if words else 0
     for n in range(1, max_n + 1):
@@ -127,9 +135,10 @@ def failed_checks(decoding: WindowDecoding, thresholds: QualityThresholds) -> li
         failed.append("compression_ratio")
     if thresholds.logprob is not None and decoding.avg_logprob < thresholds.logprob:
         failed.append("logprob")
-    repeats = thresholds.max_ngram_repeats
-    if repeats is not None and longest_ngram_repeat(decoding.text.split()) > repeats:
-        failed.append("ngram_repeats")
+    if thresholds.max_ngram_repeats is not None:
+        loops = max(longest_ngram_repeat(decoding.text.split()), longest_ngram_repeat(decoding.tokens))
+        if loops > thresholds.max_ngram_repeats:
+            failed.append("ngram_repeats")
     return failed
 
 

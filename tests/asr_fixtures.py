@@ -1,5 +1,5 @@
 """Helpers shared by the ASR tests: a tone "language" written as NeMo manifests (no espeak-ng needed),
-and a tiny ASR checkpoint trained on it in seconds."""
+a tiny ASR checkpoint trained on it in seconds, and long recordings of espeak-ng speech, pauses and noise."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import soundfile
 from lightning.pytorch.callbacks import Callback
 
 from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.data import espeak
 from multimodal_s2s.data.asr import ASRDataModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
 
@@ -21,6 +22,15 @@ WORD_TONES = {"up": 300.0, "down": 500.0, "left": 800.0, "right": 1200.0}
 WORD_SECONDS, PAUSE_SECONDS, AMPLITUDE = 0.25, 0.1, 0.3
 TINY_ENCODER_ARGS = {"d_model": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.0}
 TINY_DECODER_ARGS = {"d_model": 32, "num_layers": 1, "num_heads": 2, "ff_dim": 64, "dropout": 0.0}
+SENTENCES = ("please open the red door", "set the timer to five minutes", "anna finds a small green box")
+VOICE = espeak.Voice("en-us", "m1", 170, 50)
+ONSET_AMPLITUDE = 0.01  # a clip's speech starts at its first sample this loud
+#: ``mms2s transcribe`` of tone recordings: tones are not speech to the VAD (the energy splitter cuts them), and a
+#: model trained for a few steps fails whisper's checks (every window's first decoding is kept).
+TONE_TRANSCRIBE_FLAGS = [
+    *("--windows", "energy", "--temperature-increment-on-fallback", "none", "--compression-ratio-threshold", "none"),
+    *("--logprob-threshold", "none", "--no-speech-threshold", "none", "--max-ngram-repeats", "none"),
+]
 
 
 def tone_utterance(words: list[str]) -> np.ndarray:
@@ -98,3 +108,28 @@ def tiny_asr_run(
     )
     trainer.fit(module, data)
     return trainer, module, data
+
+
+def noise(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
+    """(S,) white noise whose RMS is ``dbfs`` relative to full scale."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def spoken_sentences(sentences: tuple[str, ...] = SENTENCES) -> list[np.ndarray]:
+    """Each sentence spoken by espeak-ng (the caller skips without it)."""
+    return [espeak.synthesize(text, VOICE) for text in sentences]
+
+
+def join_with_pauses(clips: list[np.ndarray], pauses: list[float]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """pause, clip, pause, clip, ..., pause -> waveform, and each clip's speech (first to last loud sample) in s."""
+    parts, speech, position = [], [], 0
+    for clip, pause in zip([*clips, None], pauses, strict=True):
+        parts.append(np.zeros(int(pause * SAMPLE_RATE), dtype=np.float32))
+        position += len(parts[-1])
+        if clip is not None:
+            loud = np.flatnonzero(np.abs(clip) > ONSET_AMPLITUDE)
+            speech.append(((position + loud[0]) / SAMPLE_RATE, (position + loud[-1]) / SAMPLE_RATE))
+            parts.append(clip)
+            position += len(clip)
+    return np.concatenate(parts), speech

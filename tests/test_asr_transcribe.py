@@ -1,5 +1,7 @@
-"""``mms2s transcribe``: long recordings cut into windows with monotonic timestamps, valid srt/json,
-bad files skipped with a one-line message, inputs never overwritten, non-ASR checkpoints refused."""
+"""``mms2s transcribe`` on tone recordings through the energy splitter: long recordings cut into windows
+with monotonic timestamps, valid srt/json, bad files skipped with a one-line message, inputs never
+overwritten, non-ASR checkpoints refused (speech, the VAD and the output formats:
+``test_longform_transcription``)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,12 @@ import re
 import numpy as np
 import pytest
 import soundfile
-from asr_fixtures import tiny_asr_run, tone_utterance
+from asr_fixtures import TONE_TRANSCRIBE_FLAGS, tiny_asr_run, tone_utterance
 from checkpoint_helpers import text_header, write_checkpoint
 
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.apps.transcribe import render, srt_timestamp
 from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 from multimodal_s2s.checkpoint import Task, read_checkpoint
-from multimodal_s2s.pipelines import Segment, Transcript
 from multimodal_s2s.speech_windows import speech_windows
 
 LONG_FILE_SECONDS = 180
@@ -78,22 +78,9 @@ def test_silence_has_no_windows():
     assert speech_windows(np.zeros(SAMPLE_RATE * 5, dtype=np.float32), max_seconds=30) == []
 
 
-def test_srt_and_json_rendering():
-    transcript = Transcript(3725.25, [Segment(0.5, 2.0, "up down"), Segment(2.5, 3.0, ""), Segment(3661.5, 3662, "x")])
-    srt = render(transcript, "srt")
-    assert srt_timestamp(3661.5) == "01:01:01,500"
-    assert [m.group(1, 2, 4) for m in SRT_CUE.finditer(srt)] == [
-        ("1", "00:00:00,500", "up down"),
-        ("2", "01:01:01,500", "x"),
-    ]
-    record = json.loads(render(transcript, "json", "a.wav"))
-    assert record["text"] == "up down x" and len(record["segments"]) == 3 and record["audio"] == "a.wav"
-    assert render(transcript, "txt") == "up down x\n"
-
-
 def test_three_minute_file_in_windows_with_monotonic_timestamps(checkpoint, long_recording, tmp_path, capsys):
     assert main(["transcribe", str(long_recording), "--checkpoint", str(checkpoint), "--format", "json",
-                 "--output-dir", str(tmp_path), "--batch-size", "16"]) == 0  # fmt: skip
+                 "--output-dir", str(tmp_path), "--batch-size", "16", *TONE_TRANSCRIBE_FLAGS]) == 0  # fmt: skip
     record = json.loads((tmp_path / "long.json").read_text())
     segments = record["segments"]
     limit = min(MAX_WINDOW_SECONDS, read_checkpoint(checkpoint).header.preprocessing.max_seconds)
@@ -110,7 +97,8 @@ def test_srt_output_is_valid(checkpoint, tmp_path, monkeypatch):
     audio = tmp_path / "clip.wav"
     clips = [tone_utterance(["up", "left"]), np.zeros(SAMPLE_RATE, dtype=np.float32), tone_utterance(["down"])]
     soundfile.write(audio, np.concatenate(clips), SAMPLE_RATE)
-    assert main(["transcribe", str(audio), "--checkpoint", str(checkpoint), "--format", "srt", "--beam-size", "2"]) == 0
+    assert main(["transcribe", str(audio), "--checkpoint", str(checkpoint), "--format", "srt", "--beam-size", "2",
+                 *TONE_TRANSCRIBE_FLAGS]) == 0  # fmt: skip
     srt = (tmp_path / "clip.srt").read_text()
     cues = SRT_CUE.findall(srt)
     assert srt == "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, a, b, text in cues)  # nothing else in the file
@@ -123,8 +111,8 @@ def test_bad_files_are_skipped_with_one_line_each(checkpoint, tmp_path, capsys):
     soundfile.write(good, tone_utterance(["up"]), SAMPLE_RATE)
     soundfile.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     garbage.write_text("not audio")
-    code = main(["transcribe", str(empty), str(garbage), str(good), str(tmp_path / "missing.wav"),
-                 "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    code = main(["transcribe", str(empty), str(garbage), str(good), str(tmp_path / "missing.wav"), "--checkpoint",
+                 str(checkpoint), "--output-dir", str(tmp_path / "out"), *TONE_TRANSCRIBE_FLAGS])  # fmt: skip
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 3
     assert all(name in line for name, line in zip(["missing.wav", "empty.wav", "garbage.mp3"], errors, strict=True))
@@ -135,7 +123,8 @@ def test_outputs_never_overwrite_inputs_nor_existing_files(checkpoint, tmp_path,
     audio, clash = tmp_path / "a.wav", tmp_path / "a.txt"
     soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
     clash.write_text("keep me")  # an input named like a.wav's output
-    args = ["transcribe", str(audio), "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path)]
+    args = ["transcribe", str(audio), "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path),
+            *TONE_TRANSCRIBE_FLAGS]  # fmt: skip
     assert main([*args[:2], str(clash), *args[2:]]) == 1
     assert clash.read_text() == "keep me" and "is an input of this run" in capsys.readouterr().err
     assert main(args) == 1  # a.txt exists: kept unless --overwrite

@@ -46,6 +46,8 @@ def test_failed_checks_and_thresholds():
     assert failed_checks(looping, QualityThresholds()) == ["compression_ratio", "logprob", "ngram_repeats"]
     off = QualityThresholds(compression_ratio=None, logprob=None, max_ngram_repeats=None)
     assert failed_checks(looping, off) == []
+    in_a_word = WindowDecoding("aaaaaaaaaaaaaaaaaaaaaaaa b", [7] * 24 + [3, 8], avg_logprob=-0.3)  # a character loop
+    assert in_a_word.compression_ratio < 2.4 and failed_checks(in_a_word, QualityThresholds()) == ["ngram_repeats"]
 
 
 def test_from_result_averages_over_tokens_and_eos():

@@ -1,50 +1,73 @@
 """Transcribe recordings with a speech-recognition checkpoint, long ones included.
 
-    mms2s transcribe talk.flac recordings/ --checkpoint runs/asr/.../best.ckpt [--format txt|json|srt]
-        [--output-dir DIR] [--overwrite] [--beam-size N] [--batch-size N]
+    mms2s transcribe talk.flac recordings/ --checkpoint runs/asr/.../best.ckpt
+        [--output-format txt|vtt|srt|tsv|json|all] [--output-dir DIR] [--overwrite]
+        [--word-timestamps] [--max-words-per-cue N] [--windows vad|energy] [--vad-threshold P] ...
 
-Any common format (wav, flac, ogg/opus, mp3), rate and channel count is read as 16 kHz mono. Long
-recordings are cut at silences into windows of at most 30 s and decoded in batches of windows across
-files, through ``multimodal_s2s.Transcriber``. For each input ``NAME.ext`` the transcript is written to
-``NAME.<format>`` in ``--output-dir`` (default: the current folder, as whisper does; never beside the
-inputs unless asked): txt is the text, json and srt carry the segment timestamps. Inputs are never
-written over, nor existing files unless --overwrite is given; two inputs with the same name in one run
-are refused; files are written atomically. ``path<TAB>text`` goes to stdout per file; a progress bar
-over files and, at the end, the real-time factor (processing time / audio duration, model loading
-excluded) go to stderr. A file that cannot be read gets one ``error: PATH: reason`` line and the others
-are still transcribed; the exit code is then 1 (2 when the checkpoint or the options cannot be used).
+Any common format (wav, flac, ogg/opus, mp3), rate and channel count is read as 16 kHz mono, through
+``multimodal_s2s.Transcriber``: Silero VAD finds the speech (``--windows energy``: the energy splitter),
+windows of it are decoded in batches across files, each window is checked as whisper does (silence
+dropped, looping or unsure text re-decoded at rising temperatures; ``--*-threshold none`` turns a check
+off) and, with ``--word-timestamps``, its words are timed. For each input ``NAME.ext`` the transcript is
+written as ``NAME.<format>`` (all five with ``all``; ``--format`` is an alias of ``--output-format``) in
+``--output-dir`` (default: the current folder, as whisper does; never beside the inputs unless asked):
+txt is the text, vtt and srt subtitles (one word per cue with ``--max-words-per-cue 1``, which implies
+``--word-timestamps``), tsv the segments, json the segments with their words. Inputs are never written
+over, nor existing files unless --overwrite is given; two inputs with the same name in one run are
+refused; files are written atomically. ``path<TAB>text`` goes to stdout per file; a file in which no
+speech is found gets an empty transcript and a line saying so (not an error). Progress bars over files
+and windows (when stderr is a terminal) and, at the end, the real-time factor (processing time / audio
+duration, model loading excluded) go to stderr. A file that cannot be read gets one ``error: PATH: reason``
+line and the others are still transcribed; the exit code is then 1 (2 when the checkpoint or the options
+cannot be used).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.asr import AUDIO_SUFFIXES
-from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
-from multimodal_s2s.pipelines import Transcriber, Transcript
-from multimodal_s2s.pipelines.transcription import DEFAULT_BATCH_SIZE
+from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
+from multimodal_s2s.subtitles import OUTPUT_FORMATS, render
+from multimodal_s2s.vad import VADOptions, VADUnavailableError
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
-FORMATS = ("txt", "json", "srt")
+ALL_FORMATS = "all"
+DEFAULTS, VAD_DEFAULTS = TranscriptionOptions(), VADOptions()
+FALLBACK_TEMPERATURE_STEP = 0.2  # whisper's --temperature_increment_on_fallback
+MAX_TEMPERATURE = 1.0
+
+
+def optional(kind: type[float] | type[int]):
+    """An argparse type: a ``kind`` number, or None for "none" / "off" (a check turned off)."""
+
+    def parse(text: str) -> float | int | None:
+        if text.lower() in ("none", "off"):
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} or 'none', got {text!r}") from None
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", help="audio files, or folders whose audio files to transcribe")
     parser.add_argument("--checkpoint", required=True, help="a speech-recognition checkpoint (.ckpt)")
-    parser.add_argument("--format", choices=FORMATS, default="txt", help="output format (default txt)")
+    parser.add_argument("--output-format", "--format", dest="output_format", default="txt",
+                        choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")  # fmt: skip
     parser.add_argument("--output-dir", default=".", help="where transcripts go (default: the current folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing transcript files")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="windows decoded together")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="windows decoded together")
     parser.add_argument(
         "--window-seconds", type=float, default=None, help="longest window (default and cap: the checkpoint's, <= 30)"
     )
@@ -52,76 +75,124 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ctc-weight", type=float, default=None, help="CTC rescoring weight of the beam (default 0.3 with a CTC head)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    _add_word_arguments(parser.add_argument_group("word timestamps"))
+    _add_window_arguments(parser.add_argument_group("voice activity detection"))
+    _add_check_arguments(parser.add_argument_group("checks and fallback (whisper's)"))
+
+
+def _add_word_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--word-timestamps", action="store_true", help="time each word (json: segments' words)")
+    group.add_argument("--max-words-per-cue", type=int, default=None,
+                       help="srt/vtt cues of at most N words (1: a word per cue); implies --word-timestamps",
+                       metavar="N")  # fmt: skip
+
+
+def _add_window_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--windows", choices=("vad", "energy"), default="vad",
+                       help="how speech is found: Silero VAD (default) or frame energy")  # fmt: skip
+    group.add_argument("--vad-threshold", type=float, default=VAD_DEFAULTS.threshold, help="speech probability")
+    group.add_argument("--vad-min-speech", type=float, default=VAD_DEFAULTS.min_speech_seconds,
+                       help="shorter speech is dropped (s)")  # fmt: skip
+    group.add_argument("--vad-min-silence", type=float, default=VAD_DEFAULTS.min_silence_seconds,
+                       help="shorter pauses do not end speech (s)")  # fmt: skip
+    group.add_argument("--vad-speech-pad", type=float, default=VAD_DEFAULTS.speech_pad_seconds,
+                       help="padding around speech (s)")  # fmt: skip
+
+
+def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--temperature", type=float, default=0.0, help="first decoding temperature (default 0)")
+    group.add_argument("--temperature-increment-on-fallback", type=optional(float), default=FALLBACK_TEMPERATURE_STEP,
+                       help="temperature step while a window fails a check, up to 1 (none: no fallback)")  # fmt: skip
+    group.add_argument("--best-of", type=int, default=DEFAULTS.best_of, help="samples per fallback temperature")
+    for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold", "max_ngram_repeats"):
+        default = getattr(DEFAULTS, name)
+        group.add_argument(f"--{name.replace('_', '-')}", type=optional(type(default)), default=default,
+                           help=f"default {default}; none: off")  # fmt: skip
+
+
+def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
+    """The pipeline's options from the command line; ValueError (one line) for impossible values."""
+    step = args.temperature_increment_on_fallback
+    temperatures = (args.temperature,)
+    if step:
+        temperatures = tuple(np.arange(args.temperature, MAX_TEMPERATURE + 1e-6, step).round(6).tolist())
+    vad = VADOptions(threshold=args.vad_threshold, min_speech_seconds=args.vad_min_speech,
+                     min_silence_seconds=args.vad_min_silence, speech_pad_seconds=args.vad_speech_pad)  # fmt: skip
+    return TranscriptionOptions(
+        beam_size=args.beam_size, batch_size=args.batch_size, window_seconds=args.window_seconds,
+        ctc_weight=args.ctc_weight, windows=args.windows, vad=vad,
+        word_timestamps=args.word_timestamps or args.max_words_per_cue is not None, temperature=temperatures,
+        best_of=args.best_of, compression_ratio_threshold=args.compression_ratio_threshold,
+        logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
+        max_ngram_repeats=args.max_ngram_repeats,
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or (args.beam_size is not None and args.beam_size < 1):
-        return _fail("--batch-size and --beam-size must be >= 1")
-    if args.window_seconds is not None and args.window_seconds <= 0:
-        return _fail(f"--window-seconds must be > 0, got {args.window_seconds}")
     try:
+        if args.max_words_per_cue is not None and args.max_words_per_cue < 1:
+            raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
+        options = transcription_options(args)
         out_dir = check_output_dir(args.output_dir)
         transcriber = Transcriber.from_checkpoint(args.checkpoint, args.device)
-        transcriber.options(args.beam_size)  # checks the decoding options before any file is read
-    except (CheckpointError, DecodingOptionsError, OutputError, ValueError) as error:
+        transcriber.splitter(transcriber.resolve_options(options))  # checks the options, loads the VAD
+    except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return _fail(str(error))
     paths, failures = expand_inputs(args.audio)
+    kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
     plan = OutputPlan(paths, args.overwrite)
-    targets = {path: out_dir / f"{path.stem}.{args.format}" for path in paths}
-    refused = {path: problem for path in paths if (problem := plan.claim(targets[path], path))}
+    targets = {path: [out_dir / f"{path.stem}.{kind}" for kind in kinds] for path in paths}
+    refused = {path: problem for path in paths if (problem := plan.claim_all(targets[path], path))}
     failures += [_report(problem) for problem in refused.values()]
     todo = [path for path in paths if path not in refused]
-    started, audio_seconds, written = time.perf_counter(), 0.0, 0
-    items = transcriber.stream(todo, beam_size=args.beam_size, batch_size=args.batch_size,
-                               window_seconds=args.window_seconds, ctc_weight=args.ctc_weight)  # fmt: skip
-    with tqdm(total=len(todo), desc="transcribing", unit="file", file=sys.stderr) as progress:
-        for item in items:
-            path = todo[item.index]
-            problem = item.error or _write(item.transcript, targets[path], args.format, path)
-            if problem:
-                failures.append(_report(problem, progress))
-            else:
-                audio_seconds += item.transcript.duration
-                written += 1
-                progress.write(f"{path}\t{item.transcript.text}", file=sys.stdout)
-            progress.update()
-    _summary(written, len(failures), audio_seconds, time.perf_counter() - started)
+    started = time.perf_counter()
+    done, audio_seconds = _transcribe(transcriber, todo, options, targets, args.max_words_per_cue, failures)
+    _summary(done, len(failures), audio_seconds, time.perf_counter() - started)
     return EXIT_FAILED_FILES if failures else 0
 
 
-def _write(transcript: Transcript, target: Path, kind: str, path: Path) -> str | None:
-    """Write one transcript; the one-line problem, or None."""
+def _transcribe(
+    transcriber: Transcriber,
+    todo: list[Path],
+    options: TranscriptionOptions,
+    targets: dict[Path, list[Path]],
+    max_words_per_cue: int | None,
+    failures: list[str],
+) -> tuple[int, float]:
+    """Transcribe and write ``todo`` with progress bars over files and windows (on a terminal only: piped
+    stderr keeps one clean line per message): (files done, audio seconds)."""
+    done, audio_seconds = 0, 0.0
+    with (
+        tqdm(total=len(todo), desc="files", unit="file", file=sys.stderr, position=0, disable=None) as files,
+        tqdm(total=0, desc="windows", unit="window", file=sys.stderr, position=1, disable=None) as windows,
+    ):
+
+        def show(found: int, decoded: int) -> None:
+            windows.total, windows.n = found, decoded
+            windows.refresh()
+
+        for item in transcriber.stream(todo, options=options, progress=show):
+            path = todo[item.index]
+            problem = item.error or _write(item.transcript, targets[path], path, max_words_per_cue)
+            if problem:
+                failures.append(_report(problem, files))
+            else:
+                done, audio_seconds = done + 1, audio_seconds + item.transcript.duration
+                files.write(f"{path}\t{item.transcript.text}", file=sys.stdout)
+                if not item.transcript.segments:
+                    files.write(f"{path}: no speech found; wrote an empty transcript", file=sys.stderr)
+            files.update()
+    return done, audio_seconds
+
+
+def _write(transcript: Transcript, targets: list[Path], path: Path, max_words_per_cue: int | None) -> str | None:
+    """Write one transcript in each target's format; the one-line problem, or None."""
     try:
-        atomic_write_text(target, render(transcript, kind, str(path)))
+        for target in targets:
+            atomic_write_text(target, render(transcript, target.suffix[1:], str(path), max_words_per_cue))
     except OutputError as error:
         return f"{path}: {error}"
     return None
-
-
-def srt_timestamp(seconds: float) -> str:
-    """Seconds -> ``HH:MM:SS,mmm`` (SubRip)."""
-    milliseconds = round(seconds * 1000)
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
-
-
-def render(transcript: Transcript, kind: str, audio_path: str = "") -> str:
-    """The transcript as ``txt`` (the text and a newline), ``json`` (audio, duration, text, segments) or
-    ``srt`` (one numbered cue per non-empty segment)."""
-    if kind == "txt":
-        return transcript.text + "\n"
-    if kind == "json":
-        record = {"audio": audio_path, "duration": transcript.duration, "text": transcript.text}
-        return json.dumps({**record, "segments": [asdict(s) for s in transcript.segments]}, ensure_ascii=False) + "\n"
-    if kind == "srt":
-        spoken = [segment for segment in transcript.segments if segment.text]
-        return "".join(
-            f"{number}\n{srt_timestamp(s.start)} --> {srt_timestamp(s.end)}\n{s.text}\n\n"
-            for number, s in enumerate(spoken, start=1)
-        )
-    raise ValueError(f"unknown transcript format {kind!r}; choose from {', '.join(FORMATS)}")
 
 
 def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:

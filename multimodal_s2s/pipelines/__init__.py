@@ -20,7 +20,9 @@ from multimodal_s2s.pipelines.base import Pipeline, resolve_device
 from multimodal_s2s.pipelines.captioning import Caption, Captioner
 from multimodal_s2s.pipelines.segmentation import Segmentation, Segmenter
 from multimodal_s2s.pipelines.text import Hypothesis, TextGeneration, json_score
-from multimodal_s2s.pipelines.transcription import Segment, Transcriber, Transcript, TranscriptionItem
+from multimodal_s2s.pipelines.transcription import Transcriber
+from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
+from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.translation import Translation, Translator
 
 PIPELINES: dict[Task, type[Pipeline]] = {
@@ -50,6 +52,7 @@ __all__ = [
     "Transcriber",
     "Transcript",
     "TranscriptionItem",
+    "TranscriptionOptions",
     "Translation",
     "Translator",
     "json_score",

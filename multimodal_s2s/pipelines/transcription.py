@@ -1,185 +1,168 @@
 """Transcriber: recordings of any length in (paths, arrays, tensors), timestamped transcripts out.
 
-A recording is cut into windows of speech (``speech_windows``), windows are decoded in batches
-across recordings, and each window becomes one ``Segment`` whose start and end are the window's
-bounds, so timestamps are monotonic. With a CTC head in the checkpoint and a beam, the beam's
-hypotheses are rescored as in ESPnet's hybrid decoding: ``(1 - w) * log P_attention + w * log P_ctc``,
-which penalizes hypotheses that the audio does not support (dropped or repeated words).
+A recording is cut into windows of speech: the speech regions that Silero VAD finds (``vad``; the
+default), padded, joined up to the checkpoint's median training utterance and cut at pauses below its
+longest one, or the energy splitter's windows (``speech_windows``). Audio outside the windows is never
+decoded: a recording without speech gets an empty transcript. Windows of several recordings share
+batches; each decoded window is checked as whisper does and dropped or re-decoded when improbable
+(``window_decoding``, ``fallback``), and becomes one ``Segment`` (with its words on request) placed at
+the window's bounds, so timestamps are monotonic. Where a CPU core is left over (decoding on a GPU, or
+torch using fewer threads than the process may use), a background thread reads the next recordings and
+finds their windows while the model decodes (``prefetch``); on a CPU that decoding already fills, they
+are read in turn, since a third busy thread slows torch's more than it saves (``benchmarks/longform_speed``).
+Options: ``TranscriptionOptions``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures, AudioLoadError, as_waveform
+from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
 from multimodal_s2s.checkpoint import Checkpoint, Task
-from multimodal_s2s.data.text_batches import pad_last_axis
-from multimodal_s2s.decoding import DecodingOptions, decode_encoded, ranking_score
-from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, ctc_head_from_weights
-from multimodal_s2s.pipelines.text import TextOutPipeline
+from multimodal_s2s.decoding import DecodingOptions
+from multimodal_s2s.pipelines.prefetch import prefetch
+from multimodal_s2s.pipelines.transcription_options import (
+    PLAIN_DECODING,
+    READ_AHEAD_SECONDS,
+    TranscriptionOptions,
+    WindowSplitter,
+)
+from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
+from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
 from multimodal_s2s.speech_windows import SampleRange, speech_windows
-from multimodal_s2s.types import SequenceOutput
+from multimodal_s2s.vad import VADOptions, VoiceActivityDetector
 
 AudioInput = str | Path | np.ndarray | Tensor
-MIN_WINDOW_SECONDS = 0.1  # shorter windows are zero-padded (the conv frontend needs a few frames)
-DECODE_LENGTH_MARGIN = 1.5  # decoding may emit this many times the training data's most tokens per second
-MIN_DECODE_TOKENS = 16
-DEFAULT_CTC_WEIGHT = 0.3
-DEFAULT_BATCH_SIZE = 8
+#: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.
+Progress = Callable[[int, int], None]
 
 
-@dataclass
-class Segment:
-    """A window's transcript; start and end in seconds from the start of the recording."""
-
-    start: float
-    end: float
-    text: str
-
-
-@dataclass
-class Transcript:
-    """One recording's transcript: its duration (s), its segments in order, and where it came from."""
-
-    duration: float
-    segments: list[Segment]
-    source: str = ""
-
-    @property
-    def text(self) -> str:
-        return " ".join(segment.text for segment in self.segments if segment.text)
-
-
-@dataclass
-class TranscriptionItem:
-    """One input of ``Transcriber.stream``: its transcript, or the one-line reason it has none."""
-
-    index: int
-    source: str
-    transcript: Transcript | None = None
-    error: str | None = None
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
 class _Pending:
-    """A loaded recording whose windows are being decoded."""
+    """A recording read and cut into windows (or the reason it could not be read), being decoded."""
 
     index: int
     source: str
-    waveform: np.ndarray
-    windows: list[SampleRange]
-    texts: dict[int, str] = field(default_factory=dict)
+    waveform: np.ndarray | None = None
+    windows: list[SampleRange] = field(default_factory=list)
+    error: str | None = None
+    segments: dict[int, Segment | None] = field(default_factory=dict)  # window number -> segment or dropped
 
-    def transcript(self) -> Transcript:
-        segments = [
-            Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), self.texts[number])
-            for number, (start, end) in enumerate(self.windows)
-        ]
-        return Transcript(round(len(self.waveform) / SAMPLE_RATE, 3), segments, self.source)
+    @property
+    def samples(self) -> int:
+        return 0 if self.waveform is None else len(self.waveform)
+
+    @property
+    def done(self) -> bool:
+        return len(self.segments) == len(self.windows)
+
+    def item(self) -> TranscriptionItem:
+        if self.error is not None:
+            return TranscriptionItem(self.index, self.source, error=self.error)
+        spoken = [self.segments[n] for n in range(len(self.windows)) if self.segments[n] and self.segments[n].text]
+        duration = round(self.samples / SAMPLE_RATE, 3)
+        return TranscriptionItem(self.index, self.source, Transcript(duration, spoken, self.source))
 
 
-class Transcriber(TextOutPipeline):
+class Transcriber(WindowDecodingPipeline):
     """A speech-recognition checkpoint ready for inference.
 
     >>> transcriber = Transcriber.from_checkpoint("runs/asr/espeak/version_0/checkpoints/last.ckpt")
     >>> transcriber(["talk.flac"])[0].text
+    >>> transcriber(["talk.flac"], word_timestamps=True)[0].segments[0].words
     """
 
     task = Task.ASR
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
         super().__init__(checkpoint, device)
-        self.features = AudioFeatures(self.model.encoder.info.n_mels).to(self.device).eval()
-        head = ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX))
-        self.ctc_head = None if head is None else head.to(self.device)
-        audio = self.header.preprocessing
-        self.max_seconds = min(audio.max_seconds, MAX_WINDOW_SECONDS)
-        self.merge_seconds = min(audio.median_seconds, self.max_seconds)
+        self._detectors: dict[VADOptions, VoiceActivityDetector] = {}
 
     def __call__(
         self,
         audio: Sequence[AudioInput],
         sample_rate: int = SAMPLE_RATE,
-        beam_size: int | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        window_seconds: float | None = None,
-        ctc_weight: float | None = None,
+        options: TranscriptionOptions | None = None,
+        **overrides: Any,
     ) -> list[Transcript]:
-        """Transcribe recordings of any length: file paths (any common format, rate and channel count),
-        or samples (S,) / (channels, S) at ``sample_rate``. Raises AudioLoadError (one line) for an input
-        that is not audio. See ``stream`` for the options."""
-        items = sorted(self.stream(audio, sample_rate, beam_size, batch_size, window_seconds, ctc_weight, True),
-                       key=lambda item: item.index)  # fmt: skip
+        """Transcribe recordings of any length: file paths (any common format, rate and channel count), or
+        samples (S,) / (channels, S) at ``sample_rate``. ``options`` and keyword overrides of its fields:
+        see ``TranscriptionOptions``. Raises AudioLoadError (one line) for an input that is not audio."""
+        items = sorted(self.stream(audio, sample_rate, options, raise_errors=True, **overrides), key=lambda i: i.index)
         return [item.transcript for item in items]
 
     def stream(
         self,
-        audio: Sequence[AudioInput],
+        audio: Iterable[AudioInput],
         sample_rate: int = SAMPLE_RATE,
-        beam_size: int | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        window_seconds: float | None = None,
-        ctc_weight: float | None = None,
+        options: TranscriptionOptions | None = None,
         raise_errors: bool = False,
+        progress: Progress | None = None,
+        **overrides: Any,
     ) -> Iterator[TranscriptionItem]:
-        """Yield each input's TranscriptionItem as soon as all its windows are decoded (recordings are read
-        one at a time; windows of several recordings share batches of ``batch_size``).
+        """Yield each input's TranscriptionItem as soon as all its windows are decoded (windows of several
+        recordings share batches of ``batch_size``). Unreadable inputs are yielded with their error, or
+        raised with ``raise_errors``. The options are checked at once (ValueError, DecodingOptionsError,
+        AlignmentError, VADUnavailableError), before any input is read."""
+        options = self.resolve_options(options, **overrides)
+        splitter = self.splitter(options)
+        prepare = partial(self._prepare, sample_rate=sample_rate, splitter=splitter, raise_errors=raise_errors)
+        items = ((index, item) for index, item in enumerate(audio))
+        read_ahead = self.read_ahead_seconds(options)
+        if read_ahead > 0:
+            budget = read_ahead * SAMPLE_RATE
+            prepared = prefetch(items, prepare, size=lambda pending: pending.samples, budget=budget)
+        else:
+            prepared = map(prepare, items)
+        return self._decode_stream(prepared, options, progress or (lambda found, decoded: None))
 
-        ``window_seconds``: the longest window (default and cap: the checkpoint's longest training
-        utterance, <= 30 s); ``ctc_weight``: the CTC rescoring weight of the beam (default 0.3 with a
-        CTC head; 0 turns it off). Unreadable inputs are yielded with their error, or raised with
-        ``raise_errors``."""
-        self.options(beam_size)  # checks the decoding options before any file is read
-        if batch_size < 1 or (window_seconds is not None and window_seconds <= 0):
-            raise ValueError(f"batch size must be >= 1 and window seconds > 0, got {batch_size}, {window_seconds}")
-        queue: list[tuple[_Pending, int]] = []  # (recording, window number) not decoded yet
-        for index, item in enumerate(audio):
-            source = str(item) if isinstance(item, str | Path) else f"<input {index}>"
-            try:
-                waveform = as_waveform(item, sample_rate)
-            except AudioLoadError as error:
-                if raise_errors:
-                    raise
-                yield TranscriptionItem(index, source, error=str(error))
-                continue
-            pending = _Pending(index, source, waveform, self.windows(waveform, window_seconds))
-            if not pending.windows:  # silence only: an empty transcript
-                yield TranscriptionItem(index, source, pending.transcript())
-            queue += [(pending, number) for number in range(len(pending.windows))]
-            while len(queue) >= batch_size:
-                yield from self._decode_queued(queue[:batch_size], beam_size, ctc_weight)
-                queue = queue[batch_size:]
-        if queue:
-            yield from self._decode_queued(queue, beam_size, ctc_weight)
+    def read_ahead_seconds(self, options: TranscriptionOptions) -> float:
+        """``options.read_ahead_seconds``, or when None: ``READ_AHEAD_SECONDS`` where a CPU core is left over
+        by the decoding (a GPU decodes, or torch uses fewer threads than this process may), else 0."""
+        if options.read_ahead_seconds is not None:
+            return options.read_ahead_seconds
+        spare_core = self.device.type != "cpu" or usable_cores() > torch.get_num_threads()
+        return READ_AHEAD_SECONDS if spare_core else 0.0
 
-    def _decode_queued(self, batch, beam_size, ctc_weight) -> Iterator[TranscriptionItem]:
-        texts = self.recognize([pending.waveform[slice(*pending.windows[n])] for pending, n in batch], beam_size,
-                               ctc_weight)  # fmt: skip
-        for (pending, number), text in zip(batch, texts, strict=True):
-            pending.texts[number] = text
-            if len(pending.texts) == len(pending.windows):
-                yield TranscriptionItem(pending.index, pending.source, pending.transcript())
+    def resolve_options(self, options: TranscriptionOptions | None = None, **overrides: Any) -> TranscriptionOptions:
+        """``options`` (default: the defaults) with ``overrides``, checked against this checkpoint."""
+        options = (options or TranscriptionOptions()).updated(overrides)
+        self.options(options.beam_size)  # DecodingOptionsError for an impossible beam
+        self.check_word_timestamps(options)
+        return options
 
-    def windows(self, waveform: np.ndarray, window_seconds: float | None = None) -> list[SampleRange]:
-        """Where to cut ``waveform``: windows of at most ``window_seconds`` (capped by the checkpoint's)."""
-        max_seconds = min(window_seconds or self.max_seconds, MAX_WINDOW_SECONDS)
-        return speech_windows(waveform, max_seconds, min(self.merge_seconds, max_seconds))
+    def splitter(self, options: TranscriptionOptions) -> WindowSplitter:
+        """The function that cuts a 16 kHz waveform (S,) into windows under ``options``."""
+        if callable(options.windows):
+            return options.windows
+        max_seconds = min(options.window_seconds or self.max_seconds, MAX_WINDOW_SECONDS)
+        merge_seconds = min(self.merge_seconds, max_seconds)
+        if options.windows == "energy":
+            return partial(speech_windows, max_seconds=max_seconds, merge_seconds=merge_seconds)
+        if options.vad not in self._detectors:
+            self._detectors[options.vad] = VoiceActivityDetector(options.vad)
+        return partial(self._detectors[options.vad].windows, max_seconds=max_seconds, merge_seconds=merge_seconds)
 
-    def window_options(self, beam_size: int | None = None, window_seconds: float | None = None) -> DecodingOptions:
-        """Decoding options for windows of up to ``window_seconds`` (default: the longest window)."""
-        seconds = window_seconds or self.max_seconds
-        tokens_per_second = self.header.preprocessing.tokens_per_second
-        max_length = max(math.ceil(tokens_per_second * seconds * DECODE_LENGTH_MARGIN), MIN_DECODE_TOKENS)
-        return self.options(beam_size, max_length=max_length)
+    def windows(
+        self, waveform: np.ndarray, options: TranscriptionOptions | None = None, **overrides: Any
+    ) -> list[SampleRange]:
+        """Where ``options`` cut a 16 kHz ``waveform`` (S,): (start, end) sample ranges, in order."""
+        return self.splitter(self.resolve_options(options, **overrides))(waveform)
 
-    @torch.no_grad()
     def recognize(
         self,
         waveforms: list[np.ndarray],
@@ -187,30 +170,54 @@ class Transcriber(TextOutPipeline):
         ctc_weight: float | None = None,
         options: DecodingOptions | None = None,
     ) -> list[str]:
-        """Transcribe short waveforms (16 kHz windows) in one batch; ``options`` replaces the decoding options
-        made from ``beam_size`` and the windows' length."""
-        min_samples = int(MIN_WINDOW_SECONDS * SAMPLE_RATE)
-        tensors = [torch.from_numpy(np.pad(w, (0, max(min_samples - len(w), 0)))) for w in waveforms]
-        inputs, lengths = pad_last_axis(tensors, 0.0)  # (B, S), (B,)
-        features, frame_lengths = self.features(inputs.to(self.device), lengths.to(self.device))
-        encoded = self.model.encode(features, frame_lengths)
-        options = options or self.window_options(beam_size, max(len(t) for t in tensors) / SAMPLE_RATE)
-        results = decode_encoded(self.model, encoded, options)
-        weight = DEFAULT_CTC_WEIGHT if ctc_weight is None else ctc_weight
-        best = [result.tokens for result in results]
-        if self.ctc_head is not None and weight > 0 and options.beam_size > 1:
-            best = [self._rescore(encoded, row, result.n_best, weight, options) for row, result in enumerate(results)]
-        return [self.header.tokenizer.decode(tokens) for tokens in best]
+        """Transcribe short 16 kHz waveforms whole, in one batch, without checks; ``options`` replaces the
+        decoding options made from ``beam_size`` and the waveforms' length."""
+        plain = replace(PLAIN_DECODING, beam_size=beam_size, ctc_weight=ctc_weight)
+        spans = [(0.0, len(waveform) / SAMPLE_RATE) for waveform in waveforms]
+        return [segment.text for segment in self.decode_windows(waveforms, spans, plain, options)]
 
-    def _rescore(
-        self, encoded: SequenceOutput, row: int, n_best: list[tuple[list[int], float]], weight: float, options
-    ) -> list[int]:
-        """The hypothesis of ``n_best`` (tokens, attention ranking score) with the best combined score; the CTC
-        log-probability gets the same length normalization as the attention score."""
-        one = SequenceOutput(memory=encoded.memory[row : row + 1], mask=encoded.mask[row : row + 1])
-        ctc_log_probs = self.ctc_head.sequence_log_probs(one, [tokens for tokens, _ in n_best])  # (H,)
-        scored_lengths = torch.tensor([len(tokens) + 1 for tokens, _ in n_best], device=ctc_log_probs.device)
-        ctc_scores = ranking_score(ctc_log_probs, scored_lengths, options.length_penalty)
-        attention_scores = torch.tensor([score for _, score in n_best], device=ctc_scores.device)
-        combined = (1 - weight) * attention_scores + weight * ctc_scores
-        return n_best[int(combined.argmax())][0]
+    def _prepare(
+        self, pair: tuple[int, AudioInput], sample_rate: int, splitter: WindowSplitter, raise_errors: bool
+    ) -> _Pending:
+        """Read input ``pair`` (index, audio) and cut it into windows (in the background thread)."""
+        index, item = pair
+        source = str(item) if isinstance(item, str | Path) else f"<input {index}>"
+        try:
+            waveform = as_waveform(item, sample_rate)
+        except AudioLoadError as error:
+            if raise_errors:
+                raise
+            return _Pending(index, source, error=str(error))
+        return _Pending(index, source, waveform, splitter(waveform))
+
+    def _decode_stream(
+        self, prepared: Iterable[_Pending], options: TranscriptionOptions, progress: Progress
+    ) -> Iterator[TranscriptionItem]:
+        queue: list[tuple[_Pending, int]] = []  # (recording, window number) not decoded yet
+        found = decoded = 0
+        for pending in prepared:
+            found += len(pending.windows)
+            progress(found, decoded)
+            if pending.done:  # unreadable, or no speech: nothing to decode
+                yield pending.item()
+            queue += [(pending, number) for number in range(len(pending.windows))]
+            while len(queue) >= options.batch_size:
+                yield from self._decode_batch(queue[: options.batch_size], options)
+                del queue[: options.batch_size]
+                decoded += options.batch_size
+                progress(found, decoded)
+        if queue:  # less than a batch left
+            yield from self._decode_batch(queue, options)
+            progress(found, decoded + len(queue))
+
+    def _decode_batch(
+        self, batch: list[tuple[_Pending, int]], options: TranscriptionOptions
+    ) -> Iterator[TranscriptionItem]:
+        """Decode the windows ``batch`` (recording, window number); yield the recordings it completes."""
+        ranges = [pending.windows[number] for pending, number in batch]
+        pieces = [pending.waveform[start:end] for (pending, _), (start, end) in zip(batch, ranges, strict=True)]
+        spans = [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in ranges]
+        for (pending, number), segment in zip(batch, self.decode_windows(pieces, spans, options), strict=True):
+            pending.segments[number] = segment
+            if pending.done:
+                yield pending.item()
