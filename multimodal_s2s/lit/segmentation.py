@@ -128,19 +128,19 @@ class SegmentationModule(SuiteModule):
         self.split_metrics[split].update(logits.detach(), batch["masks"])
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.split_metrics["val"].compute()
+        scores = self.split_metrics["val"].compute()  # reduced over the ranks: the same on every rank
         for key in SUMMARY_KEYS:
-            self.log(f"val/{key}", scores[key], prog_bar=key == "miou")
+            self.log(f"val/{key}", scores[key], prog_bar=key == "miou", sync_dist=True)
         self.split_metrics["val"].reset()
 
     def on_test_epoch_end(self) -> None:
         """Logs test/global_acc etc. and test/iou/<class>, and prints the per-class IoU table."""
         scores = self.split_metrics["test"].compute()
         for key in SUMMARY_KEYS:
-            self.log(f"test/{key}", scores[key])
+            self.log(f"test/{key}", scores[key], sync_dist=True)
         class_names = self.header.labels.class_names
         for name, iou in zip(class_names, scores["iou"], strict=True):
-            self.log(f"test/iou/{name}", iou)
+            self.log(f"test/iou/{name}", iou, sync_dist=True)
         rank_zero_info(per_class_table(list(class_names), scores))
         self.split_metrics["test"].reset()
 
