@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from multimodal_s2s.checkpoint import CheckpointHeader, Task
-from multimodal_s2s.lit.base import SuiteModule
+from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.registry import encoder_entry
@@ -72,6 +72,7 @@ class SegmentationModule(SuiteModule):
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.save_hyperparameters()
         self.split_metrics = nn.ModuleDict()
+        self.loss_means = evaluation_loss_means()
 
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams
@@ -111,6 +112,12 @@ class SegmentationModule(SuiteModule):
         loss = F.cross_entropy(logits.float(), masks, weight=weight, ignore_index=ignore_index)
         return loss, logits
 
+    def _loss_weight(self, masks: Tensor) -> float:
+        """What ``model_step``'s mean divides by: the labelled pixels of masks (B, H, W), each counted with
+        its class weight (so that the split's loss is the same however it is batched or split)."""
+        labelled = masks[masks != self.header.labels.ignore_index]
+        return float(labelled.numel() if self.class_weights is None else self.class_weights[labelled].sum())
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self.model_step(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["images"].shape[0])
@@ -124,7 +131,8 @@ class SegmentationModule(SuiteModule):
 
     def _evaluation_step(self, batch: dict[str, Tensor], split: str) -> None:
         loss, logits = self.model_step(batch)
-        self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["images"].shape[0])
+        self.loss_means[split].update(loss.detach(), weight=self._loss_weight(batch["masks"]))
+        self.log(f"{split}/loss", self.loss_means[split], prog_bar=True)
         self.split_metrics[split].update(logits.detach(), batch["masks"])
 
     def on_validation_epoch_end(self) -> None:
