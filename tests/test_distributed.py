@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.data import _update_dataloader
 from torch.utils.data import BatchSampler, DataLoader
 
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
+from multimodal_s2s.lit.predictions import merged_records, rank_file
 from multimodal_s2s.metrics.segmentation import SegmentationMetrics
 from multimodal_s2s.metrics.text import TEXT_METRICS
 
@@ -119,3 +120,15 @@ def test_two_gloo_ranks_share_training_batches_and_count_evaluation_once(tmp_pat
         assert rank["figures"].keys() == single.keys()
         for key, value in single.items():
             assert abs(rank["figures"][key] - value) < 1e-6, (key, rank["figures"][key], value)
+
+
+def test_predictions_of_the_ranks_merge_in_input_order(tmp_path):
+    """Rank r of W predicted examples r, r + W, ... (Lightning's unrepeated split); the merged file has
+    each record once, in the order of the examples."""
+    records = [{"id": f"example-{index}", "prediction": str(index)} for index in range(EVAL_SIZE)]
+    parts = [rank_file(tmp_path, rank) for rank in range(WORLD_SIZE)]
+    for rank, part in enumerate(parts):
+        lines = [f"{index}\t{json.dumps(records[index])}\n" for index in range(rank, EVAL_SIZE, WORLD_SIZE)]
+        part.write_text("".join(lines))
+    merged = [json.loads(line) for line in merged_records(parts)]
+    assert merged == records

@@ -2,8 +2,8 @@
 
     python -m multimodal_s2s.apps.quickstart [--checkpoint CKPT] [--images N] [-- FIT OVERRIDES...]
 
-1. Trains ``tasks/captioning/shapes.yaml`` for its fixed number of steps (``mms2s fit``; about two
-   minutes on 2 CPU cores), unless ``--checkpoint`` names one already trained; extra arguments after
+1. Trains ``tasks/captioning/shapes.yaml`` for its fixed number of steps (``mms2s fit``; under three
+   minutes on 2 free CPU cores), unless ``--checkpoint`` names one already trained; extra arguments after
    ``--`` go to ``mms2s fit`` (e.g. ``-- --trainer.max_steps 200``). The console shows one progress line
    and the validation scores: Lightning's banners, tips and notes about its own internals are left out
    (the run's folder keeps the metrics, the resolved config and the checkpoints).

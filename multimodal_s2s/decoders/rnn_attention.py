@@ -23,6 +23,7 @@ from multimodal_s2s.decoders.text_transformer import (
 )
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
+from multimodal_s2s.layers.recurrent import run_recurrent
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput
 
@@ -159,7 +160,7 @@ class RNNDecoder(nn.Module):
         for t in range(embedded.shape[1]):
             top_hidden = (state[0] if self.is_lstm else state)[-1]  # s_{t-1} (B, H)
             context, attention = self.attention(top_hidden, cache.keys, cache.memory, cache.bias)
-            output, state = self.rnn(torch.cat([embedded[:, t], context], dim=-1).unsqueeze(1), state)
+            output, state = run_recurrent(self.rnn, torch.cat([embedded[:, t], context], dim=-1).unsqueeze(1), state)
             states.append(output)
             contexts.append(context)
             weights.append(attention)
@@ -170,7 +171,7 @@ class RNNDecoder(nn.Module):
     def _run_fixed_context(self, embedded: Tensor, cache: RNNCache) -> tuple[Tensor, Tensor, RNNCache]:
         """The whole sequence at once: embedded (B, L, E) -> states (B, L, H), contexts (B, L, C), cache."""
         contexts = cache.context.unsqueeze(1).expand(-1, embedded.shape[1], -1)  # (B, L, C)
-        states, state = self.rnn(torch.cat([embedded, contexts], dim=-1), cache.rnn_state)
+        states, state = run_recurrent(self.rnn, torch.cat([embedded, contexts], dim=-1), cache.rnn_state)
         hidden, cell = state if self.is_lstm else (state, None)
         return states, contexts, RNNCache(hidden, cell, context=cache.context)
 

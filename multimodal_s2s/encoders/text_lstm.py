@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.masks import lengths_to_mask
+from multimodal_s2s.layers.recurrent import run_recurrent
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, Modality, SequenceOutput
 
@@ -99,7 +100,7 @@ class TextRNNEncoder(Encoder):
             tokens = reverse_valid_tokens(tokens, lengths)
         embedded = self.dropout(self.embedding(tokens))  # (B, L, E)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, hidden = self.rnn(packed)
+        packed_out, hidden = run_recurrent(self.rnn, packed)
         memory, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=max_len)  # (B, L, H*dirs)
         if self.reverse_source:
             memory = reverse_valid_tokens(memory, lengths)

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import CheckpointHeader, Task
-from multimodal_s2s.lit.base import SuiteModule
+from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.losses import segmentation_loss
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
@@ -76,6 +76,7 @@ class SegmentationModule(SuiteModule):
         self.loss_function = segmentation_loss(loss)
         self.save_hyperparameters()
         self.split_metrics = nn.ModuleDict()
+        self.loss_means = evaluation_loss_means()
 
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams
@@ -114,6 +115,13 @@ class SegmentationModule(SuiteModule):
         weight = None if self.class_weights is None else self.class_weights.float()
         return self.loss_function(logits, masks, ignore_index, weight), logits
 
+    def _loss_weight(self, masks: Tensor) -> float:
+        """A batch's weight in the split's mean loss: the labelled pixels of masks (B, H, W), each counted
+        with its class weight. For cross-entropy this is what its mean divides by, so the split's loss is
+        the same however it is batched or split over ranks; Dice and focal batches are weighted alike."""
+        labelled = masks[masks != self.header.labels.ignore_index]
+        return float(labelled.numel() if self.class_weights is None else self.class_weights[labelled].sum())
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self.model_step(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["images"].shape[0])
@@ -127,23 +135,24 @@ class SegmentationModule(SuiteModule):
 
     def _evaluation_step(self, batch: dict[str, Tensor], split: str) -> None:
         loss, logits = self.model_step(batch)
-        self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["images"].shape[0])
+        self.loss_means[split].update(loss.detach(), weight=self._loss_weight(batch["masks"]))
+        self.log(f"{split}/loss", self.loss_means[split], prog_bar=True)
         self.split_metrics[split].update(logits.detach(), batch["masks"])
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.split_metrics["val"].compute()
+        scores = self.split_metrics["val"].compute()  # reduced over the ranks: the same on every rank
         for key in SUMMARY_KEYS:
-            self.log(f"val/{key}", scores[key], prog_bar=key == "miou")
+            self.log(f"val/{key}", scores[key], prog_bar=key == "miou", sync_dist=True)
         self.split_metrics["val"].reset()
 
     def on_test_epoch_end(self) -> None:
         """Logs test/global_acc etc. and test/iou/<class>, and prints the per-class IoU table."""
         scores = self.split_metrics["test"].compute()
         for key in SUMMARY_KEYS:
-            self.log(f"test/{key}", scores[key])
+            self.log(f"test/{key}", scores[key], sync_dist=True)
         class_names = self.header.labels.class_names
         for name, iou in zip(class_names, scores["iou"], strict=True):
-            self.log(f"test/iou/{name}", iou)
+            self.log(f"test/iou/{name}", iou, sync_dist=True)
         rank_zero_info(per_class_table(list(class_names), scores))
         self.split_metrics["test"].reset()
 

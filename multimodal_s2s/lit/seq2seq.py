@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from multimodal_s2s.audio import AudioFeatures
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
-from multimodal_s2s.lit.base import SuiteModule
+from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
@@ -81,6 +81,7 @@ class Seq2SeqModule(SuiteModule):
         self.text_metrics = nn.ModuleDict(  # modules: their states follow the device and reduce across ranks
             {split: nn.ModuleList([TEXT_METRICS[name]() for name in metrics or []]) for split in ("val", "test")}
         )
+        self.loss_means = evaluation_loss_means()
         self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
 
     def header_from_data(self) -> CheckpointHeader:
@@ -142,8 +143,12 @@ class Seq2SeqModule(SuiteModule):
         self._evaluation_step(batch, "test")
 
     def _evaluation_step(self, batch: dict[str, Any], split: str) -> None:
+        """``<split>/loss`` is weighted by each batch's target tokens: the mean over the split's tokens, the
+        same however the examples are batched or split between DDP ranks (the CTC share of a hybrid
+        loss, a mean per utterance, is weighted the same way, so it can differ in the 4th digit)."""
         loss = self.model_step(batch)
-        self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["tokens"].shape[0])
+        self.loss_means[split].update(loss.detach(), weight=int((batch["tokens"][:, 1:] != PAD_ID).sum()))
+        self.log(f"{split}/loss", self.loss_means[split], prog_bar=True)
         if self.text_metrics[split]:
             hypotheses = [text for text, _ in self.generate(batch["inputs"], batch.get("lengths"))]
             for metric in self.text_metrics[split]:
@@ -156,9 +161,12 @@ class Seq2SeqModule(SuiteModule):
         self._log_metrics("test")
 
     def _log_metrics(self, split: str) -> None:
+        """Each metric is reduced over the ranks when computed, so the same on every rank: ``sync_dist``'s mean
+        keeps it as it is (and Lightning does not warn that it is not synced)."""
         for metric in self.text_metrics[split]:
             for key, value in metric.compute().items():
-                self.log(f"{split}/{key}", value, prog_bar=key in ("bleu4", "bleu", "wer", "exact_match"))
+                shown = key in ("bleu4", "bleu", "wer", "exact_match")
+                self.log(f"{split}/{key}", value, prog_bar=shown, sync_dist=True)
             metric.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
