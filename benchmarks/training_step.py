@@ -8,8 +8,9 @@ suite's model under ``torch.compile``. Writes JSON.
 - asr: espeak.yaml's model, a conv-subsampled (4x) audio Transformer (4 layers, d=144) + a 2-layer decoder
   with the hybrid CTC loss, against openai-whisper's Whisper of the same dimensions (its conv front end
   subsamples 2x, so its encoder sees twice the rows).
-- segmentation: camvid_segnet.yaml's SegNet (VGG16-BN encoder, mirrored decoder with max-unpooling), against
-  smp's Unet with the same VGG16-BN encoder.
+- segmentation: camvid_unet.yaml's model (timm resnet18 + the skip decoder) against smp's Unet on resnet18;
+  segnet: camvid_segnet.yaml's SegNet (VGG16-BN encoder, mirrored decoder with max-unpooling) against smp's
+  Unet with the same VGG16-BN encoder (not the same decoder: SegNet mirrors all 13 convolutions).
 - translation: multi30k_en_de.yaml's 2-layer BiLSTM (256 a direction) + LSTM decoder with additive attention
   (512), against HF BART with d=512: 2 encoder layers, 1 decoder layer, 8 heads, FF 2048.
 
@@ -153,14 +154,32 @@ def asr(batch: int = 32, frames: int = 400, length: int = 48, vocab: int = 32) -
 
 
 def segmentation(batch: int = 4, height: int = 128, width: int = 160, classes: int = 11) -> tuple[Contender, Contender]:
+    """camvid_unet.yaml's model (timm resnet18 + the skip decoder) against smp's Unet on resnet18."""
+    import segmentation_models_pytorch as smp
+
+    recipe = recipe_model("segmentation/camvid_unet.yaml")
+    peer = smp.Unet("resnet18", encoder_weights=None, classes=classes)
+    return _dense_contenders(recipe, peer, "smp_unet_resnet18", batch, height, width, classes)
+
+
+def segnet(batch: int = 4, height: int = 128, width: int = 160, classes: int = 11) -> tuple[Contender, Contender]:
+    """camvid_segnet.yaml's SegNet (VGG16-BN, mirrored decoder) against smp's Unet on VGG16-BN."""
     import segmentation_models_pytorch as smp
 
     recipe = recipe_model("segmentation/camvid_segnet.yaml")
-    images, masks = torch.randn(batch, 3, height, width), torch.randint(0, classes, (batch, height, width))
-    ours = create_model(recipe["encoder"], recipe["decoder"], {}, recipe.get("decoder_args"), num_classes=classes)
     peer = smp.Unet("vgg16_bn", encoder_weights=None, classes=classes)
+    return _dense_contenders(recipe, peer, "smp_unet_vgg16_bn", batch, height, width, classes)
+
+
+def _dense_contenders(
+    recipe: dict, peer: nn.Module, peer_name: str, batch: int, height: int, width: int, classes: int
+) -> tuple[Contender, Contender]:
+    encoder_args = {key: value for key, value in (recipe.get("encoder_args") or {}).items() if key != "pretrained_path"}
+    ours = create_model(recipe["encoder"], recipe["decoder"], encoder_args, recipe.get("decoder_args"),
+                        num_classes=classes)  # fmt: skip
+    images, masks = torch.randn(batch, 3, height, width), torch.randint(0, classes, (batch, height, width))
     loss = lambda m: F.cross_entropy(m(images).float(), masks)  # noqa: E731
-    return Contender("suite", ours, loss), Contender("smp_unet_vgg16_bn", peer, loss)
+    return Contender("suite", ours, loss), Contender(peer_name, peer, loss)
 
 
 def translation(batch: int = 128, source: int = 24, target: int = 26, vocab: int = 8000) -> tuple[Contender, Contender]:
@@ -182,7 +201,9 @@ def translation(batch: int = 128, source: int = 24, target: int = 26, vocab: int
     )  # fmt: skip
 
 
-TASKS = {"captioning": captioning, "asr": asr, "segmentation": segmentation, "translation": translation}
+TASKS = {
+    "captioning": captioning, "asr": asr, "segmentation": segmentation, "segnet": segnet, "translation": translation,
+}
 
 
 class Trainer:
