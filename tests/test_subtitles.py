@@ -6,33 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
 
 import pytest
 
 from multimodal_s2s.alignment import Word
+from multimodal_s2s.pipelines.transcripts import Segment, Transcript
 from multimodal_s2s.subtitles import OUTPUT_FORMATS, format_timestamp, render
 
 srt = pytest.importorskip("srt", reason="the srt package (a test dependency) is not installed")
 webvtt = pytest.importorskip("webvtt", reason="webvtt-py (a test dependency) is not installed")
-
-
-@dataclass
-class Segment:
-    start: float
-    end: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-
-
-@dataclass
-class Transcript:
-    duration: float
-    segments: list[Segment]
-
-    @property
-    def text(self) -> str:
-        return " ".join(segment.text for segment in self.segments if segment.text)
 
 
 def _transcript() -> Transcript:
