@@ -10,6 +10,7 @@ with; where the data holds labels the checkpoint cannot express, a warning says 
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import lightning as L
@@ -42,7 +43,7 @@ def warn_unknown_tokens(tokenizer: Tokenizer, texts: list[str], origin: str) -> 
         )
 
 
-class SuiteDataModule(L.LightningDataModule):
+class SuiteDataModule(L.LightningDataModule, ABC):
     """Base of the data modules. Subclasses name their ``task``, keep their datasets in ``datasets`` (split
     -> dataset), implement ``use_header``, ``has_split`` and ``evaluation_loader(split)``, and call
     ``adopt_run_checkpoint()`` first in ``setup``."""
@@ -72,11 +73,13 @@ class SuiteDataModule(L.LightningDataModule):
         if header is not None and self.header is None:
             self.use_header(header)
 
+    @abstractmethod
     def has_split(self, split: str) -> bool:
-        raise NotImplementedError
+        """Whether ``split`` ("train", "val" or "test") has data in this module's settings."""
 
+    @abstractmethod
     def evaluation_loader(self, split: str) -> DataLoader:
-        raise NotImplementedError
+        """The loader of ``split`` for validation, test or predict: each example once, in order (per rank under DDP)."""
 
     @property
     def predict_split(self) -> str:

@@ -12,6 +12,7 @@ metrics (``checkpoint.CheckpointHeader``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +38,7 @@ def evaluation_loss_means() -> nn.ModuleDict:
     return nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
 
 
-class SuiteModule(L.LightningModule):
+class SuiteModule(L.LightningModule, ABC):
     """Base of the task modules. Subclasses implement ``header_from_data()`` and ``build(header)``."""
 
     def __init__(self) -> None:
@@ -45,13 +46,13 @@ class SuiteModule(L.LightningModule):
         self.header: CheckpointHeader | None = None
         self.model = None
 
+    @abstractmethod
     def header_from_data(self) -> CheckpointHeader:
         """The header of a new model: the recipe's model config and the data module's tokenizers etc."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build(self, header: CheckpointHeader) -> None:
         """Build the model (and metrics, heads) that ``header`` describes."""
-        raise NotImplementedError
 
     def setup(self, stage: str) -> None:
         if self.model is not None:
