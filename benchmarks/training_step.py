@@ -17,10 +17,14 @@ suite's model under ``torch.compile``. Writes JSON.
 Every contender gets the same batch and the same loss on its logits (label-smoothed cross-entropy; ASR
 adds the suite's CTC term, as the recipe trains). The settings run alternately, each sample the mean of
 ``--steps`` steps, the figure the median of ``--repeats`` samples. ``ratio`` = peer time / suite time
-(>= 1: the suite is at least as fast); ``compile_gain`` = eager time / compiled time.
+(>= 1: the suite is at least as fast); ``compile_gain`` = eager time / compiled time. ``--device cuda``
+runs every contender on the GPU (the clock stops after a synchronize), ``--precision bf16-mixed`` under
+``torch.autocast(bfloat16)`` as Lightning's bf16-mixed trains; ``--batch-scale N`` multiplies every
+task's batch (a GPU is fed far larger batches than the CPU recipes use).
 
     .venv/bin/python benchmarks/training_step.py [--tasks captioning asr ...] [--repeats 5] [--steps 3]
-        [--no-compile] [--out benchmarks/results/training_step.json]
+        [--no-compile] [--device cpu|cuda] [--precision 32|bf16-mixed] [--batch-scale 1]
+        [--out benchmarks/results/training_step.json]
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class Contender:
     loss: Callable[[nn.Module], Tensor]
 
 
+Pair = tuple[Contender, Contender]  # (the suite's, the peer's)
+
+
 def recipe_model(recipe: str) -> dict:
     """The ``model.init_args`` of a recipe under tasks/."""
     return yaml.safe_load((REPO_ROOT / "tasks" / recipe).read_text())["model"]["init_args"]
@@ -84,7 +91,7 @@ def suite_text_model(recipe: dict, vocab: int, source_vocab: int | None = None) 
     return create_model(recipe["encoder"], recipe["decoder"], encoder_args, decoder_args, vocab_size=vocab)
 
 
-def captioning(batch: int = 32, length: int = 14, vocab: int = 40, size: int = 64) -> tuple[Contender, Contender]:
+def captioning(batch: int, device: torch.device, length: int = 14, vocab: int = 40, size: int = 64) -> Pair:
     from transformers import BertConfig, BertLMHeadModel, ResNetConfig, ResNetModel, VisionEncoderDecoderModel
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -104,7 +111,7 @@ def captioning(batch: int = 32, length: int = 14, vocab: int = 40, size: int = 6
             grid = self.backbone(pixel_values)[-1]  # (B, C, h, w)
             return BaseModelOutput(last_hidden_state=grid.flatten(2).transpose(1, 2))
 
-    images, tokens = torch.randn(batch, 3, size, size), random_tokens(batch, length, vocab)
+    images, tokens = torch.randn(batch, 3, size, size).to(device), random_tokens(batch, length, vocab).to(device)
     ours = suite_text_model(recipe, vocab)
     args = recipe["decoder_args"]
     width, depth, heads, dropout = (args[k] for k in ("d_model", "num_layers", "num_heads", "dropout"))
@@ -136,12 +143,12 @@ class SuiteASR(nn.Module):
         return (1 - self.ctc_weight) * attention + self.ctc_weight * self.ctc_head.loss(encoded, tokens[:, 1:])
 
 
-def asr(batch: int = 32, frames: int = 400, length: int = 48, vocab: int = 32) -> tuple[Contender, Contender]:
+def asr(batch: int, device: torch.device, frames: int = 400, length: int = 48, vocab: int = 32) -> Pair:
     from whisper.model import ModelDimensions, Whisper
 
     recipe = recipe_model("asr/espeak.yaml")
-    features, tokens = torch.randn(batch, 80, frames), random_tokens(batch, length, vocab)
-    lengths = torch.full((batch,), frames)
+    features, tokens = torch.randn(batch, 80, frames).to(device), random_tokens(batch, length, vocab).to(device)
+    lengths = torch.full((batch,), frames, device=device)
     encoder_args, decoder_args = recipe["encoder_args"], recipe["decoder_args"]
     dims = ModelDimensions(n_mels=80, n_audio_ctx=frames // 2, n_audio_state=encoder_args["d_model"],
                            n_audio_head=encoder_args["num_heads"], n_audio_layer=encoder_args["num_layers"],
@@ -153,41 +160,43 @@ def asr(batch: int = 32, frames: int = 400, length: int = 48, vocab: int = 32) -
     )
 
 
-def segmentation(batch: int = 4, height: int = 128, width: int = 160, classes: int = 11) -> tuple[Contender, Contender]:
+def segmentation(batch: int, device: torch.device, height: int = 128, width: int = 160, classes: int = 11) -> Pair:
     """camvid_unet.yaml's model (timm resnet18 + the skip decoder) against smp's Unet on resnet18."""
     import segmentation_models_pytorch as smp
 
     recipe = recipe_model("segmentation/camvid_unet.yaml")
     peer = smp.Unet("resnet18", encoder_weights=None, classes=classes)
-    return _dense_contenders(recipe, peer, "smp_unet_resnet18", batch, height, width, classes)
+    return _dense_contenders(recipe, peer, "smp_unet_resnet18", batch, device, height, width, classes)
 
 
-def segnet(batch: int = 4, height: int = 128, width: int = 160, classes: int = 11) -> tuple[Contender, Contender]:
+def segnet(batch: int, device: torch.device, height: int = 128, width: int = 160, classes: int = 11) -> Pair:
     """camvid_segnet.yaml's SegNet (VGG16-BN, mirrored decoder) against smp's Unet on VGG16-BN."""
     import segmentation_models_pytorch as smp
 
     recipe = recipe_model("segmentation/camvid_segnet.yaml")
     peer = smp.Unet("vgg16_bn", encoder_weights=None, classes=classes)
-    return _dense_contenders(recipe, peer, "smp_unet_vgg16_bn", batch, height, width, classes)
+    return _dense_contenders(recipe, peer, "smp_unet_vgg16_bn", batch, device, height, width, classes)
 
 
 def _dense_contenders(
-    recipe: dict, peer: nn.Module, peer_name: str, batch: int, height: int, width: int, classes: int
-) -> tuple[Contender, Contender]:
+    recipe: dict, peer: nn.Module, peer_name: str, batch: int, device: torch.device, height: int, width: int,
+    classes: int,
+) -> Pair:
     encoder_args = {key: value for key, value in (recipe.get("encoder_args") or {}).items() if key != "pretrained_path"}
     ours = create_model(recipe["encoder"], recipe["decoder"], encoder_args, recipe.get("decoder_args"),
                         num_classes=classes)  # fmt: skip
-    images, masks = torch.randn(batch, 3, height, width), torch.randint(0, classes, (batch, height, width))
+    images = torch.randn(batch, 3, height, width).to(device)
+    masks = torch.randint(0, classes, (batch, height, width)).to(device)
     loss = lambda m: F.cross_entropy(m(images).float(), masks)  # noqa: E731
     return Contender("suite", ours, loss), Contender(peer_name, peer, loss)
 
 
-def translation(batch: int = 128, source: int = 24, target: int = 26, vocab: int = 8000) -> tuple[Contender, Contender]:
+def translation(batch: int, device: torch.device, source: int = 24, target: int = 26, vocab: int = 8000) -> Pair:
     from transformers import BartConfig, BartForConditionalGeneration
 
     recipe = recipe_model("translation/multi30k_en_de.yaml")
-    sources, tokens = random_tokens(batch, source, vocab), random_tokens(batch, target, vocab)
-    lengths = torch.full((batch,), source)
+    sources, tokens = random_tokens(batch, source, vocab).to(device), random_tokens(batch, target, vocab).to(device)
+    lengths = torch.full((batch,), source, device=device)
     ours = suite_text_model(recipe, vocab, source_vocab=vocab)
     dropout = recipe["decoder_args"]["dropout"]
     bart = BartConfig(vocab_size=vocab, d_model=512, encoder_layers=2, decoder_layers=1, encoder_attention_heads=8,
@@ -204,41 +213,52 @@ def translation(batch: int = 128, source: int = 24, target: int = 26, vocab: int
 TASKS = {
     "captioning": captioning, "asr": asr, "segmentation": segmentation, "segnet": segnet, "translation": translation,
 }
+#: Each task's batch: its recipe's (ASR: espeak.yaml's 32; segmentation: camvid's 4 at 128x160).
+BATCH = {"captioning": 32, "asr": 32, "segmentation": 4, "segnet": 4, "translation": 128}
 
 
 class Trainer:
-    """One contender's training steps: ``step()`` runs one, ``sample(n)`` -> mean seconds of n steps."""
+    """One contender's training steps on ``device``: ``step()`` runs one, ``sample(n)`` -> mean seconds of n steps
+    (after the device has finished them). ``bf16``: forward and loss under ``torch.autocast(bfloat16)``."""
 
-    def __init__(self, contender: Contender, compiled: bool = False):
-        self.model = contender.model.train()
+    def __init__(self, contender: Contender, device: torch.device, bf16: bool = False, compiled: bool = False):
+        self.model, self.device, self.bf16 = contender.model.to(device).train(), device, bf16
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.loss = torch.compile(contender.loss) if compiled else contender.loss
 
-    def step(self) -> float:
+    def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.loss(self.model)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
 
     def sample(self, steps: int) -> float:
+        self.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
             self.step()
+        self.synchronize()
         return (time.perf_counter() - start) / steps
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict:
     """Builds the pair, warms every setting up, then samples them alternately."""
     torch.manual_seed(0)
-    suite, peer = TASKS[name]()
-    trainers = {"suite": Trainer(suite), peer.name: Trainer(peer)}
+    device, bf16 = torch.device(args.device), args.precision == "bf16-mixed"
+    suite, peer = TASKS[name](BATCH[name] * args.batch_scale, device)
+    trainers = {"suite": Trainer(suite, device, bf16), peer.name: Trainer(peer, device, bf16)}
     timings: dict[str, float] = {}
     if args.compile:
-        compiled = Trainer(Contender("suite", copy.deepcopy(suite.model), suite.loss), compiled=True)
+        compiled = Trainer(Contender("suite", copy.deepcopy(suite.model), suite.loss), device, bf16, compiled=True)
         start = time.perf_counter()
         try:
             compiled.step()  # compiles the forward and backward graphs
+            compiled.synchronize()
             trainers["suite_compiled"] = compiled
             timings["compile_seconds"] = time.perf_counter() - start
         except Exception as error:  # noqa: BLE001 - reported in the JSON, the eager settings still run
@@ -251,6 +271,7 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
             samples[key].append(trainer.sample(args.steps))
     medians = {key: statistics.median(values) for key, values in samples.items()}
     result = {
+        "batch": BATCH[name] * args.batch_scale,
         "seconds_per_step": medians,
         "samples": samples,
         "parameters": {"suite": count(suite.model), peer.name: count(peer.model)},
@@ -272,17 +293,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="steps in one timed sample")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile setting")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
+    parser.add_argument("--batch-scale", type=int, default=1, help="multiplies every task's batch")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "training_step.json")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
     threads = configure_threads()
-    report = {"device": f"cpu ({platform.machine()}, {threads} threads)", "torch": torch.__version__,
-              "repeats": args.repeats, "steps_per_sample": args.steps, "tasks": {}}  # fmt: skip
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({platform.machine()}, {threads} threads)"
+    report = {"device": device, "torch": torch.__version__, "precision": args.precision, "repeats": args.repeats,
+              "steps_per_sample": args.steps, "tasks": {}}  # fmt: skip
     for name in args.tasks:
         report["tasks"][name] = run_task(name, args)
         summary = {k: v for k, v in report["tasks"][name].items() if k != "samples"}
         print(name, json.dumps(summary), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # after each task: a cut-off run keeps the rest
     print(f"wrote {args.out}")
 
 
