@@ -20,10 +20,11 @@ adds the suite's CTC term, as the recipe trains). The settings run alternately, 
 (>= 1: the suite is at least as fast); ``compile_gain`` = eager time / compiled time. ``--device cuda``
 runs every contender on the GPU (the clock stops after a synchronize), ``--precision bf16-mixed`` under
 ``torch.autocast(bfloat16)`` as Lightning's bf16-mixed trains; ``--batch-scale N`` multiplies every
-task's batch (a GPU is fed far larger batches than the CPU recipes use).
+task's batch (a GPU is fed far larger batches than the CPU recipes use); ``--profile`` prints where the
+suite's step spends its time (torch.profiler, the operators with the most self time on the device).
 
     .venv/bin/python benchmarks/training_step.py [--tasks captioning asr ...] [--repeats 5] [--steps 3]
-        [--no-compile] [--device cpu|cuda] [--precision 32|bf16-mixed] [--batch-scale 1]
+        [--no-compile] [--device cpu|cuda] [--precision 32|bf16-mixed] [--batch-scale 1] [--profile]
         [--out benchmarks/results/training_step.json]
 """
 
@@ -280,7 +281,21 @@ def run_task(name: str, args: argparse.Namespace) -> dict:
     }
     if "suite_compiled" in medians:
         result["compile_gain"] = medians["suite"] / medians["suite_compiled"]
+    if args.profile:
+        print_profile(name, trainers["suite"], args.steps)
     return result
+
+
+def print_profile(name: str, trainer: Trainer, steps: int, rows: int = 15) -> None:
+    """The operators with the most self time over ``steps`` of the suite's steps (device time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        trainer.sample(steps)
+    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    print(f"{name}: the suite's step, {steps} steps profiled")
+    print(profiler.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=50))
 
 
 def count(model: nn.Module) -> int:
@@ -296,6 +311,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
     parser.add_argument("--batch-scale", type=int, default=1, help="multiplies every task's batch")
+    parser.add_argument("--profile", action="store_true", help="print where the suite's step spends its time")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "training_step.json")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():

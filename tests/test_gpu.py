@@ -17,6 +17,7 @@ from recipe_fixtures import EVALUATION_SIZE, MONITOR, TASKS, write_recipe
 
 from multimodal_s2s.apps.training import suite_cli
 from multimodal_s2s.decoders.text_transformer import TransformerDecoder
+from multimodal_s2s.layers.recurrent import RecurrentSteps
 from multimodal_s2s.lit.runs import latest_last_checkpoint
 from multimodal_s2s.pipelines import load_pipeline
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
@@ -101,3 +102,20 @@ def test_cached_decoding_equals_teacher_forcing_over_a_long_padded_memory(dtype)
     atol = 1e-4 if dtype == torch.float32 else 0.1
     torch.testing.assert_close(stepped, full, atol=atol, rtol=0)
     assert (stepped.argmax(-1) == full.argmax(-1)).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("cell", [torch.nn.LSTM, torch.nn.GRU])
+def test_unrolled_recurrent_steps_equal_cudnn(cell):
+    """RecurrentSteps (the attention decoder's loop) against cuDNN's kernel for the whole sequence."""
+    torch.manual_seed(0)
+    rnn = cell(24, 32, 2, batch_first=True).cuda().eval()
+    known, fed = torch.randn(4, 9, 16, device="cuda"), torch.randn(4, 9, 8, device="cuda")
+    hidden = torch.randn(2, 4, 32, device="cuda")
+    state = (hidden, torch.randn_like(hidden)) if cell is torch.nn.LSTM else hidden
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # both in full float32
+        expected, _ = rnn(torch.cat([known, fed], dim=-1), state)
+        run_step, outputs = RecurrentSteps(rnn, known), []
+        for t in range(known.shape[1]):
+            output, state = run_step(t, fed[:, t], state)
+            outputs.append(output)
+    torch.testing.assert_close(torch.stack(outputs, dim=1), expected, atol=1e-5, rtol=1e-4)

@@ -23,7 +23,7 @@ from multimodal_s2s.decoders.text_transformer import (
 )
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
-from multimodal_s2s.layers.recurrent import run_recurrent
+from multimodal_s2s.layers.recurrent import RecurrentSteps, run_recurrent
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput
 
@@ -156,17 +156,18 @@ class RNNDecoder(nn.Module):
     def _attend_and_run(self, embedded: Tensor, cache: RNNCache) -> tuple[Tensor, Tensor, Tensor, RNNCache]:
         """Additive attention, one position at a time: embedded (B, L, E) ->
         states s_t (B, L, H), contexts c_t (B, L, D), weights (B, L, T), the cache after them."""
+        run_step = RecurrentSteps(self.rnn, embedded)
         state, states, contexts, weights = cache.rnn_state, [], [], []
         for t in range(embedded.shape[1]):
             top_hidden = (state[0] if self.is_lstm else state)[-1]  # s_{t-1} (B, H)
             context, attention = self.attention(top_hidden, cache.keys, cache.memory, cache.bias)
-            output, state = run_recurrent(self.rnn, torch.cat([embedded[:, t], context], dim=-1).unsqueeze(1), state)
+            output, state = run_step(t, context, state)
             states.append(output)
             contexts.append(context)
             weights.append(attention)
         hidden, cell = state if self.is_lstm else (state, None)
         after = RNNCache(hidden, cell, memory=cache.memory, keys=cache.keys, bias=cache.bias)
-        return torch.cat(states, dim=1), torch.stack(contexts, dim=1), torch.stack(weights, dim=1), after
+        return torch.stack(states, dim=1), torch.stack(contexts, dim=1), torch.stack(weights, dim=1), after
 
     def _run_fixed_context(self, embedded: Tensor, cache: RNNCache) -> tuple[Tensor, Tensor, RNNCache]:
         """The whole sequence at once: embedded (B, L, E) -> states (B, L, H), contexts (B, L, C), cache."""

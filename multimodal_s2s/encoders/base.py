@@ -59,7 +59,8 @@ def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None) -> N
 def _check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
     if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.is_floating_point():
         raise InputError(f"lengths must be integer of shape ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
-    if int(lengths.min()) < 1:
+    shortest, longest = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
+    if shortest < 1:
         raise InputError(f"a sequence of length zero in the batch (lengths={lengths.tolist()})")
-    if int(lengths.max()) > max_len:
+    if longest > max_len:
         raise InputError(f"lengths {lengths.tolist()} exceed the padded length {max_len}")

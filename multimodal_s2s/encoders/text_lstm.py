@@ -120,10 +120,13 @@ class TextRNNEncoder(Encoder):
         return last.permute(1, 0, 2).flatten(1)
 
     def _check_token_ids(self, tokens: Tensor, lengths: Tensor) -> None:
-        low, high = int(tokens.min()), int(tokens.max())
+        if lengths.shape != (tokens.shape[0],):
+            raise InputError(f"lengths must be ({tokens.shape[0]},), got shape {tuple(lengths.shape)}")
+        # one device sync for the four bounds
+        low, high, shortest, longest = torch.stack([*torch.aminmax(tokens), *torch.aminmax(lengths.long())]).tolist()
         if low < 0 or high >= self.vocab_size:
             raise InputError(f"token ids must be in 0..{self.vocab_size - 1}, got values in {low}..{high}")
-        if lengths.shape != (tokens.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]:
+        if shortest < 1 or longest > tokens.shape[1]:
             raise InputError(f"lengths {lengths.tolist()} must be (B,) with entries in 1..{tokens.shape[1]}")
 
 
