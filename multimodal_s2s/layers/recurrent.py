@@ -42,9 +42,10 @@ class RecurrentSteps:
     t depends on the state after step t-1 (Bahdanau attention reads s_{t-1}). Layer 0 reads
     [known_t; fed_t]: the part from ``known`` (B, L, K) (the token embeddings, known for every position
     beforehand) is projected for all positions in one product; per step only ``fed_t`` (the attention
-    context) and the state are multiplied. One nn.LSTM call per position cost a cuDNN / oneDNN set-up each
-    time (training_step.py: the translation recipe's step 4.7x BART's on a GPU). Gates and states are
-    float32 under autocast, as the fused kernels keep them; inter-layer dropout as nn.LSTM applies it."""
+    context) and the state are multiplied. Against one nn.LSTM call per position (a cuDNN set-up each
+    time) the translation recipe's training step is 1.18x faster on an H200 in bf16-mixed and as fast on
+    the CPU. Gates and states are float32 under autocast, as the fused kernels keep them; inter-layer
+    dropout as nn.LSTM applies it."""
 
     def __init__(self, rnn: nn.LSTM | nn.GRU, known: torch.Tensor):
         self.rnn, self.is_lstm = rnn, isinstance(rnn, nn.LSTM)
@@ -52,7 +53,7 @@ class RecurrentSteps:
         # L tensors (B, G*H); unbind's backward stacks their gradients once (indexing [:, t] would
         # write a whole (B, L, G*H) gradient at every step)
         self.known_gates = F.linear(known, rnn.weight_ih_l0[:, :width], rnn.bias_ih_l0).unbind(1)
-        self.fed_weight = rnn.weight_ih_l0[:, width:]  # (G*H, F)
+        self.fed_weight = _autocast_once(rnn.weight_ih_l0[:, width:])  # (G*H, F)
 
     def __call__(self, t: int, fed: torch.Tensor, state: RecurrentState) -> tuple[torch.Tensor, RecurrentState]:
         """Position t: fed (B, F), state h (layers, B, H) or (h, c) -> top layer's output (B, H), new state."""
@@ -79,6 +80,15 @@ class RecurrentSteps:
     def weight(self, kind: str, layer: int) -> torch.Tensor:
         name = f"weight_{kind}_l{layer}" if kind in ("ih", "hh") else f"{kind}_l{layer}"
         return getattr(self.rnn, name)
+
+
+def _autocast_once(weight: torch.Tensor) -> torch.Tensor:
+    """A slice of a weight in autocast's dtype when autocast is on: autocast caches the casts of whole
+    parameters only, and would cast the slice again at every step."""
+    device = weight.device.type
+    if torch.is_autocast_enabled(device):
+        return weight.to(torch.get_autocast_dtype(device))
+    return weight
 
 
 def _linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
