@@ -9,7 +9,8 @@ is right when (first colour, relation, second colour) is that of one of the scen
 it says of sizes and kinds. The scenes are the val split of ``tasks/captioning/shapes.yaml`` (seed 1).
 ``relation_nll`` is free of beam search's choices: the mean -log p(relation word | image, the reference up
 to it) over both references of every two-object scene; ln 4 (``relation_nll_chance``) when the model
-knows that a relation comes but not which.
+knows that a relation comes but not which. ``relation_nll_without_positions`` is the same with the encoder's
+2-D positions zeroed (``position_scale`` 0): equal to ``relation_nll`` when the model does not use them.
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def relation_nll(captioner: Captioner, scenes: list[Scene]) -> float:
     return sum(losses) / max(len(losses), 1)
 
 
+def relation_nll_without_positions(captioner: Captioner, scenes: list[Scene]) -> float:
+    """``relation_nll`` with the CNN encoder's 2-D positions multiplied by 0."""
+    encoder = captioner.model.encoder
+    scale, encoder.position_scale = encoder.position_scale, 0.0
+    try:
+        return relation_nll(captioner, scenes)
+    finally:
+        encoder.position_scale = scale
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint of tasks/captioning/shapes.yaml")
@@ -101,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         **score(captions, [scene.captions for scene in scenes]),
         "relation_nll": round(relation_nll(captioner, scenes), 3),
+        "relation_nll_without_positions": round(relation_nll_without_positions(captioner, scenes), 3),
         "relation_nll_chance": round(math.log(4), 3),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
