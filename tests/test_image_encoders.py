@@ -76,6 +76,19 @@ def test_cnn_sequence_is_deepest_grid_plus_2d_positions():
     assert torch.unique(positions[0], dim=0).shape[0] == 6  # every cell is told apart
 
 
+def test_cnn_positions_in_channels_of_their_own():
+    encoder = build("cnn_tiny", **TINY_CNN, position_channels=16, position_scale=3.0)
+    assert encoder.info.out_dim == 64 + 16
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        deepest = encoder.encode_feature_maps(images).features[-1]  # (2, 64, 2, 3)
+        memory = encoder.encode_sequence(images).memory  # (2, 6, 80)
+    torch.testing.assert_close(memory[..., :64], deepest.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(memory[1, :, 64:], 3.0 * grid_positions_2d(2, 3, 16), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="position_channels"):
+        build("cnn_tiny", **TINY_CNN, position_channels=5)
+
+
 def test_image_encoders_refuse_lengths():
     with pytest.raises(InputError, match="no lengths"):
         build("cnn_tiny", **TINY_CNN).encode_sequence(torch.randn(1, 3, 32, 32), torch.tensor([32]))

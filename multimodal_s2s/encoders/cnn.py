@@ -28,6 +28,9 @@ class CNNEncoder(Encoder):
     ``encode_feature_maps``: images (B, 3, H, W) -> FeatureMaps([(B, C_i, H/r_i, W/r_i)]).
     ``encode_sequence``: images -> memory (B, h*w, C_last) of the deepest grid, with fixed
     2-D sinusoidal positions added so that a text decoder knows where each cell is; mask all True.
+    With ``position_channels`` P > 0 the positions get P channels of their own instead (memory
+    (B, h*w, C_last + P)): added, they share the channels of the CNN's features, whose variation
+    between cells (colours, kinds) can drown them (see tasks/captioning/README.md, spatial relations).
     """
 
     def __init__(
@@ -35,6 +38,8 @@ class CNNEncoder(Encoder):
         backbone: str = "resnet18",
         pretrained_path: str | None = None,
         out_indices: Sequence[int] | None = None,
+        position_scale: float = 1.0,
+        position_channels: int = 0,
         **timm_kwargs: Any,
     ):
         """
@@ -42,19 +47,25 @@ class CNNEncoder(Encoder):
             backbone: a timm model name with ``features_only`` support (e.g. "resnet18", "convnext_atto").
             pretrained_path: local weights of the timm model (its classifier entries are ignored).
             out_indices: which stages to return (timm's default: all of them).
+            position_scale: amplitude of the 2-D positions of the sequence (1: the sinusoids' own, in [-1, 1]).
+            position_channels: 0: positions added to the features; P > 0 (even): P channels of positions
+                appended to them, half for the row and half for the column.
             timm_kwargs: passed on to ``timm.create_model``.
         """
         super().__init__()
+        if position_channels < 0 or position_channels % 2:
+            raise ValueError(f"position_channels must be 0 or a positive even number, got {position_channels}")
         if out_indices is not None:
             timm_kwargs["out_indices"] = tuple(out_indices)
         self.backbone = timm.create_model(backbone, features_only=True, pretrained=False, **timm_kwargs)
         if pretrained_path is not None:
             load_state_dict_checked(self.backbone, load_weights_file(pretrained_path), pretrained_path)
         channels = tuple(self.backbone.feature_info.channels())
+        self.position_scale, self.position_channels = position_scale, position_channels
         self.info = EncoderInfo(
             modality=Modality.IMAGE,
             emits=frozenset({Emits.SEQUENCE, Emits.FEATURE_MAPS}),
-            out_dim=channels[-1],
+            out_dim=channels[-1] + position_channels,
             channels=channels,
             reductions=tuple(self.backbone.feature_info.reduction()),
         )
@@ -64,9 +75,9 @@ class CNNEncoder(Encoder):
         return FeatureMaps(features=list(self.backbone(images)))
 
     def encode_sequence(self, images: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
-        """images (B, 3, H, W) -> memory (B, h*w, C_last), mask (B, h*w) all True."""
+        """images (B, 3, H, W) -> memory (B, h*w, C_last + position_channels), mask (B, h*w) all True."""
         reject_lengths(lengths)
-        return feature_map_to_sequence(self.backbone(images)[-1])
+        return feature_map_to_sequence(self.backbone(images)[-1], self.position_scale, self.position_channels)
 
 
 _CNN_EMITS = {Emits.SEQUENCE, Emits.FEATURE_MAPS}
