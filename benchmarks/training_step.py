@@ -117,7 +117,7 @@ def captioning(batch: int, device: torch.device, length: int = 14, vocab: int = 
     args = recipe["decoder_args"]
     width, depth, heads, dropout = (args[k] for k in ("d_model", "num_layers", "num_heads", "dropout"))
     resnet = ResNetConfig(embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1], layer_type="basic")
-    resnet.hidden_size = ours.encoder.info.out_dim  # the rows' width, which VisionEncoderDecoderModel projects from
+    resnet.hidden_size = ours.encoder.info.channels[-1]  # the grid's width, which the HF model projects from
     bert = BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
                       intermediate_size=args["ff_dim"], hidden_dropout_prob=dropout,
                       attention_probs_dropout_prob=dropout, max_position_embeddings=64, is_decoder=True,
