@@ -237,7 +237,11 @@ def main() -> None:
     report["fsdd"] = run_corpus(args.checkpoint, "fsdd", args)
     if args.espeak_checkpoint:
         report["espeak"] = run_corpus(args.espeak_checkpoint, "espeak", args)
-    out = Path(args.out)
+    write_report(report, Path(args.out))
+
+
+def write_report(report: dict, out: Path) -> None:
+    """Writes ``report`` as JSON to ``out`` (its folder made) and prints it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2), flush=True)

@@ -22,7 +22,6 @@ difference and how many recordings get other speech regions (the VAD's default o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import soxr
-from longform_asr import build_recordings, corpus_clips, noise_floor
+from longform_asr import build_recordings, corpus_clips, noise_floor, write_report
 from silero_vad.sequence_vad import frame_blocks
 
 from multimodal_s2s.audio import SAMPLE_RATE
@@ -168,10 +167,7 @@ def main() -> None:
     for condition, dbfs in {"silence": None, "noise_-50dBFS": -50.0}.items():
         waveforms = [r.waveform + noise_floor(len(r.waveform), dbfs, seed) for seed, r in enumerate(recordings)]
         report[condition] = compare(waveforms, args.repeats)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2), flush=True)
+    write_report(report, Path(args.out))
 
 
 if __name__ == "__main__":
