@@ -53,10 +53,11 @@ def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None) -> N
     if info.n_mels is not None and inputs.shape[1] != info.n_mels:
         raise InputError(f"audio inputs must have {info.n_mels} mel bins, got {inputs.shape[1]}")
     if lengths is not None:
-        _check_lengths(lengths, inputs.shape[0], inputs.shape[-1])
+        check_lengths(lengths, inputs.shape[0], inputs.shape[-1])
 
 
-def _check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
+def check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
+    """Raise InputError unless lengths is an integer (batch,) tensor with entries in 1..max_len (one device sync)."""
     if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.is_floating_point():
         raise InputError(f"lengths must be integer of shape ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
     shortest, longest = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync

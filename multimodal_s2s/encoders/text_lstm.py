@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from multimodal_s2s.encoders.base import Encoder
+from multimodal_s2s.encoders.base import Encoder, check_lengths
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.masks import lengths_to_mask
 from multimodal_s2s.layers.recurrent import run_recurrent
@@ -120,14 +120,10 @@ class TextRNNEncoder(Encoder):
         return last.permute(1, 0, 2).flatten(1)
 
     def _check_token_ids(self, tokens: Tensor, lengths: Tensor) -> None:
-        if lengths.shape != (tokens.shape[0],):
-            raise InputError(f"lengths must be ({tokens.shape[0]},), got shape {tuple(lengths.shape)}")
-        # one device sync for the four bounds
-        low, high, shortest, longest = torch.stack([*torch.aminmax(tokens), *torch.aminmax(lengths.long())]).tolist()
+        check_lengths(lengths, *tokens.shape)
+        low, high = torch.stack(torch.aminmax(tokens)).tolist()
         if low < 0 or high >= self.vocab_size:
             raise InputError(f"token ids must be in 0..{self.vocab_size - 1}, got values in {low}..{high}")
-        if shortest < 1 or longest > tokens.shape[1]:
-            raise InputError(f"lengths {lengths.tolist()} must be (B,) with entries in 1..{tokens.shape[1]}")
 
 
 _SIZES = {
