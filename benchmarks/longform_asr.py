@@ -9,6 +9,7 @@ after), with digital silence, a -50 dBFS and a -40 dBFS white-noise floor. Two s
   word gets its segment's start): transcription as it was before voice activity detection.
 - ``vad``: the Transcriber's defaults (Silero VAD windows, whisper's checks and fallback) with word
   timestamps (CTC forced alignment with the checkpoint's CTC head, else cross-attention DTW).
+- ``vad_pad_after_S`` (``--vad-pad-after S ...``): ``vad`` with S seconds of padding after speech.
 
 Per condition and system: the long-form WER, the WER of the same clips (with the same noise) decoded one
 by one and whole (``Transcriber.recognize``), their ratio, and the median and 90th percentile of |word
@@ -38,6 +39,7 @@ from multimodal_s2s.data.asr import ASRDataModule, read_fsdd
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
 from multimodal_s2s.pipelines.transcription_options import ALIGNMENTS, PLAIN_DECODING
+from multimodal_s2s.vad import VADOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD_HELD_OUT = (5, 9)  # not trained on by tasks/asr/fsdd.yaml (recordings 10-49)
@@ -56,11 +58,13 @@ class LongRecording:
     clip_bounds: list[tuple[int, int]]  # each clip's samples
 
 
-def systems(alignment: str) -> dict[str, TranscriptionOptions]:
+def systems(alignment: str, pads_after: list[float]) -> dict[str, TranscriptionOptions]:
     """The options of each system (see the module docstring)."""
+    vad = TranscriptionOptions(batch_size=BATCH_SIZE, word_timestamps=True, alignment=alignment)
     return {
         "energy": replace(PLAIN_DECODING, batch_size=BATCH_SIZE),
-        "vad": TranscriptionOptions(batch_size=BATCH_SIZE, word_timestamps=True, alignment=alignment),
+        "vad": vad,
+        **{f"vad_pad_after_{pad}": replace(vad, vad=VADOptions(speech_pad_after_seconds=pad)) for pad in pads_after},
     }
 
 
@@ -165,7 +169,7 @@ def score_condition(transcriber: Transcriber, recordings: list[LongRecording], d
     clip_rates.update([t for texts in clip_texts for t in texts], [[t] for r in recordings for t in r.texts])
     clip_wer = clip_rates.compute()["wer"]
     result = {"per_clip_wer": round(clip_wer, 2)}
-    for system, options in systems(args.alignment).items():
+    for system, options in systems(args.alignment, args.vad_pad_after).items():
         rates, errors, details = ErrorRates(), [], []
         transcripts = transcriber(noisy, options=options)
         for recording, transcript, texts in zip(recordings, transcripts, clip_texts, strict=True):
@@ -185,12 +189,12 @@ def score_condition(transcriber: Transcriber, recordings: list[LongRecording], d
     return result
 
 
-def empty_inputs(transcriber: Transcriber, alignment: str) -> dict:
+def empty_inputs(transcriber: Transcriber, systems_to_run: dict[str, TranscriptionOptions]) -> dict:
     """What each system transcribes from 30 s of digital silence and of noise alone."""
     samples = int(EMPTY_SECONDS * SAMPLE_RATE)
     waveforms = [noise_floor(samples, dbfs, seed=1000) for dbfs in CONDITIONS.values()]
     report = {name: {} for name in CONDITIONS}
-    for system, options in systems(alignment).items():
+    for system, options in systems_to_run.items():
         for name, transcript in zip(CONDITIONS, transcriber(waveforms, options=options), strict=True):
             report[name][system] = transcript.text
     return report
@@ -213,7 +217,7 @@ def run_corpus(checkpoint: str, corpus: str, args: argparse.Namespace) -> dict:
         "ctc_head": transcriber.ctc_head is not None, "alignment": args.alignment,
     }  # fmt: skip
     report["conditions"] = {name: score_condition(transcriber, recordings, db, args) for name, db in CONDITIONS.items()}
-    report["silence_or_noise_alone"] = empty_inputs(transcriber, args.alignment)
+    report["silence_or_noise_alone"] = empty_inputs(transcriber, systems(args.alignment, args.vad_pad_after))
     if args.repeats:
         report["speed"] = speed_report(transcriber, [r.waveform for r in recordings], args.repeats)
     return report
@@ -230,6 +234,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="speed runs of each configuration (0: no speed test)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--details", action="store_true", help="list the clips wrong only in the long form")
+    parser.add_argument("--vad-pad-after", type=float, nargs="*", default=[], metavar="S",
+                        help="also the vad system with S s of padding after speech (one system per S)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/longform_asr.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -4,7 +4,10 @@ The model is the sequence ONNX export of Silero VAD (MIT) that ships inside the 
 wheel: nothing is downloaded. The package's ``SileroVADSequence`` runs it with onnxruntime on the CPU (one
 thread, one ONNX call per block of 512 frames), giving one speech probability per 32 ms frame (512
 samples at 16 kHz); the package's ``get_speech_timestamps_from_probs`` turns them into speech regions
-(a threshold with hysteresis, minimum speech and silence durations, padding). Importing ``silero_vad``
+(a threshold with hysteresis, minimum speech and silence durations), which ``pad_regions`` widens by a
+pad before speech and one after it (silero's own padding is the same on both sides; a model trained with
+more silence after its utterances than the default pad leaves, such as ``tasks/asr/espeak.yaml``'s, does
+better with a longer pad after, since a sentence's end fades out below the threshold). Importing ``silero_vad``
 sets torch's thread count to 1 for the whole process; ``_silero`` puts the count back.
 
 Windows (``VoiceActivityDetector.windows``, the signature of ``transcription.speech_windows``, which
@@ -55,19 +58,22 @@ class VADOptions:
             ``min_silence_seconds`` of frames below ``threshold - 0.15``.
         min_speech_seconds: shorter regions are dropped (clicks).
         min_silence_seconds: shorter pauses do not end a region (stops inside a word).
-        speech_pad_seconds: each region is widened by this much on both sides (half the pause when
-            two regions are closer than twice this).
+        speech_pad_before_seconds: each region starts this much before its speech.
+        speech_pad_after_seconds: and ends this much after it (the pause between two regions closer than
+            the two pads together is split in their proportion).
     """
 
     threshold: float = 0.5
     min_speech_seconds: float = 0.1
     min_silence_seconds: float = 0.2
-    speech_pad_seconds: float = 0.1
+    speech_pad_before_seconds: float = 0.1
+    speech_pad_after_seconds: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise ValueError(f"VAD threshold must be in (0, 1), got {self.threshold}")
-        for name in ("min_speech_seconds", "min_silence_seconds", "speech_pad_seconds"):
+        for name in ("min_speech_seconds", "min_silence_seconds", "speech_pad_before_seconds",
+                     "speech_pad_after_seconds"):  # fmt: skip
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"VAD {name} must be a finite number >= 0, got {value}")
@@ -124,10 +130,12 @@ class VoiceActivityDetector:
             neg_threshold=options.neg_threshold,
             min_speech_duration_ms=options.min_speech_seconds * MILLISECONDS,
             min_silence_duration_ms=options.min_silence_seconds * MILLISECONDS,
-            speech_pad_ms=options.speech_pad_seconds * MILLISECONDS,
+            speech_pad_ms=0,  # silero pads both sides alike: pad_regions pads each side its own
             audio_length_samples=len(waveform),
         )
-        return [(int(region["start"]), int(region["end"])) for region in regions]
+        before, after = (round(seconds * SAMPLE_RATE) for seconds in
+                         (options.speech_pad_before_seconds, options.speech_pad_after_seconds))  # fmt: skip
+        return pad_regions([(int(r["start"]), int(r["end"])) for r in regions], before, after, len(waveform))
 
     def windows(
         self, waveform: np.ndarray, max_seconds: float, merge_seconds: float | None = None
@@ -174,6 +182,19 @@ class VoiceActivityDetector:
         else:
             middle = int(np.argmin(frames)) * VAD_FRAME_SAMPLES + VAD_FRAME_SAMPLES // 2
         return min(max(first_frame * VAD_FRAME_SAMPLES + middle, first + 1), last)
+
+
+def pad_regions(regions: list[SampleRange], before: int, after: int, length: int) -> list[SampleRange]:
+    """Disjoint sample ranges in order, each widened by ``before`` samples before and ``after`` after, inside
+    [0, length]; two ranges closer than ``before + after`` meet at the point that splits their pause in
+    proportion to the pads (silero-vad splits it in half, its pads being equal)."""
+    starts = [max(start - before, 0) for start, _ in regions]
+    ends = [min(end + after, length) for _, end in regions]
+    for index in range(len(regions) - 1):
+        pause = regions[index + 1][0] - regions[index][1]
+        if pause < before + after:
+            ends[index] = starts[index + 1] = regions[index][1] + pause * after // (before + after)
+    return list(zip(starts, ends, strict=True))
 
 
 def lead_in(waveform: np.ndarray) -> np.ndarray:

@@ -172,6 +172,7 @@ def test_cli_format_alias_and_options(checkpoint, audio_files, tmp_path, capsys)
     capsys.readouterr()
     for bad, message in [(["--vad-threshold", "1.5"], "VAD threshold must be in (0, 1)"),
                          (["--max-words-per-cue", "0"], "--max-words-per-cue must be >= 1"),
+                         (["--vad-pad-after", "-0.1"], "VAD speech_pad_after_seconds must be a finite number >= 0"),
                          (["--best-of", "0"], "best_of must be >= 1")]:  # fmt: skip
         assert main(["transcribe", talk, *args, *bad]) == 2
         error = capsys.readouterr().err.strip()

@@ -13,7 +13,7 @@ from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_senten
 
 from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
-from multimodal_s2s.vad import VADOptions, VoiceActivityDetector
+from multimodal_s2s.vad import VADOptions, VoiceActivityDetector, pad_regions
 
 needs_espeak = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 TOLERANCE_SECONDS = 0.1
@@ -76,6 +76,33 @@ def test_long_speech_is_cut_at_a_pause(vad, clips):
     assert all(not speaking[cut] for cut in cuts)  # every cut inside speech falls in a pause
 
 
+def test_pads_widen_regions_each_side_and_keep_them_disjoint_inside_the_audio():
+    regions = [(50, 100), (300, 400), (420, 480), (560, 590)]  # pauses of 200, 20 and 80 samples
+    padded = pad_regions(regions, before=20, after=60, length=600)
+    assert padded == [(30, 160), (280, 415), (415, 540), (540, 600)]  # 20 samples split 15:5, as the pads
+    assert pad_regions([(5, 10)], before=20, after=60, length=40) == [(0, 40)]
+    assert pad_regions(regions, before=0, after=0, length=600) == regions
+
+
+@needs_espeak
+def test_after_pad_is_applied_to_detected_speech(vad, clips):
+    waveform, _ = join_with_pauses(clips, [0.0, 0.2, 0.8, 0.0])  # speech at both ends, a short and a long pause
+    probabilities = vad.speech_probabilities(waveform)
+    regions = VoiceActivityDetector(VADOptions(speech_pad_before_seconds=0, speech_pad_after_seconds=0)).speech_regions(
+        waveform, probabilities
+    )
+    before, after = 0.2, 0.5
+    padded = VoiceActivityDetector(
+        VADOptions(speech_pad_before_seconds=before, speech_pad_after_seconds=after)
+    ).speech_regions(waveform, probabilities)
+    (start_0, end_0), (start_1, end_1), (start_2, end_2) = (np.array(r) / SAMPLE_RATE for r in regions)
+    assert len(regions) == len(padded) == len(clips) and start_1 - end_0 < before + after < start_2 - end_1
+    assert padded[0][0] == 0 and padded[-1][1] == len(waveform)  # clamped to the audio
+    assert padded[1][1] == regions[1][1] + after * SAMPLE_RATE and padded[2][0] == regions[2][0] - before * SAMPLE_RATE
+    cut = (end_0 + (start_1 - end_0) * after / (before + after)) * SAMPLE_RATE  # the short pause split 5:2
+    assert padded[0][1] == padded[1][0] == pytest.approx(cut, abs=1)
+
+
 def test_silence_and_noise_alone_have_no_speech(vad):
     assert vad.windows(np.zeros(5 * SAMPLE_RATE, dtype=np.float32), max_seconds=30) == []
     for dbfs in (-50.0, -40.0, -20.0):
@@ -90,6 +117,8 @@ def test_bad_input_and_options(vad):
         VADOptions(threshold=1.5)
     with pytest.raises(ValueError, match="min_silence_seconds"):
         VADOptions(min_silence_seconds=-1)
+    with pytest.raises(ValueError, match="speech_pad_after_seconds must be a finite number >= 0"):
+        VADOptions(speech_pad_after_seconds=float("nan"))
 
 
 def test_loading_keeps_torch_threads(monkeypatch):

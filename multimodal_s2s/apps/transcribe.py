@@ -95,8 +95,10 @@ def _add_window_arguments(group: argparse._ArgumentGroup) -> None:
                        help="shorter speech is dropped (s)")  # fmt: skip
     group.add_argument("--vad-min-silence", type=float, default=VAD_DEFAULTS.min_silence_seconds,
                        help="shorter pauses do not end speech (s)")  # fmt: skip
-    group.add_argument("--vad-speech-pad", type=float, default=VAD_DEFAULTS.speech_pad_seconds,
-                       help="padding around speech (s)")  # fmt: skip
+    group.add_argument("--vad-pad-before", type=float, default=VAD_DEFAULTS.speech_pad_before_seconds,
+                       help="padding before speech (s)")  # fmt: skip
+    group.add_argument("--vad-pad-after", type=float, default=VAD_DEFAULTS.speech_pad_after_seconds,
+                       help="padding after speech (s)")  # fmt: skip
 
 
 def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
@@ -117,7 +119,8 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
     if step:
         temperatures = tuple(np.arange(args.temperature, MAX_TEMPERATURE + 1e-6, step).round(6).tolist())
     vad = VADOptions(threshold=args.vad_threshold, min_speech_seconds=args.vad_min_speech,
-                     min_silence_seconds=args.vad_min_silence, speech_pad_seconds=args.vad_speech_pad)  # fmt: skip
+                     min_silence_seconds=args.vad_min_silence, speech_pad_before_seconds=args.vad_pad_before,
+                     speech_pad_after_seconds=args.vad_pad_after)  # fmt: skip
     return TranscriptionOptions(
         beam_size=args.beam_size, batch_size=args.batch_size, window_seconds=args.window_seconds,
         ctc_weight=args.ctc_weight, windows=args.windows, vad=vad,
