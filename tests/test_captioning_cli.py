@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,4 +142,23 @@ def test_quickstart_captions_generated_scenes_with_a_given_checkpoint(checkpoint
     assert len(captioned) == 2 and all(line.split("\t")[1] in ("right", "wrong") for line in captioned)
     assert out.count("    references: ") == 2
     assert "of 2 captions match a reference" in out
+    assert f"mms2s demo captioning --checkpoint {checkpoint}" in out
+
+
+def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, monkeypatch, capsys):
+    from multimodal_s2s.apps import quickstart
+
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / "runs" / "captioning" / "shapes" / "version_9" / "checkpoints" / "best-epoch=000.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older run's checkpoint, not this run's")
+    root = tmp_path / "elsewhere"
+    overrides = ["--trainer.max_steps", "3", "--data.shapes_train_size", "24", "--data.shapes_val_size", "8",
+                 "--trainer.default_root_dir", str(root)]  # fmt: skip
+    assert quickstart.main(["--images", "1", "--", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "training: step 3/3 · loss " in out and "validation after step 3: loss " in out
+    trained = next(line for line in out.splitlines() if line.startswith("trained in "))
+    checkpoint = Path(trained.split("checkpoint: ")[1])
+    assert checkpoint.is_file() and checkpoint.is_relative_to(root) and checkpoint.name.startswith("best-")
     assert f"mms2s demo captioning --checkpoint {checkpoint}" in out

@@ -39,20 +39,22 @@ DEFAULT_IMAGES = 5
 SCENE_SIZE = 64
 #: Seconds between two updates of the progress line on a terminal; elsewhere (a log) a line each tenth.
 REFRESH_SECONDS, LOG_FRACTION = 0.5, 0.1
-#: Overrides of ``mms2s fit`` for the quick start's console: its own progress line instead of Lightning's.
-CONSOLE_OVERRIDES = [
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.callbacks+=multimodal_s2s.apps.quickstart.ProgressLine",
-]
+#: Overrides of ``mms2s fit`` for the quick start's console: its own progress line (``ProgressLine``) instead of
+#: Lightning's.
+CONSOLE_OVERRIDES = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 class ProgressLine(L.Callback):
     """One console line for a training run: steps done of the total, the training loss, the time spent and
-    the time left; then the validation scores each time they are computed."""
+    the time left; then the validation scores each time they are computed. At the end ``best_checkpoint``
+    is the run's best checkpoint (its ModelCheckpoint's), wherever the run's folder is."""
 
     def __init__(self):
         self.start, self.last_print, self.interactive = 0.0, 0.0, sys.stdout.isatty()
+        self.best_checkpoint = ""
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.best_checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = time.monotonic()
@@ -94,18 +96,19 @@ def quiet_lightning() -> None:
 
 
 def train(overrides: list[str]) -> Path:
-    """Run the shapes recipe; returns its best checkpoint (newest run)."""
+    """Run the shapes recipe; returns the run's best checkpoint."""
     from multimodal_s2s.apps.training import run_lightning_cli
 
     if not RECIPE.is_file():
         raise FileNotFoundError(f"{RECIPE}: recipe not found (run the quick start from a source checkout)")
     quiet_lightning()
-    if run_lightning_cli(["fit", "--config", str(RECIPE), *CONSOLE_OVERRIDES, *overrides]) != 0:
+    progress = ProgressLine()
+    argv = ["fit", "--config", str(RECIPE), *CONSOLE_OVERRIDES, *overrides]
+    if run_lightning_cli(argv, trainer_defaults={"callbacks": [progress]}) != 0:
         raise SystemExit(1)  # run_lightning_cli has said why, in one line
-    checkpoints = sorted((RUNS / "shapes").glob("version_*/checkpoints/best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not checkpoints:
-        raise FileNotFoundError(f"{RUNS / 'shapes'}: training wrote no best-*.ckpt checkpoint")
-    return checkpoints[-1]
+    if not progress.best_checkpoint:
+        raise FileNotFoundError(f"{RECIPE}: training wrote no best checkpoint (is checkpointing switched off?)")
+    return Path(progress.best_checkpoint)
 
 
 def write_scenes(count: int, folder: Path = OUTPUT) -> list[tuple[Path, list[str]]]:

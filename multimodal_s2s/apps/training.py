@@ -159,8 +159,9 @@ def max_time(minutes: float) -> str:
     return f"{days:02d}:{hours:02d}:{minutes_left:02d}:{seconds:02d}"
 
 
-def run_lightning_cli(argv: list[str]) -> int:
+def run_lightning_cli(argv: list[str], trainer_defaults: dict[str, Any] | None = None) -> int:
     """``argv`` = [fit|validate|test|predict, --config RECIPE, overrides...] -> exit code.
+    ``trainer_defaults`` as LightningCLI takes them (callback instances there join the recipe's).
 
     A bad recipe, key or value is one line on stderr (exit code 2) instead of the parser's usage text;
     a bad data set or file that the suite's code reports (``input_error``) is one line too (exit code 1).
@@ -168,7 +169,7 @@ def run_lightning_cli(argv: list[str]) -> int:
     with warnings.catch_warnings():  # ``args`` are sys.argv here, which is what LightningCLI warns about
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         try:
-            suite_cli(argv, parser_kwargs={"exit_on_error": False})
+            suite_cli(argv, parser_kwargs={"exit_on_error": False}, trainer_defaults=trainer_defaults or {})
         except argparse.ArgumentError as error:
             sources = ", ".join(config_files(argv)) or "no --config"
             print(f"mms2s {argv[0]}: bad configuration ({sources}): {config_error_line(str(error))}", file=sys.stderr)
