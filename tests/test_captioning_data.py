@@ -63,6 +63,19 @@ def test_training_examples_draw_every_reference():
     assert targets == set(dataset.scenes[two_object].captions)
 
 
+def test_first_caption_training_learns_one_canonical_wording():
+    data = CaptioningDataModule(format="shapes", shapes_train_size=64, train_caption="first")
+    data.setup("fit")
+    dataset = data.datasets["train"]
+    two_object = [i for i in range(64) if len(dataset.scenes[i].captions) == 2]
+    for index in two_object:
+        first = dataset.scenes[index].captions[0]
+        assert {dataset[index]["target"] for _ in range(5)} == {first}
+        assert (" above " in first) != (" left of " in first), first  # the upper or left object comes first
+    with pytest.raises(ValueError, match="unknown train_caption 'longest'; choose from random, first"):
+        CaptioningDataModule(format="shapes", train_caption="longest")
+
+
 def test_flickr8k_generated_fixture(tmp_path):
     root = write_flickr8k(tmp_path / "f8k", {"train": ["a.jpg", "b.jpg", "c.jpg"], "dev": ["d.jpg"]})
     data = CaptioningDataModule(format="flickr8k", root=str(root), image_size=(32, 32), batch_size=2)

@@ -13,7 +13,8 @@ Formats (``CaptioningDataModule(format=...)``), each split named by ``train_spli
 
 Each example is ``{"inputs": (3, H, W) float, "target": str, "references": list[str], "id": str}`` (the
 image file, or ``shapes-<split>-<index>``); training examples
-take one reference at random each time (so every reference is learned), evaluation examples the first.
+take one reference at random each time (so every reference is learned) or, with ``train_caption="first"``,
+the first; evaluation examples the first.
 ``data.text_batches.TextTargetCollator`` makes the batches.
 """
 
@@ -42,6 +43,8 @@ from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, Wo
 
 FORMATS = ("shapes", "flickr8k", "coco", "jsonl")
 TOKENIZERS = ("word", "char", "bpe")
+#: How a training example picks its target among the image's references (see ``CaptioningDataModule``).
+TRAIN_CAPTIONS = ("random", "first")
 #: Format -> (train split, val split) used when none is given.
 DEFAULT_SPLITS = {
     "shapes": ("train", "val"),
@@ -154,7 +157,8 @@ def _checked(items: list[CaptionedImage], origin: Path) -> list[CaptionedImage]:
 
 
 def _example(image, captions: Sequence[str], transform: Callable, sample_caption: bool, name: str) -> dict[str, Any]:
-    """PIL image and its captions -> {"inputs": (3, H, W), "target", "references", "id"}."""
+    """PIL image and its captions -> {"inputs": (3, H, W), "target", "references", "id"}; the target is a
+    reference drawn at random when ``sample_caption``, else the first."""
     choice = int(torch.randint(len(captions), ())) if sample_caption else 0
     inputs = transform(TF.to_image(image))
     return {"inputs": inputs, "target": captions[choice], "references": list(captions), "id": name}
@@ -222,6 +226,10 @@ class CaptioningDataModule(SuiteDataModule):
         min_frequency: a word (character, BPE pair) must occur this often in the training captions.
         vocab_size: most ids of a word or BPE vocabulary.
         max_caption_tokens: longer training targets are cut to this many tokens.
+        train_caption: a training example's target: "random", a reference drawn at random each time (every
+            wording is learned; for independent human captions), or "first", always the first reference (one
+            canonical wording: the shapes scenes' first caption names the upper or left object first, so the
+            decoder learns one order and the relation word follows from the axis alone).
         shapes_train_size, shapes_val_size, shapes_seed, shapes_max_objects, shapes_image_size: the scenes.
 
     A run that starts from a checkpoint uses its tokenizer and image preprocessing (``use_header``).
@@ -248,6 +256,7 @@ class CaptioningDataModule(SuiteDataModule):
         min_frequency: int = 1,
         vocab_size: int = 10000,
         max_caption_tokens: int = 40,
+        train_caption: str = "random",
         batch_size: int = 32,
         num_workers: int | None = None,
         shapes_train_size: int = 20000,
@@ -261,6 +270,8 @@ class CaptioningDataModule(SuiteDataModule):
             raise ValueError(f"unknown captioning data format {format!r}; choose from {', '.join(FORMATS)}")
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"unknown tokenizer {tokenizer!r}; choose from {', '.join(TOKENIZERS)}")
+        if train_caption not in TRAIN_CAPTIONS:
+            raise ValueError(f"unknown train_caption {train_caption!r}; choose from {', '.join(TRAIN_CAPTIONS)}")
         if format != "shapes" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
         check_loader_options(batch_size, num_workers)
@@ -321,12 +332,13 @@ class CaptioningDataModule(SuiteDataModule):
         """The dataset of ``split`` ("train", "val" or "test"), ``name`` being its split name."""
         hp, prep = self.hparams, self.preprocessing
         train = split == "train"
+        sample_caption = train and hp.train_caption == "random"
         transform = caption_transform(prep.image_size, train, hp.crop_scale, hp.color_jitter, hp.hflip, prep.mean,
                                       prep.std)  # fmt: skip
         if hp.format == "shapes":
             size = hp.shapes_train_size if train else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]
-            return ShapeCaptions(split, size, seed, hp.shapes_image_size, hp.shapes_max_objects, transform, train)
+            return ShapeCaptions(split, size, seed, hp.shapes_image_size, hp.shapes_max_objects, transform, sample_caption)
         root = Path(hp.root)
         if hp.format == "flickr8k":
             items = read_flickr8k(root, name, hp.captions_files, hp.image_dir)
@@ -334,7 +346,7 @@ class CaptioningDataModule(SuiteDataModule):
             items = read_coco(root / "annotations" / f"captions_{name}.json", root / name)
         else:
             items = read_jsonl(root / name)
-        return CaptionedImageFiles(items, transform, sample_caption=train)
+        return CaptionedImageFiles(items, transform, sample_caption)
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
