@@ -7,8 +7,9 @@ after), with digital silence, a -50 dBFS and a -40 dBFS white-noise floor. Two s
 
 - ``energy``: the energy window splitter, every window's first decoding kept, segment times only (each
   word gets its segment's start): transcription as it was before voice activity detection.
-- ``vad``: the Transcriber's defaults (Silero VAD windows, whisper's checks and fallback) with word
-  timestamps (CTC forced alignment with the checkpoint's CTC head, else cross-attention DTW).
+- ``vad``: the Transcriber's defaults (Silero VAD windows padded after speech as much as the checkpoint's
+  training silence, at least 0.1 s, the pads reported as ``vad_pads_s``; whisper's checks and fallback)
+  with word timestamps (CTC forced alignment with the checkpoint's CTC head, else cross-attention DTW).
 - ``vad_pad_after_S`` (``--vad-pad-after S ...``): ``vad`` with S seconds of padding after speech.
 
 Per condition and system: the long-form WER, the WER of the same clips (with the same noise) decoded one
@@ -208,6 +209,12 @@ def corpus_clips(corpus: str, root: str) -> list[tuple[np.ndarray, str]]:
     return [(load_audio(u.audio_path), u.text) for u in utterances]
 
 
+def default_pads(transcriber: Transcriber) -> dict[str, float]:
+    """The VAD's pads before and after speech (s) in the ``vad`` system: the Transcriber's defaults."""
+    vad = transcriber.resolve_options().vad
+    return {"before": vad.speech_pad_before_seconds, "after": vad.speech_pad_after_seconds}
+
+
 def run_corpus(checkpoint: str, corpus: str, args: argparse.Namespace) -> dict:
     transcriber = Transcriber.from_checkpoint(checkpoint, device="cpu")
     recordings = build_recordings(corpus_clips(corpus, args.fsdd_root), args.recordings, args.seed)
@@ -215,6 +222,7 @@ def run_corpus(checkpoint: str, corpus: str, args: argparse.Namespace) -> dict:
         "checkpoint": checkpoint, "recordings": len(recordings), "clips": sum(len(r.texts) for r in recordings),
         "audio_seconds": round(sum(len(r.waveform) for r in recordings) / SAMPLE_RATE, 1),
         "ctc_head": transcriber.ctc_head is not None, "alignment": args.alignment,
+        "vad_pads_s": default_pads(transcriber),
     }  # fmt: skip
     report["conditions"] = {name: score_condition(transcriber, recordings, db, args) for name, db in CONDITIONS.items()}
     report["silence_or_noise_alone"] = empty_inputs(transcriber, systems(args.alignment, args.vad_pad_after))

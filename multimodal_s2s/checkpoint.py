@@ -9,16 +9,19 @@ and inference never rebuild a vocabulary or a preprocessing from data.
 
 Reading is ``torch.load(..., weights_only=True)`` only: nothing in a checkpoint is ever unpickled.
 Headers written before format 1 (the task "seq2seq" plus ``preprocess["task"]``, labels at the top
-level) are upgraded on reading; a header of a newer format is refused in one line.
+level) are upgraded on reading; a header of a newer format is refused in one line. Format 2 added
+``AudioPreprocessing.silence_pad_seconds``; an older ASR header takes it from the recipe that Lightning
+saved beside it (``recipe_silence_pad``).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,11 @@ from multimodal_s2s.encoders.weights import CHECKPOINT_KEY, MODEL_PREFIX
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.tokenizers import Tokenizer, tokenizer_from_dict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The first format whose AudioPreprocessing records ``silence_pad_seconds``.
+SILENCE_PAD_FORMAT = 2
+#: Where Lightning saves a data module's hyper-parameters (the recipe's ``data:`` section) in a checkpoint.
+DATAMODULE_HPARAMS_KEY = "datamodule_hyper_parameters"
 
 
 class CheckpointError(ValueError):
@@ -68,12 +75,25 @@ class AudioPreprocessing:
         max_seconds: the longest training utterance (transcription windows are at most this long).
         median_seconds: the median one (pause-separated speech is joined up to this).
         tokens_per_second: the most target tokens per second of audio in training (bounds decoding).
+        silence_pad_seconds: the most digital silence training put before and after each utterance (the
+            recipe's ``data.silence_pad``; 0: none, or not recorded): transcription windows keep as much
+            after speech (``Transcriber.default_pad_after_seconds``).
     """
 
     sample_rate: int
     max_seconds: float
     median_seconds: float
     tokens_per_second: float
+    silence_pad_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not _is_seconds(self.silence_pad_seconds):
+            raise ValueError(f"silence_pad_seconds must be a finite number >= 0, got {self.silence_pad_seconds!r}")
+
+
+def _is_seconds(value: Any) -> bool:
+    """Whether ``value`` is a finite number >= 0 (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -286,9 +306,22 @@ def header_of(raw: Any, path: str | Path) -> CheckpointHeader:
     if not isinstance(meta, dict) or not isinstance(raw.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a multimodal_s2s checkpoint (no '{CHECKPOINT_KEY}' header)")
     try:
-        return CheckpointHeader.from_dict(meta)
+        header = CheckpointHeader.from_dict(meta)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
+    if header.task == Task.ASR and meta.get("format_version", 0) < SILENCE_PAD_FORMAT:
+        silence_pad = recipe_silence_pad(raw)
+        header.preprocessing = replace(header.preprocessing, silence_pad_seconds=silence_pad)
+    return header
+
+
+def recipe_silence_pad(raw: dict[str, Any]) -> float:
+    """The silence an ASR recipe put around training utterances (``data.silence_pad``) as Lightning saved it
+    in checkpoint ``raw`` (its data module's hyper-parameters), for headers older than format 2, which did
+    not record it; 0.0 when it is absent or not a number >= 0 (as those headers have always been read)."""
+    recipe = raw.get(DATAMODULE_HPARAMS_KEY)
+    silence_pad = recipe.get("silence_pad") if isinstance(recipe, dict) else None
+    return float(silence_pad) if _is_seconds(silence_pad) else 0.0
 
 
 def read_checkpoint(path: str | Path, task: Task | None = None) -> Checkpoint:

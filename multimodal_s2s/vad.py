@@ -7,7 +7,8 @@ samples at 16 kHz); the package's ``get_speech_timestamps_from_probs`` turns the
 (a threshold with hysteresis, minimum speech and silence durations), which ``pad_regions`` widens by a
 pad before speech and one after it (silero's own padding is the same on both sides; a model trained with
 more silence after its utterances than the default pad leaves, such as ``tasks/asr/espeak.yaml``'s, does
-better with a longer pad after, since a sentence's end fades out below the threshold). Importing ``silero_vad``
+better with a longer pad after, since a sentence's end fades out below the threshold: the ``Transcriber``
+pads after speech as much as its checkpoint's training did, see ``VADOptions``). Importing ``silero_vad``
 sets torch's thread count to 1 for the whole process; ``_silero`` puts the count back.
 
 Windows (``VoiceActivityDetector.windows``, the signature of ``transcription.speech_windows``, which
@@ -37,6 +38,8 @@ HYSTERESIS = 0.15
 MIN_NEG_THRESHOLD = 0.01
 SPLIT_SEARCH_FRACTION = 1 / 3  # an over-long region is cut in its window's last third
 MILLISECONDS = 1000
+#: The pad before speech, and after it where neither the options nor the checkpoint choose one.
+DEFAULT_SPEECH_PAD_SECONDS = 0.1
 #: Before a waveform, this much of a noise floor at the level of its quietest frame (white noise; silence
 #: for digital silence), so that the model's state has settled when the waveform starts: without it, 31 of
 #: 300 FSDD clips that start right at the speech were missed. At the quietest frame's level, not silent,
@@ -60,14 +63,16 @@ class VADOptions:
         min_silence_seconds: shorter pauses do not end a region (stops inside a word).
         speech_pad_before_seconds: each region starts this much before its speech.
         speech_pad_after_seconds: and ends this much after it (the pause between two regions closer than
-            the two pads together is split in their proportion).
+            the two pads together is split in their proportion). None: not chosen; a ``Transcriber`` then
+            uses its checkpoint's (``Transcriber.default_pad_after_seconds``), a detector on its own
+            ``DEFAULT_SPEECH_PAD_SECONDS``.
     """
 
     threshold: float = 0.5
     min_speech_seconds: float = 0.1
     min_silence_seconds: float = 0.2
-    speech_pad_before_seconds: float = 0.1
-    speech_pad_after_seconds: float = 0.1
+    speech_pad_before_seconds: float = DEFAULT_SPEECH_PAD_SECONDS
+    speech_pad_after_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -75,7 +80,7 @@ class VADOptions:
         for name in ("min_speech_seconds", "min_silence_seconds", "speech_pad_before_seconds",
                      "speech_pad_after_seconds"):  # fmt: skip
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"VAD {name} must be a finite number >= 0, got {value}")
 
     @property
@@ -133,8 +138,9 @@ class VoiceActivityDetector:
             speech_pad_ms=0,  # silero pads both sides alike: pad_regions pads each side its own
             audio_length_samples=len(waveform),
         )
-        before, after = (round(seconds * SAMPLE_RATE) for seconds in
-                         (options.speech_pad_before_seconds, options.speech_pad_after_seconds))  # fmt: skip
+        pad_after = options.speech_pad_after_seconds
+        pad_after = DEFAULT_SPEECH_PAD_SECONDS if pad_after is None else pad_after
+        before, after = (round(seconds * SAMPLE_RATE) for seconds in (options.speech_pad_before_seconds, pad_after))
         return pad_regions([(int(r["start"]), int(r["end"])) for r in regions], before, after, len(waveform))
 
     def windows(

@@ -158,6 +158,9 @@ def test_silence_padding_surrounds_training_audio_only(tmp_path):
         assert not waveform[:before].any() and not waveform[before + len(original) :].any()
     assert len({len(waveform) for waveform in padded}) > 1  # drawn anew on each access
     assert np.array_equal(val[0]["inputs"].numpy(), val.waveform(0))
+    assert data.preprocessing.silence_pad_seconds == 0.25  # recorded in the checkpoint header
+    with pytest.raises(ValueError, match="data.silence_pad must be a finite number of seconds >= 0, got -0.1"):
+        ASRDataModule(format="espeak", silence_pad=-0.1)
 
 
 def test_batches_are_padded_waveforms_with_token_targets(tmp_path):

@@ -20,11 +20,12 @@ from checkpoint_helpers import text_header, write_checkpoint
 import multimodal_s2s as mms
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.audio import SAMPLE_RATE
-from multimodal_s2s.checkpoint import MODEL_PREFIX, AudioPreprocessing, Task
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, AudioPreprocessing, Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.models import build_model
 from multimodal_s2s.pipelines import transcription
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
+from multimodal_s2s.vad import VADOptions
 
 pytestmark = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 srt = pytest.importorskip("srt", reason="the srt package (a test dependency) is not installed")
@@ -72,6 +73,25 @@ def test_vad_windows_hold_each_sentence_and_nothing_else_is_decoded(transcriber,
     covered = {kind: sum(end - start for start, end in transcriber.windows(waveform, windows=kind)) / len(waveform)
                for kind in ("vad", "energy")}  # fmt: skip
     assert covered["vad"] < 0.7 and covered["energy"] > 0.95  # the noise floor defeats the energy splitter
+
+
+@pytest.fixture(scope="module")
+def padded_checkpoint(checkpoint, tmp_path_factory):
+    """The same checkpoint, trained (it says) with up to 0.3 s of silence after its utterances."""
+    raw = torch.load(checkpoint, weights_only=True)
+    raw[CHECKPOINT_KEY]["preprocessing"]["silence_pad_seconds"] = 0.3
+    path = tmp_path_factory.mktemp("padded") / "padded.ckpt"
+    torch.save(raw, path)
+    return path
+
+
+def test_vad_windows_end_as_far_after_speech_as_training_silence(padded_checkpoint, speech):
+    waveform, pad_samples = speech[0], round(0.2 * SAMPLE_RATE)
+    transcriber = mms.Transcriber.from_checkpoint(padded_checkpoint, device="cpu")
+    windows = transcriber.windows(waveform)
+    assert windows == transcriber.windows(waveform, vad=VADOptions(speech_pad_after_seconds=0.3))
+    chosen = transcriber.windows(waveform, vad=VADOptions(speech_pad_after_seconds=0.1))  # an explicit pad wins
+    assert len(windows) == 3 and [(start, end + pad_samples) for start, end in chosen] == windows
 
 
 @pytest.mark.parametrize("alignment", ["auto", "attention"])  # auto: CTC forced alignment with the CTC head
@@ -177,3 +197,14 @@ def test_cli_format_alias_and_options(checkpoint, audio_files, tmp_path, capsys)
         assert main(["transcribe", talk, *args, *bad]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and message in error and "\n" not in error
+
+
+def test_cli_pads_after_speech_as_the_checkpoint_was_trained_unless_told(padded_checkpoint, audio_files, tmp_path,
+                                                                        capsys):  # fmt: skip
+    talk, args = str(audio_files / "talk.wav"), ["--checkpoint", str(padded_checkpoint), *NO_CHECKS_FLAGS]
+    ends = {}
+    for pad, extra in [("0.3", []), ("0.1", ["--vad-pad-after", "0.1"])]:
+        assert main(["transcribe", talk, *args, "--output-dir", str(tmp_path / pad), "--format", "json", *extra]) == 0
+        assert "VAD pads 0.1 s before speech, " + pad + " s after" in capsys.readouterr().err
+        ends[pad] = [segment["end"] for segment in json.loads((tmp_path / pad / "talk.json").read_text())["segments"]]
+    assert len(ends["0.3"]) == 3 and ends["0.3"] == pytest.approx([end + 0.2 for end in ends["0.1"]], abs=1e-3)

@@ -25,7 +25,8 @@ from multimodal_s2s.encoders.weights import WeightsError
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.pipelines import PIPELINES
-from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING
+from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, TranscriptionOptions
+from multimodal_s2s.vad import VADOptions
 
 LINES = ["abc def", "", "ghi abc"]
 
@@ -82,6 +83,18 @@ def test_transcriber_takes_paths_arrays_and_tensors_at_any_rate(checkpoints, tmp
     assert transcriber([np.zeros(SAMPLE_RATE, dtype=np.float32)])[0].segments == []  # silence: no windows
     with pytest.raises(AudioLoadError, match="missing.wav: no such audio file"):
         transcriber([tmp_path / "missing.wav"])
+
+
+@pytest.mark.parametrize(("training_silence", "pad_after"), [(0.0, 0.1), (0.05, 0.1), (0.3, 0.3)])
+def test_transcriber_pads_after_speech_as_much_as_training_did(tmp_path, training_silence, pad_after):
+    header = text_header(Task.ASR)
+    header = replace(header, preprocessing=replace(header.preprocessing, silence_pad_seconds=training_silence))
+    transcriber = mms.Transcriber.from_checkpoint(random_checkpoint(tmp_path / "asr.ckpt", header), device="cpu")
+    assert transcriber.resolve_options().vad == VADOptions(speech_pad_after_seconds=pad_after)
+    for chosen in (0.1, 0.2):  # an explicit pad wins, the default's value included
+        vad = VADOptions(speech_pad_after_seconds=chosen)
+        assert transcriber.resolve_options(vad=vad).vad == vad
+        assert transcriber.resolve_options(TranscriptionOptions(vad=vad)).vad == vad
 
 
 def test_segmenter_gives_label_maps_at_each_images_size(checkpoints, photo):

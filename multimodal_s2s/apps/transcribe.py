@@ -98,7 +98,8 @@ def _add_window_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--vad-pad-before", type=float, default=VAD_DEFAULTS.speech_pad_before_seconds,
                        help="padding before speech (s)")  # fmt: skip
     group.add_argument("--vad-pad-after", type=float, default=VAD_DEFAULTS.speech_pad_after_seconds,
-                       help="padding after speech (s)")  # fmt: skip
+                       help="padding after speech (s; default: the silence the checkpoint was trained with after "
+                            "utterances where above 0.1, else 0.1)")  # fmt: skip
 
 
 def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         options = transcription_options(args)
         out_dir = check_output_dir(args.output_dir)
         transcriber = Transcriber.from_checkpoint(args.checkpoint, args.device)
-        transcriber.splitter(transcriber.resolve_options(options))  # checks the options, loads the VAD
+        options = transcriber.resolve_options(options)  # checked against the checkpoint, the VAD's pads chosen
+        transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return _fail(str(error))
     paths, failures = expand_inputs(args.audio)
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [path for path in paths if path not in refused]
     started = time.perf_counter()
     done, audio_seconds = _transcribe(transcriber, todo, options, targets, args.max_words_per_cue, failures)
-    _summary(done, len(failures), audio_seconds, time.perf_counter() - started)
+    _summary(done, len(failures), audio_seconds, time.perf_counter() - started, options)
     return EXIT_FAILED_FILES if failures else 0
 
 
@@ -224,11 +226,14 @@ def _report(message: str, progress: tqdm | None = None) -> str:
     return line
 
 
-def _summary(done: int, failed: int, audio_seconds: float, elapsed: float) -> None:
+def _summary(done: int, failed: int, audio_seconds: float, elapsed: float, options: TranscriptionOptions) -> None:
+    """The closing line on stderr: files, audio, real-time factor, failures and the VAD's pads."""
     rtf = elapsed / audio_seconds if audio_seconds else float("nan")
+    vad = options.vad
+    pads = f"; VAD pads {vad.speech_pad_before_seconds:g} s before speech, {vad.speech_pad_after_seconds:g} s after"
     print(
         f"transcribed {done} file(s), {audio_seconds:.1f} s of audio in {elapsed:.1f} s: real-time factor "
-        f"{rtf:.3f}" + (f"; {failed} failed" if failed else ""),
+        f"{rtf:.3f}" + (f"; {failed} failed" if failed else "") + (pads if options.windows == "vad" else ""),
         file=sys.stderr,
     )
 

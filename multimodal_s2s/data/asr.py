@@ -23,6 +23,7 @@ Training batches gather utterances of similar duration (so that padding stays sm
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -218,7 +219,8 @@ class ASRDataModule(SuiteDataModule):
         cache_audio: keep decoded waveforms in memory (see SpeechDataset).
         silence_pad: training utterances get up to this many seconds of silence before and after
             (drawn anew each epoch): for corpora whose clips start right at the speech (espeak), so that
-            models also accept the pauses that transcription windows keep around speech.
+            models also accept the pauses that transcription windows keep around speech; recorded as
+            ``AudioPreprocessing.silence_pad_seconds``, the Transcriber's pad after speech when above 0.1 s.
     """
 
     task = Task.ASR
@@ -256,6 +258,8 @@ class ASRDataModule(SuiteDataModule):
         if format == "manifest" and val_root is None:
             raise ValueError("format 'manifest' needs val_root: the validation manifest")
         check_loader_options(batch_size, num_workers)
+        if not (isinstance(silence_pad, int | float) and 0 <= silence_pad < math.inf):
+            raise ValueError(f"data.silence_pad must be a finite number of seconds >= 0, got {silence_pad!r}")
         self.save_hyperparameters()
         self.splits: dict[str, list[Utterance]] = {}
         self.datasets: dict[str, SpeechDataset] = {}
@@ -302,6 +306,7 @@ class ASRDataModule(SuiteDataModule):
             max_seconds=round(max(u.duration for u in train), 3),
             median_seconds=round(float(np.median([u.duration for u in train])), 3),
             tokens_per_second=round(tokens_per_second, 3),
+            silence_pad_seconds=float(self.hparams.silence_pad),
         )
 
     def dataset(self, split: str) -> SpeechDataset:

@@ -1,15 +1,17 @@
 """Transcriber: recordings of any length in (paths, arrays, tensors), timestamped transcripts out.
 
-A recording is cut into windows of speech: the speech regions that Silero VAD finds (``vad``; the
-default), padded, joined up to the checkpoint's median training utterance and cut at pauses below its
-longest one, or the energy splitter's windows (``speech_windows``). Audio outside the windows is never
-decoded: a recording without speech gets an empty transcript. Windows of several recordings share
-batches; each decoded window is checked as whisper does and dropped or re-decoded when improbable
-(``window_decoding``, ``fallback``), and becomes one ``Segment`` (with its words on request) placed at
-the window's bounds, so timestamps are monotonic. Where a CPU core is left over (decoding on a GPU, or
-torch using fewer threads than the process may use), a background thread reads the next recordings and
-finds their windows while the model decodes (``prefetch``); on a CPU that decoding already fills, they
-are read in turn, since a third busy thread slows torch's more than it saves (``benchmarks/longform_speed``).
+A recording is cut into windows of speech: the speech regions that Silero VAD finds (``vad``; the default),
+padded (after speech: as much silence as the checkpoint's training put after utterances, at least 0.1 s,
+unless the options say; ``Transcriber.default_pad_after_seconds``), joined up to the checkpoint's median
+training utterance and cut at pauses below its longest one, or the energy splitter's windows
+(``speech_windows``). Audio outside the windows is never decoded: a recording without speech gets an empty
+transcript. Windows of several recordings share batches; each decoded window is checked as whisper does and
+dropped or re-decoded when improbable (``window_decoding``, ``fallback``), and becomes one ``Segment`` (with
+its words on request) placed at the window's bounds, so timestamps are monotonic. Where a CPU core is left
+over (decoding on a GPU, or torch using fewer threads than the process may use), a background thread reads
+the next recordings and finds their windows while the model decodes (``prefetch``); on a CPU that decoding
+already fills, they are read in turn, since a third busy thread slows torch's more than it saves
+(``benchmarks/longform_speed``).
 Options: ``TranscriptionOptions``.
 """
 
@@ -39,7 +41,7 @@ from multimodal_s2s.pipelines.transcription_options import (
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
 from multimodal_s2s.speech_windows import SampleRange, speech_windows
-from multimodal_s2s.vad import VADOptions, VoiceActivityDetector
+from multimodal_s2s.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
 
 AudioInput = str | Path | np.ndarray | Tensor
 #: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.
@@ -138,11 +140,24 @@ class Transcriber(WindowDecodingPipeline):
         spare_core = self.device.type != "cpu" or usable_cores() > torch.get_num_threads()
         return READ_AHEAD_SECONDS if spare_core else 0.0
 
+    @property
+    def default_pad_after_seconds(self) -> float:
+        """The VAD's pad after speech where the options leave it None: the silence that training put after
+        utterances (``AudioPreprocessing.silence_pad_seconds``) where it exceeds ``DEFAULT_SPEECH_PAD_SECONDS``
+        (0.1 s), else 0.1 s. A window then ends as the model's training clips did: the espeak recipe's model
+        (0.3 s) reads sentence ends cut 0.1 s after the VAD's end of speech wrongly, the FSDD recipe's (0.1 s)
+        reads a digit followed by 0.3 s of silence as another (tasks/asr/README.md, long recordings)."""
+        return max(DEFAULT_SPEECH_PAD_SECONDS, self.header.preprocessing.silence_pad_seconds)
+
     def resolve_options(self, options: TranscriptionOptions | None = None, **overrides: Any) -> TranscriptionOptions:
-        """``options`` (default: the defaults) with ``overrides``, checked against this checkpoint."""
+        """``options`` (default: the defaults) with ``overrides``, checked against this checkpoint, the VAD's
+        pad after speech chosen where it is None (``default_pad_after_seconds``)."""
         options = (options or TranscriptionOptions()).updated(overrides)
         self.options(options.beam_size)  # DecodingOptionsError for an impossible beam
         self.check_word_timestamps(options)
+        if options.vad.speech_pad_after_seconds is None:
+            vad = replace(options.vad, speech_pad_after_seconds=self.default_pad_after_seconds)
+            options = replace(options, vad=vad)
         return options
 
     def splitter(self, options: TranscriptionOptions) -> WindowSplitter:

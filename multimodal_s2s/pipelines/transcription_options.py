@@ -49,7 +49,8 @@ class TranscriptionOptions:
         0 turns it off).
     windows: "vad" (Silero VAD speech regions, the default), "energy" (frames below the recording's loud
         frames are silence), or a function waveform (S,) -> sample ranges.
-    vad: how the VAD finds speech (threshold, minimum speech and silence, padding before and after).
+    vad: how the VAD finds speech (threshold, minimum speech and silence, padding before and after; the pad
+        after speech left None is the checkpoint's, ``Transcriber.default_pad_after_seconds``).
     word_timestamps: give each segment its words with start, end and probability.
     alignment: where word times come from: "auto" (CTC forced alignment with the checkpoint's CTC head,
         cross-attention DTW without one), "ctc" (as auto) or "attention" (always DTW).
