@@ -4,11 +4,14 @@ dates fit through the Lightning module whose checkpoint load_pipeline turns into
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 
+from multimodal_s2s import create_model
 from multimodal_s2s.data.translation import TranslationDataModule
 from multimodal_s2s.encoders.text_transformer import TextTransformerEncoder
 from multimodal_s2s.errors import InputError
@@ -19,6 +22,7 @@ from multimodal_s2s.types import PAD_ID, Emits, Modality
 
 VOCAB = 50
 SIZES = ("tiny", "small", "base")
+RECIPES = Path(__file__).resolve().parents[1] / "tasks" / "translation"
 
 
 def _encoder(**overrides) -> TextTransformerEncoder:
@@ -102,3 +106,12 @@ def test_tiny_dates_fit_round_trips_through_the_translator(tmp_path):
     lines = ["3/21/1999", "the fifth of May, eighteen oh seven", "in 1807"]
     batched = [t.text for t in translator(lines, batch_size=3)]
     assert batched == [translator([line])[0].text for line in lines]
+
+
+@pytest.mark.parametrize("recipe", ["dates_transformer.yaml", "multi30k_en_de_transformer.yaml"])
+def test_transformer_recipes_build_and_run_their_model(recipe):
+    config = yaml.safe_load((RECIPES / recipe).read_text())["model"]["init_args"]
+    encoder_args = {**config["encoder_args"], "vocab_size": VOCAB}
+    model = create_model(config["encoder"], config["decoder"], encoder_args, config["decoder_args"], vocab_size=30)
+    logits = model(torch.randint(4, VOCAB, (2, 9)), torch.randint(4, 30, (2, 5)), torch.tensor([9, 6]))
+    assert logits.shape == (2, 5, 30) and model.encoder.info.out_dim == config["decoder_args"]["d_model"]
