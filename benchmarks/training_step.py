@@ -12,7 +12,9 @@ suite's model under ``torch.compile``. Writes JSON.
   segnet: camvid_segnet.yaml's SegNet (VGG16-BN encoder, mirrored decoder with max-unpooling) against smp's
   Unet with the same VGG16-BN encoder (not the same decoder: SegNet mirrors all 13 convolutions).
 - translation: multi30k_en_de.yaml's 2-layer BiLSTM (256 a direction) + LSTM decoder with additive attention
-  (512), against HF BART with d=512: 2 encoder layers, 1 decoder layer, 8 heads, FF 2048.
+  (512), against HF BART with d=512: 2 encoder layers, 1 decoder layer, 8 heads, FF 2048;
+  translation_transformer: multi30k_en_de_transformer.yaml's Transformer encoder and decoder of that same
+  shape (pre-LN, GELU, sinusoidal positions) against the same BART.
 
 Every contender gets the same batch and the same loss on its logits (label-smoothed cross-entropy; ASR
 adds the suite's CTC term, as the recipe trains). The settings run alternately, each sample the mean of
@@ -192,10 +194,22 @@ def _dense_contenders(
     return Contender("suite", ours, loss), Contender(peer_name, peer, loss)
 
 
-def translation(batch: int, device: torch.device, source: int = 24, target: int = 26, vocab: int = 8000) -> Pair:
+def translation(batch: int, device: torch.device) -> Pair:
+    """multi30k_en_de.yaml's recurrent model against HF BART."""
+    return _translation_contenders("translation/multi30k_en_de.yaml", batch, device)
+
+
+def translation_transformer(batch: int, device: torch.device) -> Pair:
+    """multi30k_en_de_transformer.yaml's Transformer encoder + decoder against HF BART of the same shape."""
+    return _translation_contenders("translation/multi30k_en_de_transformer.yaml", batch, device)
+
+
+def _translation_contenders(
+    recipe_file: str, batch: int, device: torch.device, source: int = 24, target: int = 26, vocab: int = 8000
+) -> Pair:
     from transformers import BartConfig, BartForConditionalGeneration
 
-    recipe = recipe_model("translation/multi30k_en_de.yaml")
+    recipe = recipe_model(recipe_file)
     sources, tokens = random_tokens(batch, source, vocab).to(device), random_tokens(batch, target, vocab).to(device)
     lengths = torch.full((batch,), source, device=device)
     ours = suite_text_model(recipe, vocab, source_vocab=vocab)
@@ -213,9 +227,12 @@ def translation(batch: int, device: torch.device, source: int = 24, target: int 
 
 TASKS = {
     "captioning": captioning, "asr": asr, "segmentation": segmentation, "segnet": segnet, "translation": translation,
+    "translation_transformer": translation_transformer,
 }
 #: Each task's batch: its recipe's (ASR: espeak.yaml's 32; segmentation: camvid's 4 at 128x160).
-BATCH = {"captioning": 32, "asr": 32, "segmentation": 4, "segnet": 4, "translation": 128}
+BATCH = {
+    "captioning": 32, "asr": 32, "segmentation": 4, "segnet": 4, "translation": 128, "translation_transformer": 128,
+}
 
 
 class Trainer:

@@ -19,6 +19,7 @@ TINY_ENCODERS = {
     "audio_transformer_tiny": {},
     "text_lstm_tiny": {"vocab_size": 13},
     "text_gru_tiny": {"vocab_size": 13},
+    "text_transformer_tiny": {"vocab_size": 13},
 }
 TINY_DECODERS = {
     "transformer_tiny": {},

@@ -65,3 +65,11 @@ def check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
         raise InputError(f"a sequence of length zero in the batch (lengths={lengths.tolist()})")
     if longest > max_len:
         raise InputError(f"lengths {lengths.tolist()} exceed the padded length {max_len}")
+
+
+def check_token_ids(tokens: Tensor, lengths: Tensor, vocab_size: int) -> None:
+    """Raise InputError unless tokens (B, L) hold ids in 0..vocab_size-1 and lengths fit them (see check_lengths)."""
+    check_lengths(lengths, *tokens.shape)
+    low, high = torch.stack(torch.aminmax(tokens)).tolist()  # one device sync
+    if low < 0 or high >= vocab_size:
+        raise InputError(f"token ids must be in 0..{vocab_size - 1}, got values in {low}..{high}")

@@ -13,8 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from multimodal_s2s.encoders.base import Encoder, check_lengths
-from multimodal_s2s.errors import InputError
+from multimodal_s2s.encoders.base import Encoder, check_token_ids
 from multimodal_s2s.layers.masks import lengths_to_mask
 from multimodal_s2s.layers.recurrent import run_recurrent
 from multimodal_s2s.registry import register_encoder
@@ -95,7 +94,7 @@ class TextRNNEncoder(Encoder):
         batch, max_len = tokens.shape
         if lengths is None:
             lengths = torch.full((batch,), max_len, dtype=torch.long)
-        self._check_token_ids(tokens, lengths)
+        check_token_ids(tokens, lengths, self.vocab_size)
         if self.reverse_source:
             tokens = reverse_valid_tokens(tokens, lengths)
         embedded = self.dropout(self.embedding(tokens))  # (B, L, E)
@@ -118,12 +117,6 @@ class TextRNNEncoder(Encoder):
         h_n = hidden[0] if isinstance(hidden, tuple) else hidden
         last = h_n.view(self.num_layers, self.directions, *h_n.shape[1:])[-1]  # (dirs, B, H)
         return last.permute(1, 0, 2).flatten(1)
-
-    def _check_token_ids(self, tokens: Tensor, lengths: Tensor) -> None:
-        check_lengths(lengths, *tokens.shape)
-        low, high = torch.stack(torch.aminmax(tokens)).tolist()
-        if low < 0 or high >= self.vocab_size:
-            raise InputError(f"token ids must be in 0..{self.vocab_size - 1}, got values in {low}..{high}")
 
 
 _SIZES = {

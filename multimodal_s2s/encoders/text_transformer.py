@@ -1,0 +1,117 @@
+"""Transformer text encoder: token ids (B, L) + lengths (B,) -> SequenceOutput(memory, mask).
+
+The encoder half of a Transformer translation model (Vaswani et al. 2017; BART's and Marian's shape):
+token embedding scaled by sqrt(d_model), sinusoidal positions, ``torch.nn.TransformerEncoder`` layers
+(pre-LN, GELU) with padded tokens masked as keys, a final LayerNorm. Paired with the ``transformer``
+decoder it is a whole Transformer; any sequence decoder (``rnn_attention``) can read it.
+
+Positions are sinusoidal, as in the suite's Transformer decoder and audio encoder (one helper,
+``layers.positional``): no parameters, the same code on both sides of a translation model, and no
+table to outgrow. ``max_length`` still refuses very long sources with one line, before self-attention's
+(L, L) scores per head are built.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from multimodal_s2s.encoders.base import Encoder, check_token_ids
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.layers.masks import lengths_to_mask, to_padding_mask
+from multimodal_s2s.layers.positional import SinusoidalPositions
+from multimodal_s2s.registry import register_encoder
+from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, Modality, SequenceOutput
+
+DEFAULT_DROPOUT = 0.1
+DEFAULT_MAX_LENGTH = 1024  # BART's and Marian's position table
+
+
+class TextTransformerEncoder(Encoder):
+    """token ids (B, L) + lengths (B,) -> SequenceOutput(memory (B, L, d_model), mask (B, L)).
+
+    Args:
+        vocab_size: number of token ids (PAD_ID embeds to zeros).
+        d_model, num_layers, num_heads: Transformer size (d_model divisible by num_heads).
+        ff_dim: feed-forward width.
+        dropout: on the embedded tokens and in every layer (attention weights, feed-forward, residuals).
+        max_length: the longest (padded) source accepted, in tokens.
+
+    Padded rows of ``memory`` are zeros; valid rows do not depend on the padding (it is masked as keys).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        ff_dim: int = 1024,
+        dropout: float = DEFAULT_DROPOUT,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ):
+        super().__init__()
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by {num_heads} heads")
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.embed_scale = math.sqrt(d_model)
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)  # unit scale after embed_scale
+        nn.init.zeros_(self.embedding.weight[PAD_ID])
+        self.positions = SinusoidalPositions(d_model)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            d_model, num_heads, ff_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        # Nested tensors are a fast path of post-LN layers only; pre-LN would warn and not use them.
+        self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.info = EncoderInfo(modality=Modality.TEXT, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model)
+
+    def encode_sequence(self, tokens: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
+        """tokens (B, L) long, lengths (B,) (None = all L) -> SequenceOutput."""
+        batch, max_len = tokens.shape
+        if max_len > self.max_length:
+            raise InputError(
+                f"a source of {max_len} tokens is longer than the encoder's max_length {self.max_length}"
+            )
+        if lengths is None:
+            lengths = torch.full((batch,), max_len, dtype=torch.long)
+        check_token_ids(tokens, lengths, self.vocab_size)
+        mask = lengths_to_mask(lengths.to(tokens.device), max_len)  # (B, L), True = valid
+        rows = self.dropout(self.positions(self.embedding(tokens) * self.embed_scale))  # (B, L, D)
+        memory = self.layers(rows, src_key_padding_mask=to_padding_mask(mask))  # (B, L, D)
+        return SequenceOutput(memory=torch.where(mask.unsqueeze(-1), memory, 0.0), mask=mask)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> SequenceOutput:
+        return self.encode_sequence(tokens, lengths)
+
+
+_SIZES = {
+    "tiny": {"d_model": 64, "num_layers": 2, "num_heads": 4, "ff_dim": 128},
+    "small": {"d_model": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 1024},
+    "base": {"d_model": 512, "num_layers": 6, "num_heads": 8, "ff_dim": 2048},
+}
+_TEXT = {"modality": Modality.TEXT, "emits": {Emits.SEQUENCE}}
+
+
+@register_encoder("text_transformer_tiny", **_TEXT)
+def text_transformer_tiny(vocab_size: int, **overrides) -> TextTransformerEncoder:
+    """d_model 64, 2 layers, 4 heads, feed-forward 128; overrides: the arguments of TextTransformerEncoder."""
+    return TextTransformerEncoder(vocab_size, **{**_SIZES["tiny"], **overrides})
+
+
+@register_encoder("text_transformer_small", **_TEXT)
+def text_transformer_small(vocab_size: int, **overrides) -> TextTransformerEncoder:
+    """d_model 256, 4 layers, 4 heads, feed-forward 1024; same overrides as text_transformer_tiny."""
+    return TextTransformerEncoder(vocab_size, **{**_SIZES["small"], **overrides})
+
+
+@register_encoder("text_transformer_base", **_TEXT)
+def text_transformer_base(vocab_size: int, **overrides) -> TextTransformerEncoder:
+    """d_model 512, 6 layers, 8 heads, feed-forward 2048 (Vaswani et al. 2017, base); same overrides."""
+    return TextTransformerEncoder(vocab_size, **{**_SIZES["base"], **overrides})
