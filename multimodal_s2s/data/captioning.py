@@ -338,7 +338,8 @@ class CaptioningDataModule(SuiteDataModule):
         if hp.format == "shapes":
             size = hp.shapes_train_size if train else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]
-            return ShapeCaptions(split, size, seed, hp.shapes_image_size, hp.shapes_max_objects, transform, sample_caption)
+            objects = hp.shapes_max_objects
+            return ShapeCaptions(split, size, seed, hp.shapes_image_size, objects, transform, sample_caption)
         root = Path(hp.root)
         if hp.format == "flickr8k":
             items = read_flickr8k(root, name, hp.captions_files, hp.image_dir)

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
-from multimodal_s2s.layers.positional import SinusoidalPositions
+from multimodal_s2s.layers.positional import SinusoidalPositions, token_embedding
 from multimodal_s2s.registry import register_decoder
-from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput
+from multimodal_s2s.types import Emits, EncoderInfo, SequenceOutput
 
 DEFAULT_DROPOUT = 0.1
 
@@ -168,9 +168,7 @@ class TransformerDecoder(nn.Module):
         self.num_heads = num_heads
         self.embed_scale = math.sqrt(d_model)
         self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
-        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
-        nn.init.zeros_(self.embedding.weight[PAD_ID])
+        self.embedding = token_embedding(vocab_size, d_model)
         self.positions = SinusoidalPositions(d_model)
         self.embed_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(DecoderBlock(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))

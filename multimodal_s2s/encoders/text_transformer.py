@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from multimodal_s2s.encoders.base import Encoder, check_token_ids
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.masks import lengths_to_mask, to_padding_mask
-from multimodal_s2s.layers.positional import SinusoidalPositions
+from multimodal_s2s.layers.positional import SinusoidalPositions, token_embedding
 from multimodal_s2s.registry import register_encoder
-from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, Modality, SequenceOutput
+from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
 DEFAULT_DROPOUT = 0.1
 DEFAULT_MAX_LENGTH = 1024  # BART's and Marian's position table
@@ -60,9 +60,7 @@ class TextTransformerEncoder(Encoder):
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.embed_scale = math.sqrt(d_model)
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
-        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)  # unit scale after embed_scale
-        nn.init.zeros_(self.embedding.weight[PAD_ID])
+        self.embedding = token_embedding(vocab_size, d_model)
         self.positions = SinusoidalPositions(d_model)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(

@@ -1,4 +1,4 @@
-"""Positional encodings that work for any length (no table to outgrow)."""
+"""Token embeddings and positional encodings that work for any length (no table to outgrow)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,17 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from multimodal_s2s.types import PAD_ID
+
+
+def token_embedding(vocab_size: int, d_model: int) -> nn.Embedding:
+    """A Transformer's token embedding: N(0, 1/d_model), so rows are of unit scale once multiplied by
+    sqrt(d_model) (and logits of unit scale when tied to the output); PAD_ID embeds to zeros."""
+    embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
+    nn.init.normal_(embedding.weight, std=d_model**-0.5)
+    nn.init.zeros_(embedding.weight[PAD_ID])
+    return embedding
 
 
 def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:
