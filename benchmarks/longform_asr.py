@@ -17,7 +17,8 @@ by one and whole (``Transcriber.recognize``), their ratio, and the median and 90
 start - clip start| over the correctly recognized first words of the clips; with ``--details``, each clip
 that the long-form transcript gets wrong and the one-by-one decoding gets right. Also what each system
 makes of 30 s of silence or of noise alone, and the speed of the Transcriber with and without the VAD
-(``longform_speed``).
+(``longform_speed``), with ``mms2s transcribe``'s torch threads unless ``--threads`` says otherwise (on 2
+cores one thread decodes and the VAD reads ahead on the other core).
 
     .venv/bin/python benchmarks/longform_asr.py --checkpoint FSDD.ckpt [--espeak-checkpoint ESPEAK.ckpt]
 """
@@ -40,6 +41,7 @@ from multimodal_s2s.data.asr import ASRDataModule, read_fsdd
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
 from multimodal_s2s.pipelines.transcription_options import ALIGNMENTS, PLAIN_DECODING
+from multimodal_s2s.threads import configure_threads
 from multimodal_s2s.vad import VADOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,14 +242,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alignment", default="auto", choices=ALIGNMENTS, help="word timestamps from")
     parser.add_argument("--repeats", type=int, default=3, help="speed runs of each configuration (0: no speed test)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: mms2s transcribe's, configure_threads)")
     parser.add_argument("--details", action="store_true", help="list the clips wrong only in the long form")
     parser.add_argument("--vad-pad-after", type=float, nargs="*", default=[], metavar="S",
                         help="also the vad system with S s of padding after speech (one system per S)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/longform_asr.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    report = {"device": f"CPU: {platform.processor() or platform.machine()}", "threads": args.threads}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        configure_threads()
+    report = {"device": f"CPU: {platform.processor() or platform.machine()}", "threads": torch.get_num_threads()}
     report["fsdd"] = run_corpus(args.checkpoint, "fsdd", args)
     if args.espeak_checkpoint:
         report["espeak"] = run_corpus(args.espeak_checkpoint, "espeak", args)
