@@ -149,6 +149,8 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     from multimodal_s2s.apps import quickstart
 
     monkeypatch.chdir(tmp_path)
+    # The app quiets Lightning's loggers for the whole process (it is one); here that would leak into later tests
+    monkeypatch.setattr(quickstart, "quiet_lightning", lambda: None)
     stale = tmp_path / "runs" / "captioning" / "shapes" / "version_9" / "checkpoints" / "best-epoch=000.ckpt"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an older run's checkpoint, not this run's")
