@@ -17,12 +17,12 @@ from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.decoders.text_transformer import (
     DEFAULT_DROPOUT,
     check_encoded,
-    check_token_range,
     check_tokens,
     rows_per_example,
 )
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
+from multimodal_s2s.layers.positional import check_token_range
 from multimodal_s2s.layers.recurrent import RecurrentSteps, run_recurrent
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import PAD_ID, Emits, EncoderInfo, SequenceOutput

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
-from multimodal_s2s.layers.positional import SinusoidalPositions, token_embedding
+from multimodal_s2s.layers.positional import SinusoidalPositions, check_token_range, token_embedding
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import Emits, EncoderInfo, SequenceOutput
 
@@ -45,17 +45,6 @@ def rows_per_example(tokens: Tensor, examples: int) -> int:
             f"decoder tokens have {tokens.shape[0]} rows, not a multiple of the {examples} examples of the memory"
         )
     return tokens.shape[0] // examples
-
-
-def check_token_range(tokens: Tensor, vocab_size: int) -> None:
-    """Raise InputError when an id is outside [0, vocab_size) (one device sync). Skipped inside a
-    ``torch.compile`` graph, where reading the ids back would break the graph at every step (a bad id then
-    fails in the embedding lookup instead)."""
-    if torch.compiler.is_compiling():
-        return
-    low, high = torch.stack(torch.aminmax(tokens)).tolist()
-    if low < 0 or high >= vocab_size:
-        raise InputError(f"token ids must lie in [0, {vocab_size}), got ids from {low} to {high}")
 
 
 def check_encoded(encoded: SequenceOutput, dim: int) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.layers.positional import check_token_range
 from multimodal_s2s.types import EncoderInfo, Modality
 
 
@@ -70,6 +71,4 @@ def check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
 def check_token_ids(tokens: Tensor, lengths: Tensor, vocab_size: int) -> None:
     """Raise InputError unless tokens (B, L) hold ids in 0..vocab_size-1 and lengths fit them (see check_lengths)."""
     check_lengths(lengths, *tokens.shape)
-    low, high = torch.stack(torch.aminmax(tokens)).tolist()  # one device sync
-    if low < 0 or high >= vocab_size:
-        raise InputError(f"token ids must be in 0..{vocab_size - 1}, got values in {low}..{high}")
+    check_token_range(tokens, vocab_size)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.types import PAD_ID
 
 
@@ -17,6 +18,19 @@ def token_embedding(vocab_size: int, d_model: int) -> nn.Embedding:
     nn.init.normal_(embedding.weight, std=d_model**-0.5)
     nn.init.zeros_(embedding.weight[PAD_ID])
     return embedding
+
+
+def check_token_range(tokens: Tensor, vocab_size: int) -> None:
+    """Raise InputError when an id of ``tokens`` is outside 0..vocab_size-1, the rows of a token embedding
+    (one device sync). Skipped inside a ``torch.compile`` graph, where reading the ids back would break the
+    graph at every step (a bad id then fails in the embedding lookup instead)."""
+    if torch.compiler.is_compiling():
+        return
+    low, high = torch.stack(torch.aminmax(tokens)).tolist()
+    if low < 0 or high >= vocab_size:
+        raise InputError(
+            f"token ids must be in 0..{vocab_size - 1} (the range [0, {vocab_size})), got values in {low}..{high}"
+        )
 
 
 def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:
