@@ -1,18 +1,22 @@
 """Silero VAD windows: espeak-ng sentences between silences under a noise floor are found, pauses separate
-windows, long speech is cut at a pause below the limit, silence and noise alone give no windows, and loading
-the VAD keeps torch's thread count."""
+windows, long speech is cut at a pause below the limit, silence and noise alone give no windows, loading
+the VAD keeps torch's thread count, and the suite's runner of Silero's weights (FFT and matrix products)
+gives the package's probabilities, or the package's runner is used."""
 
 from __future__ import annotations
 
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_sentences
 
+from multimodal_s2s import vad as vad_module
 from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
+from multimodal_s2s.silero_graph import SileroMatmul
 from multimodal_s2s.vad import VADOptions, VoiceActivityDetector, pad_regions
 
 needs_espeak = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
@@ -131,3 +135,60 @@ def test_loading_keeps_torch_threads(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def packaged_runner():
+    """The package's own runner of its sequence model (what ``SileroMatmul`` replaces)."""
+    sequence_vad, _ = vad_module._silero()
+    model_file = vad_module.resources.files(vad_module.MODEL_PACKAGE).joinpath(vad_module.SEQUENCE_MODEL)
+    return sequence_vad.SileroVADSequence(str(model_file), sampling_rate=SAMPLE_RATE)
+
+
+def test_matmul_runner_gives_the_packaged_probabilities_across_blocks(vad):
+    assert isinstance(vad.model, SileroMatmul)
+    bursts = np.tile(vad_module.probe_signal(), 6)[: 12 * SAMPLE_RATE - 100]  # not a whole number of frames
+    waveform = bursts + noise(len(bursts) / SAMPLE_RATE, -50.0)
+    expected = packaged_runner().audio_forward(waveform, SAMPLE_RATE)
+    assert expected.max() > 0.5 and expected.min() < 0.1  # speech-like and not: the probe tells them apart
+    for max_frames in (512, 7):  # one block, and the LSTM state carried over 54 blocks
+        vad.model.max_frames = max_frames
+        try:
+            probabilities = vad.model.audio_forward(waveform)
+        finally:
+            vad.model.max_frames = 512
+        assert probabilities.shape == expected.shape == (-(-len(waveform) // 512),)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+@needs_espeak
+def test_matmul_runner_finds_the_packaged_regions_in_speech(vad, clips):
+    waveform, _ = join_with_pauses(clips, [1.0, 0.4, 0.8, 1.0])
+    waveform = waveform + noise(len(waveform) / SAMPLE_RATE, -40.0)
+    packaged = packaged_runner().audio_forward(np.concatenate([vad_module.lead_in(waveform), waveform]), SAMPLE_RATE)
+    probabilities = vad.speech_probabilities(waveform)
+    np.testing.assert_allclose(probabilities, packaged[vad_module.LEAD_IN_FRAMES :], atol=1e-5)
+    assert vad.speech_regions(waveform, probabilities) == vad.speech_regions(waveform, packaged[8:])
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [("perturb", "gives other speech probabilities"), ("remove", "cannot read its weights")],
+)
+def test_a_model_the_matmul_runner_does_not_reproduce_falls_back_to_the_package(monkeypatch, change, problem):
+    original_load = onnx.load
+
+    def load(path):
+        model = original_load(path)
+        bias = next(tensor for tensor in model.graph.initializer if tensor.name == "encoder.0.bias")
+        if change == "remove":
+            model.graph.initializer.remove(bias)
+        else:
+            bias.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(bias) + 0.5, bias.name))
+        return model
+
+    monkeypatch.setattr(vad_module.onnx, "load", load)
+    with pytest.warns(UserWarning, match=f"silero_vad_16k_sequence.onnx: the fast runner of Silero VAD {problem}"):
+        model = vad_module.load_model()
+    assert not isinstance(model, SileroMatmul)
+    probe = vad_module.probe_signal()
+    np.testing.assert_array_equal(model.audio_forward(probe, SAMPLE_RATE), packaged_runner().audio_forward(probe))
