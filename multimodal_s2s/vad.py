@@ -1,10 +1,10 @@
 """Voice activity detection with Silero VAD, and the transcription windows made from its speech regions.
 
 The model is the sequence ONNX export of Silero VAD (MIT) that ships inside the installed ``silero-vad``
-wheel: nothing is downloaded. Its weights run in ``silero_graph.SileroMatmul`` (the same network with an FFT
-and matrix products, 2-2.5x faster than the package's ``SileroVADSequence``, which is used instead if the two
-disagree on a probe signal at load) with onnxruntime on the CPU (one thread, one ONNX call per block of 512
-frames), giving one speech probability per 32 ms frame (512 samples at 16 kHz); the package's
+wheel: nothing is downloaded. Its weights run in ``silero_graph.SileroMatmul`` (the same network with its STFT
+and convolutions as matrix products, 2-2.5x faster than the package's ``SileroVADSequence``, which is used
+instead if the two disagree on a probe signal at load) with onnxruntime on the CPU (one thread, one ONNX call
+per block of 512 frames), giving one speech probability per 32 ms frame (512 samples at 16 kHz); the package's
 ``get_speech_timestamps_from_probs`` turns them into speech regions (a threshold with hysteresis, minimum
 speech and silence durations), which ``pad_regions`` widens by a pad before speech and one after it (silero's
 own padding is the same on both sides; a model trained with more silence after its utterances than the default
@@ -123,7 +123,7 @@ def load_model():
             problem = "gives other speech probabilities"
         except (KeyError, ValueError, onnx.checker.ValidationError) as error:
             problem = f"cannot read its weights ({error!r})"
-    warnings.warn(f"{path}: the fast runner of Silero VAD {problem}; using the package's (2.3x slower)", stacklevel=2)
+    warnings.warn(f"{path}: the fast runner of Silero VAD {problem}; using the package's (2x slower)", stacklevel=2)
     return packaged
 
 
