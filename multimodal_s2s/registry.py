@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from multimodal_s2s.types import Emits, Modality
+from multimodal_s2s.types import DecoderOutput, Emits, Modality
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,23 @@ class EncoderEntry:
 
 @dataclass(frozen=True)
 class DecoderEntry:
+    """A decoder's declaration: what it needs of the encoder, what it makes and what it can show.
+
+    Attributes:
+        requires: what the encoder must emit.
+        output: text (an EncoderDecoder) or dense (a SegmentationModel).
+        attends: a text decoder whose steps return cross-attention weights over the memory
+            (``StepOutput.attention``): heatmaps over an image, word timing by attention.
+        class_attention: a dense decoder with ``class_attention(maps)``: per-class attention maps
+            over its grid (the mask Transformer).
+    """
+
     name: str
     factory: Callable[..., Any]
     requires: frozenset[Emits]
-    output: str  # "text" or "dense"
+    output: DecoderOutput
+    attends: bool = False
+    class_attention: bool = False
 
 
 _ENCODERS: dict[str, EncoderEntry] = {}
@@ -58,15 +71,27 @@ def register_encoder(name: str, *, modality: Modality, emits: set[Emits]) -> Cal
     return decorate
 
 
-def register_decoder(name: str, *, requires: set[Emits], output: str) -> Callable:
-    """Register ``factory(encoder_info, *, vocab_size|num_classes, **kwargs) -> Decoder``."""
+def register_decoder(
+    name: str,
+    *,
+    requires: set[Emits],
+    output: DecoderOutput | str,
+    attends: bool = False,
+    class_attention: bool = False,
+) -> Callable:
+    """Register ``factory(encoder_info, *, vocab_size|num_classes, **kwargs) -> Decoder`` with what it can
+    show (see DecoderEntry)."""
+
+    if output not in tuple(DecoderOutput):
+        raise ValueError(f"decoder output must be 'text' or 'dense', not {output!r}")
+    kind = DecoderOutput(output)
+    if (attends and kind != DecoderOutput.TEXT) or (class_attention and kind != DecoderOutput.DENSE):
+        raise ValueError(f"decoder {name!r}: attends is for text decoders, class_attention for dense ones")
 
     def decorate(factory: Callable) -> Callable:
         if name in _DECODERS:
             raise ValueError(f"decoder {name!r} is already registered")
-        if output not in ("text", "dense"):
-            raise ValueError(f"decoder output must be 'text' or 'dense', not {output!r}")
-        _DECODERS[name] = DecoderEntry(name, factory, frozenset(requires), output)
+        _DECODERS[name] = DecoderEntry(name, factory, frozenset(requires), kind, attends, class_attention)
         return factory
 
     return decorate

@@ -27,6 +27,44 @@ class Emits(str, Enum):
     POOL_INDICES = "pool_indices"  # FeatureMaps.pool_indices (SegNet encoders)
 
 
+class DecoderOutput(str, Enum):
+    """What a decoder makes (declared in its registry entry)."""
+
+    TEXT = "text"  # token logits, step by step: an EncoderDecoder
+    DENSE = "dense"  # class logits per pixel: a SegmentationModel
+
+
+class Rounding(str, Enum):
+    """How a grid counts the cells of an image side that is not a multiple of its reduction."""
+
+    CEIL = "ceil"  # every strided layer pads (kernel - 1) / 2: ceil(side / stride) (ResNets)
+    FLOOR = "floor"  # unpadded windows as wide as their stride: floor(side / stride) (2x2 pools, patches)
+    EXACT = "exact"  # layers of both kinds: the grid is known for multiples of the reduction only
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Memory rows that are the cells of a grid over the image, in row-major order.
+
+    Attributes:
+        reduction: input pixels per cell along each side (a CNN's deepest reduction, a ViT's patch size).
+        rounding: how a side that is not a multiple of ``reduction`` is counted.
+    """
+
+    reduction: int
+    rounding: Rounding
+
+    def size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        """(h, w): the cells of the grid for images of ``image_size`` (H, W), h * w memory rows; None when
+        the rounding is EXACT and a side is not a multiple of the reduction."""
+        height, width = image_size
+        if self.rounding == Rounding.EXACT and (height % self.reduction or width % self.reduction):
+            return None
+        if self.rounding == Rounding.CEIL:
+            return -(-height // self.reduction), -(-width // self.reduction)
+        return height // self.reduction, width // self.reduction
+
+
 class Modality(str, Enum):
     """What an encoder reads.
 
@@ -57,6 +95,9 @@ class EncoderInfo:
         frames_per_row: for an encoder whose memory rows are consecutive time steps of its
             input frames, the frames per row (an audio encoder's time subsampling): what aligns
             output tokens to time; None when rows are not one per time step (AST patches).
+        grid: for an image encoder whose memory rows are the cells of a grid over the image, that
+            grid (its size for any image size: ``grid.size``), onto which attention over the memory maps;
+            None when the rows are no such grid (audio, text, or a CNN whose strides it cannot tell).
     """
 
     modality: Modality
@@ -68,6 +109,7 @@ class EncoderInfo:
     stage_depths: tuple[int, ...] = ()
     n_mels: int | None = None
     frames_per_row: int | None = None
+    grid: Grid | None = None
 
 
 @dataclass

@@ -10,7 +10,8 @@ from asr_fixtures import tiny_asr_run
 from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
 from multimodal_s2s.metrics.text import ErrorRates
-from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, CTCHead, ctc_head_from_weights
+from multimodal_s2s.models.ctc import CTCHead
+from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint, model_from_checkpoint
 from multimodal_s2s.pipelines import Transcriber
 from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
 
@@ -51,7 +52,8 @@ def test_checkpoint_round_trip(trained):
     header = checkpoint.header
     assert header.ctc_weight == 0.3 and header.preprocessing.sample_rate == 16000
     assert 0 < header.preprocessing.median_seconds <= header.preprocessing.max_seconds
-    model, head = checkpoint.build_model(), ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX))
+    model = model_from_checkpoint(checkpoint)
+    head = ctc_head_from_checkpoint(checkpoint, model.encoder.info.out_dim)
     module.eval()
     waveforms = torch.stack([data.datasets["val"][0]["inputs"], data.datasets["val"][0]["inputs"]])
     features, lengths = module.audio_features(waveforms, torch.tensor([waveforms.shape[1]] * 2))
@@ -78,7 +80,8 @@ def test_no_ctc_head_when_weight_is_zero(tmp_path):
     assert module.ctc_head is None
     trainer.save_checkpoint(tmp_path / "plain.ckpt")
     checkpoint = read_checkpoint(tmp_path / "plain.ckpt", Task.ASR)
-    assert ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX)) is None and checkpoint.header.ctc_weight == 0
+    assert ctc_head_from_checkpoint(checkpoint, module.model.encoder.info.out_dim) is None
+    assert not checkpoint.header.has_ctc_head
 
 
 def test_ctc_weight_out_of_range():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,11 +16,11 @@ from demo_fixtures import post_image, serving
 from PIL import Image
 
 from multimodal_s2s.apps import demo
-from multimodal_s2s.apps.demo.captioner import NOT_RECORDED, DemoCaptioner, model_card, read_model_card
+from multimodal_s2s.apps.demo.captioner import DemoCaptioner
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples, write_examples
 from multimodal_s2s.apps.demo.page import PAGE_SECURITY_POLICY, SCRIPT, render_page
 from multimodal_s2s.apps.demo.service import Access, Limits, create_app
-from multimodal_s2s.checkpoint import TrainingData, read_checkpoint
+from multimodal_s2s.checkpoint import NOT_RECORDED, TrainingData, read_checkpoint
 from multimodal_s2s.heatmaps import COLOUR_BAR_GREY, HEAT_COLOUR, HEAT_OPACITY, colour_bar, heatmaps
 
 BEAM = 2
@@ -40,8 +41,7 @@ def checkpoint(tmp_path_factory):
 def server(checkpoint):
     """The demo of the tiny checkpoint on a free localhost port; yields its base URL and address."""
     captioner = DemoCaptioner.load(checkpoint, "cpu", beam_size=BEAM, n_best=BEAM)
-    card = read_model_card(checkpoint, captioner.decoding)
-    app = create_app(captioner, card, Limits(max_upload_bytes=MAX_UPLOAD_BYTES), Access())
+    app = create_app(captioner, captioner.model_card(), Limits(max_upload_bytes=MAX_UPLOAD_BYTES), Access())
     with serving(app) as address:
         yield f"http://{address[0]}:{address[1]}/", address
 
@@ -66,19 +66,23 @@ def test_answer_refuses_non_images_and_oversized_uploads(server):
     assert status == 413 and "huge.png: the file is too large" in answer["error"]
 
 
-def test_model_card_reads_the_checkpoint_and_says_what_it_lacks(checkpoint):
+def test_model_card_is_the_pipelines_and_says_what_it_lacks(checkpoint):
     header = read_checkpoint(checkpoint).header
-    card = read_model_card(checkpoint, "beam 2")
-    assert card.task == "captioning" and card.encoder == "cnn (backbone test_resnet)"
-    assert card.decoder == "transformer (num_layers 1, d_model 32)" and card.image_size.startswith("32 x 32")
-    assert card.vocabulary == "22 tokens (word tokenizer)" and "circle" in card.known_words.split(", ")
-    assert card.training_data == "procedural scenes of one or two coloured shapes (the suite's shapes generator): " \
-        f"{header.data.examples} training examples"
-    assert card.validation.startswith("val/bleu1 = ") and "loss" not in card.validation
-    assert card.training == "2 optimizer steps"
-    header.metrics, header.data = {}, TrainingData(NOT_RECORDED)
-    card = model_card(header, "beam 2")
-    assert card.validation == card.training_data == card.training == NOT_RECORDED
+    card = DemoCaptioner.load(checkpoint, "cpu", beam_size=BEAM, n_best=BEAM).model_card()
+    rows = dict(card.rows())
+    assert [label for label, _ in card.rows()] == ["Task", "Encoder", "Decoder", "Training data", "Image size",
+                                                   "Vocabulary", "Validation", "Training", "Decoding", "Known words"]
+    assert rows["Task"] == "captioning" and rows["Encoder"] == "cnn (backbone test_resnet)"
+    assert rows["Decoder"] == "transformer (num_layers 1, d_model 32)" and rows["Image size"].startswith("32 x 32")
+    assert rows["Vocabulary"] == "22 tokens (word tokenizer)" and "circle" in rows["Known words"].split(", ")
+    assert "<eos>" not in rows["Known words"].split(", ")  # the tokenizer's special tokens are not words
+    assert rows["Training data"] == card.trained_on == "procedural scenes of one or two coloured shapes " \
+        f"(the suite's shapes generator): {header.data.examples} training examples"
+    assert rows["Validation"].startswith("val/bleu1 = ") and "loss" not in rows["Validation"]
+    assert rows["Training"] == "2 optimizer steps" and rows["Decoding"] == f"beam search, {BEAM} beams, {BEAM} " \
+        "alternatives shown"
+    rows = dict(replace(card, metrics={}, data=TrainingData(NOT_RECORDED), training_steps=None).rows())
+    assert rows["Validation"] == rows["Training data"] == rows["Training"] == NOT_RECORDED
 
 
 def test_heatmaps_colour_only_where_the_model_looked_on_one_scale():
@@ -104,7 +108,7 @@ def test_bundled_examples_are_the_generators_test_scenes(tmp_path):
 
 
 def test_page_escapes_what_it_shows_and_allows_only_its_own_script(checkpoint):
-    card = model_card(read_checkpoint(checkpoint).header, "<script>alert(1)</script>")
+    card = replace(DemoCaptioner.load(checkpoint, "cpu").model_card(), decoding="<script>alert(1)</script>")
     page = render_page(card, bundled_examples(), MAX_UPLOAD_BYTES)
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "innerHTML" not in SCRIPT and "insertAdjacentHTML" not in SCRIPT

@@ -16,8 +16,9 @@ import pytest
 from demo_fixtures import json_of, png_bytes, post_image, raw_exchange, request, serving, status_of
 from PIL import Image
 
-from multimodal_s2s.apps.demo.captioner import ModelCard
 from multimodal_s2s.apps.demo.service import LOCAL_HOSTS, Access, Limits, create_app
+from multimodal_s2s.checkpoint import ModelConfig, Task, TrainingData
+from multimodal_s2s.pipelines import ModelCard
 
 MAX_UPLOAD = 50_000
 MAX_PIXELS = 100_000
@@ -28,7 +29,7 @@ PROMPT_S = 4.0
 FRIEND = "http://friend.example"
 LIMITS = Limits(MAX_UPLOAD, MAX_PIXELS, max_concurrency=1, max_queue=0,
                 read_timeout_s=READ_TIMEOUT_S, body_timeout_s=BODY_TIMEOUT_S)  # fmt: skip
-CARD = ModelCard(*(["test"] * 10))
+CARD = ModelCard(Task.CAPTIONING, ModelConfig("test", "test", vocab_size=4), parameters=1, data=TrainingData("test"))
 
 
 class HeldCaptioner:

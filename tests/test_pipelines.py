@@ -53,7 +53,7 @@ def test_load_pipeline_picks_the_pipeline_of_the_checkpoints_task(checkpoints):
         pipeline = mms.load_pipeline(path, device="cpu")
         assert type(pipeline) is PIPELINES[task] and pipeline.header.task == task
         card = pipeline.model_card()
-        assert card["task"] == task.value and card["parameters"] > 0 and card["training_data"] == "test"
+        assert card.task == task and card.parameters > 0 and card.data.name == "test"
 
 
 def test_captioner_takes_every_image_kind_with_the_same_answer(checkpoints, photo):

@@ -15,6 +15,7 @@ from multimodal_s2s.apps.cli import main
 from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.data.segmentation import voc_palette
 from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 from multimodal_s2s.pipelines.overlays import legend_rows
 from multimodal_s2s.pipelines.segmentation import Segmentation
 
@@ -94,7 +95,7 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(checkpoint, tmp_path, capsys
     assert json.loads(properties["mms2s.labels"])["class_names"] == ["bg", "cat", "dog"]
     assert json.loads(properties["mms2s.preprocessing"])["image_size"] == [32, 48]
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    model = read_checkpoint(checkpoint, Task.SEGMENTATION).build_model()
+    model = model_from_checkpoint(read_checkpoint(checkpoint, Task.SEGMENTATION))
     images = torch.randn(3, 3, 64, 80)  # another batch and size than the export's example
     (logits,) = session.run(None, {"images": images.numpy()})
     with torch.no_grad():

@@ -9,6 +9,7 @@ import torch
 from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.data.segmentation import SegmentationDataModule
 from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 
 TINY_MODEL = {"encoder": "segnet_basic", "encoder_args": {"channels": 8, "kernel_size": 3, "num_stages": 2}}
 TRAIN_STEPS = 30
@@ -64,7 +65,7 @@ def test_checkpoint_rebuilds_the_model_with_classes_and_preprocessing(trained):
     header = checkpoint.header
     assert header.labels.class_names[0] == "background" and len(header.labels.palette) == 5
     assert header.preprocessing.image_size == (32, 32) and len(header.preprocessing.mean) == 3
-    model = checkpoint.build_model()
+    model = model_from_checkpoint(checkpoint)
     with torch.no_grad():
         assert torch.allclose(model(batch["images"]), module(batch["images"]), atol=1e-5)
     reloaded = SegmentationModule.load_from_checkpoint(path).eval()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, read_checkpoint
+from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write
 
 FORMATS = ("onnx",)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(problem)
     try:
         checkpoint = read_checkpoint(args.checkpoint, Task.SEGMENTATION)
-        model = checkpoint.build_model()
+        model = model_from_checkpoint(checkpoint)
     except CheckpointError as error:
         return _fail(f"{error} (export supports segmentation checkpoints)")
     height, width = checkpoint.header.preprocessing.image_size

@@ -50,7 +50,7 @@ class MaskTransformerBlock(nn.Module):
         return x + self.dropout(self.mlp(self.mlp_norm(x))), weights
 
 
-@register_decoder("mask_transformer", requires={Emits.FEATURE_MAPS}, output="dense")
+@register_decoder("mask_transformer", requires={Emits.FEATURE_MAPS}, output="dense", class_attention=True)
 class MaskTransformerDecoder(nn.Module):
     """Deepest feature map -> class masks (B, K, h, w) -> logits (B, K, H, W)."""
 

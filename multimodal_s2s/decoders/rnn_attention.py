@@ -212,7 +212,7 @@ class RNNDecoder(nn.Module):
         return StepOutput(logits, cache, weights if return_attention else None)
 
 
-@register_decoder("rnn_attention", requires={Emits.SEQUENCE}, output="text")
+@register_decoder("rnn_attention", requires={Emits.SEQUENCE}, output="text", attends=True)
 def rnn_attention(
     encoder_info: EncoderInfo,
     *,

@@ -229,7 +229,7 @@ class TransformerDecoder(nn.Module):
         return StepOutput(self.output(self.final_norm(x)), cache, attention)
 
 
-@register_decoder("transformer", requires={Emits.SEQUENCE}, output="text")
+@register_decoder("transformer", requires={Emits.SEQUENCE}, output="text", attends=True)
 def transformer(
     encoder_info: EncoderInfo,
     *,
@@ -245,7 +245,7 @@ def transformer(
     return TransformerDecoder(encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings)
 
 
-@register_decoder("transformer_tiny", requires={Emits.SEQUENCE}, output="text")
+@register_decoder("transformer_tiny", requires={Emits.SEQUENCE}, output="text", attends=True)
 def transformer_tiny(
     encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
 ) -> TransformerDecoder:
@@ -253,7 +253,7 @@ def transformer_tiny(
     return TransformerDecoder(encoder_info, vocab_size, 64, 2, 4, 128, dropout, tie_embeddings)
 
 
-@register_decoder("transformer_small", requires={Emits.SEQUENCE}, output="text")
+@register_decoder("transformer_small", requires={Emits.SEQUENCE}, output="text", attends=True)
 def transformer_small(
     encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
 ) -> TransformerDecoder:
@@ -261,7 +261,7 @@ def transformer_small(
     return TransformerDecoder(encoder_info, vocab_size, 256, 4, 4, 1024, dropout, tie_embeddings)
 
 
-@register_decoder("transformer_base", requires={Emits.SEQUENCE}, output="text")
+@register_decoder("transformer_base", requires={Emits.SEQUENCE}, output="text", attends=True)
 def transformer_base(
     encoder_info: EncoderInfo, *, vocab_size: int, dropout: float = DEFAULT_DROPOUT, tie_embeddings: bool = True
 ) -> TransformerDecoder:

@@ -6,14 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import timm
-from torch import Tensor
+from timm.layers import AvgPool2dSame, Conv2dSame, ScaledStdConv2dSame, StdConv2dSame
+from timm.layers.pool2d_same import MaxPool2dSame
+from torch import Tensor, nn
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
-from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality, SequenceOutput
+from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
+
+#: Layers that pad to TensorFlow's "same" at run time: ceil(side / stride) cells.
+_SAME_PADDED = (Conv2dSame, StdConv2dSame, ScaledStdConv2dSame, AvgPool2dSame, MaxPool2dSame)
 
 
 def reject_lengths(lengths: Tensor | None) -> None:
@@ -61,13 +66,16 @@ class CNNEncoder(Encoder):
         if pretrained_path is not None:
             load_state_dict_checked(self.backbone, load_weights_file(pretrained_path), pretrained_path)
         channels = tuple(self.backbone.feature_info.channels())
+        reductions = tuple(self.backbone.feature_info.reduction())
+        rounding = strided_rounding(self.backbone)
         self.position_scale, self.position_channels = position_scale, position_channels
         self.info = EncoderInfo(
             modality=Modality.IMAGE,
             emits=frozenset({Emits.SEQUENCE, Emits.FEATURE_MAPS}),
             out_dim=channels[-1] + position_channels,
             channels=channels,
-            reductions=tuple(self.backbone.feature_info.reduction()),
+            reductions=reductions,
+            grid=None if rounding is None else Grid(reductions[-1], rounding),
         )
 
     def encode_feature_maps(self, images: Tensor) -> FeatureMaps:
@@ -78,6 +86,51 @@ class CNNEncoder(Encoder):
         """images (B, 3, H, W) -> memory (B, h*w, C_last + position_channels), mask (B, h*w) all True."""
         reject_lengths(lengths)
         return feature_map_to_sequence(self.backbone(images)[-1], self.position_scale, self.position_channels)
+
+
+def strided_rounding(network: nn.Module) -> Rounding | None:
+    """How ``network``'s convolutions and pools count an image side that their strides do not divide, read
+    from their kernel, stride, padding and dilation: CEIL when each keeps ceil(side / stride) (it pads
+    dilation * (kernel - 1) / 2, or to "same" at run time), FLOOR when each keeps floor(side / stride) (an
+    unpadded window as wide as its stride), EXACT when both kinds are there, None when one keeps neither
+    (e.g. an unpadded 3x3 stride-2 convolution)."""
+    kinds = {_layer_rounding(layer) for layer in network.modules() if isinstance(layer, _SIZED_LAYERS)} - {_KEPT}
+    if None in kinds:
+        return None
+    if len(kinds) > 1:
+        return Rounding.EXACT
+    return kinds.pop() if kinds else Rounding.CEIL  # no strided layer: any rounding is exact
+
+
+_SIZED_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+_KEPT = "kept"  # a stride-1 layer that keeps the size
+
+
+def _layer_rounding(layer: nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d) -> Rounding | str | None:
+    """The rounding of one layer. PyTorch's size formula: out = round((side + c) / stride) + 1 with
+    c = 2 * padding - dilation * (kernel - 1) - 1, rounded down (up for a ``ceil_mode`` pool)."""
+    if isinstance(layer, _SAME_PADDED):
+        return Rounding.CEIL
+    if layer.padding == "same":  # PyTorch pads to "same" at stride 1 only
+        return _KEPT
+    ceil_mode = not isinstance(layer, nn.Conv2d) and layer.ceil_mode
+    dilation = (1, 1) if isinstance(layer, nn.AvgPool2d) else _pair(layer.dilation)
+    padding = (0, 0) if layer.padding == "valid" else _pair(layer.padding)
+    kinds = set()
+    sides = zip(_pair(layer.kernel_size), _pair(layer.stride), padding, dilation, strict=True)
+    for kernel, stride, pad, dilate in sides:
+        c = 2 * pad - dilate * (kernel - 1) - 1
+        if stride == 1:
+            kinds.add(_KEPT if c == -1 else None)
+        elif c == -stride:
+            kinds.add(Rounding.CEIL if ceil_mode else Rounding.FLOOR)
+        else:
+            kinds.add(Rounding.CEIL if c == -1 and not ceil_mode else None)
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 _CNN_EMITS = {Emits.SEQUENCE, Emits.FEATURE_MAPS}

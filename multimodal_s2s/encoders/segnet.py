@@ -19,7 +19,7 @@ from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checke
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
-from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality, SequenceOutput
+from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
 
 POOL_SIZE = 2  # every stage halves H and W
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
@@ -67,6 +67,7 @@ class SegNetEncoder(Encoder):
             channels=tuple(channels),
             reductions=tuple(POOL_SIZE ** (i + 1) for i in range(len(channels))),
             stage_depths=tuple(stage_depths),
+            grid=Grid(POOL_SIZE ** len(channels), Rounding.FLOOR),  # each 2x2 pool halves a side, rounding down
         )
 
     def encode_feature_maps(self, images: Tensor) -> FeatureMaps:

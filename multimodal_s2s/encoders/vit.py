@@ -14,7 +14,7 @@ from multimodal_s2s.encoders.cnn import reject_lengths
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import register_encoder
-from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality, SequenceOutput
+from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
 
 DEFAULT_IMG_SIZE = 224
 DEFAULT_PATCH_SIZE = 16
@@ -87,6 +87,7 @@ class ViTEncoder(Encoder):
             out_dim=embed_dim,
             channels=(embed_dim,) * len(self.feature_blocks),
             reductions=(patch_size,) * len(self.feature_blocks),
+            grid=Grid(patch_size, Rounding.FLOOR),  # sides are multiples of the patch (``_check_size``)
         )
 
     def _check_size(self, images: Tensor) -> None:

@@ -17,10 +17,16 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.checkpoint import (
+    MODEL_PREFIX,
+    STATE_DICT_KEY,
+    CheckpointError,
+    is_suite_checkpoint,
+    load_checkpoint_file,
+    weights_under,
+)
+
 SAFETENSORS_SUFFIX = ".safetensors"
-#: Where a suite checkpoint keeps its header, and the prefix of its model's weights.
-CHECKPOINT_KEY = "mms2s"
-MODEL_PREFIX = "model."
 #: Buffers that old checkpoints may lack and that BatchNorm fills in itself.
 OPTIONAL_BUFFER_SUFFIX = "num_batches_tracked"
 
@@ -54,14 +60,12 @@ def suite_checkpoint_part(path: str | os.PathLike, part: str) -> dict[str, Tenso
     if not path.is_file() or path.suffix == SAFETENSORS_SUFFIX:
         return None
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a torch zip file: the encoder's own loader reports it
+        checkpoint = load_checkpoint_file(path)
+    except CheckpointError:  # not a torch zip file: the encoder's own loader reports it
         return None
-    if not isinstance(checkpoint, Mapping) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+    if not is_suite_checkpoint(checkpoint):
         return None
-    prefix = f"{MODEL_PREFIX}{part}."
-    state = checkpoint["state_dict"]
-    weights = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    weights = weights_under(checkpoint[STATE_DICT_KEY], f"{MODEL_PREFIX}{part}.")
     if not weights:
         raise WeightsError(f"checkpoint {path} holds no {part} weights")
     return weights

@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, header_for_trainer, header_of, same_model
+from multimodal_s2s.data.base import SuiteDataModule
 from multimodal_s2s.lit.optim import adamw_warmup_cosine
 
 #: Prefix of the metrics a checkpoint's header records.
@@ -92,7 +93,7 @@ class SuiteModule(L.LightningModule, ABC):
         self._warn_if_recipe_differs(header)
         self.use_header(_weights_from_checkpoint(header))
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        if datamodule is not None and hasattr(datamodule, "use_header"):
+        if isinstance(datamodule, SuiteDataModule):
             datamodule.use_header(header)
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
+from multimodal_s2s.models.from_checkpoint import new_ctc_head
 from multimodal_s2s.pipelines.text import json_score
 from multimodal_s2s.registry import encoder_entry
 from multimodal_s2s.types import PAD_ID, Modality
@@ -105,7 +106,7 @@ class Seq2SeqModule(SuiteModule):
     def build(self, header: CheckpointHeader) -> None:
         self.model = build_model(header.model)
         info = self.model.encoder.info
-        self.ctc_head = CTCHead(info.out_dim, header.model.vocab_size) if header.ctc_weight > 0 else None
+        self.ctc_head = new_ctc_head(header, info.out_dim)
         self.audio_features = None
         if info.modality == Modality.AUDIO:
             self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment)

@@ -7,11 +7,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from multimodal_s2s.checkpoint import PRETRAINED_KEY, ModelConfig
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, suite_checkpoint_part
-from multimodal_s2s.models.config import PRETRAINED_KEY, ModelConfig
 from multimodal_s2s.models.encoder_decoder import EncoderDecoder
 from multimodal_s2s.models.segmentation_model import SegmentationModel
 from multimodal_s2s.registry import check_pair, decoder_entry, encoder_entry
+from multimodal_s2s.types import DecoderOutput
 
 # The built-in encoders and decoders register themselves on import (after the registry, before any lookup).
 import multimodal_s2s.decoders  # noqa: E402,F401  isort: skip
@@ -42,13 +43,12 @@ def build_model(config: ModelConfig) -> nn.Module:
     its backbone's own weights file (timm, torchvision), which the encoder reads itself."""
     check_pair(config.encoder, config.decoder)
     dec_entry = decoder_entry(config.decoder)
-    size_name, size = (
-        ("vocab_size", config.vocab_size) if dec_entry.output == "text" else ("num_classes", config.num_classes)
-    )
-    other = config.num_classes if dec_entry.output == "text" else config.vocab_size
+    text_out = dec_entry.output == DecoderOutput.TEXT
+    size_name, size = ("vocab_size", config.vocab_size) if text_out else ("num_classes", config.num_classes)
+    other = config.num_classes if text_out else config.vocab_size
     if not isinstance(size, int) or size < 1 or other is not None:
         raise ValueError(
-            f"decoder {config.decoder!r} makes {dec_entry.output} output: give {size_name}=N (N >= 1) only"
+            f"decoder {config.decoder!r} makes {dec_entry.output.value} output: give {size_name}=N (N >= 1) only"
         )
     encoder_args, encoder_start = _start_from_checkpoint(config.encoder_args, "encoder")
     decoder_args, decoder_start = _start_from_checkpoint(config.decoder_args, "decoder")
@@ -57,7 +57,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     for part, module, start in (("encoder", enc, encoder_start), ("decoder", dec, decoder_start)):
         if start is not None:
             load_state_dict_checked(module, start, config.to_dict()[f"{part}_args"][PRETRAINED_KEY], part)
-    model_cls = EncoderDecoder if dec_entry.output == "text" else SegmentationModel
+    model_cls = EncoderDecoder if text_out else SegmentationModel
     return model_cls(enc, dec, config)
 
 

@@ -4,7 +4,8 @@
 The CTC blank is ``CTC_BLANK_ID`` = PAD_ID: padding is never a target, so its output serves as the
 blank and the head has exactly ``vocab_size`` outputs. ``sequence_log_probs`` scores given token
 sequences under CTC (used to rescore beam-search hypotheses). Training (``lit.seq2seq``) and
-transcription (``pipelines``) both use it; its weights are saved as ``ctc_head.*``.
+transcription (``pipelines``) both use it; its weights are saved as ``ctc_head.*``, and a checkpoint has
+one when its header says so (``CheckpointHeader.has_ctc_head``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from torch.nn import functional as F
 from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
 
 CTC_BLANK_ID = PAD_ID
-#: Key prefix of the CTC head's weights in a checkpoint's ``state_dict``.
-CTC_HEAD_PREFIX = "ctc_head."
 
 
 class CTCHead(nn.Module):
@@ -58,16 +57,6 @@ class CTCHead(nn.Module):
         frames = encoded.mask.sum(dim=1).expand(len(hypotheses))
         nll = F.ctc_loss(log_probs, targets.to(log_probs.device), frames, lengths, blank=CTC_BLANK_ID, reduction="none")
         return -nll
-
-
-def ctc_head_from_weights(weights: dict[str, Tensor]) -> CTCHead | None:
-    """A CTC head from its weights (``ctc_head.*`` of a checkpoint, prefix removed); None when there are none."""
-    if not weights:
-        return None
-    vocab_size, memory_dim = weights["project.weight"].shape
-    head = CTCHead(memory_dim, vocab_size)
-    head.load_state_dict(weights)
-    return head.eval()
 
 
 def _lengths_before_end(targets: Tensor) -> Tensor:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from multimodal_s2s.checkpoint import ModelConfig
 from multimodal_s2s.decoders.base import DecoderCache, StepOutput
 from multimodal_s2s.encoders.base import Encoder, check_inputs
-from multimodal_s2s.models.config import ModelConfig
 from multimodal_s2s.types import SequenceOutput
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from multimodal_s2s.checkpoint import ModelConfig
 from multimodal_s2s.encoders.base import Encoder, check_inputs
-from multimodal_s2s.models.config import ModelConfig
+from multimodal_s2s.registry import decoder_entry
 
 
 class SegmentationModel(nn.Module):
@@ -23,8 +24,9 @@ class SegmentationModel(nn.Module):
 
     @property
     def draws_class_attention(self) -> bool:
-        """Whether the decoder gives per-class attention maps (the mask Transformer does)."""
-        return hasattr(self.decoder, "class_attention")
+        """Whether the decoder gives per-class attention maps (declared in its registry entry: the mask
+        Transformer does)."""
+        return decoder_entry(self.config.decoder).class_attention
 
     def forward(self, images: Tensor) -> Tensor:
         check_inputs(self.encoder.info, images, None)

@@ -18,6 +18,7 @@ import torch
 from multimodal_s2s.checkpoint import Task, read_checkpoint
 from multimodal_s2s.pipelines.base import Pipeline, resolve_device
 from multimodal_s2s.pipelines.captioning import Caption, Captioner
+from multimodal_s2s.pipelines.card import ModelCard
 from multimodal_s2s.pipelines.segmentation import Segmentation, Segmenter
 from multimodal_s2s.pipelines.text import Hypothesis, TextGeneration, json_score
 from multimodal_s2s.pipelines.transcription import Transcriber
@@ -43,6 +44,7 @@ __all__ = [
     "Caption",
     "Captioner",
     "Hypothesis",
+    "ModelCard",
     "PIPELINES",
     "Pipeline",
     "Segment",

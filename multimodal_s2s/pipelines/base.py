@@ -7,7 +7,10 @@ from typing import Any, ClassVar, Self
 
 import torch
 
-from multimodal_s2s.checkpoint import Checkpoint, CheckpointHeader, Task, read_checkpoint
+from multimodal_s2s.checkpoint import Checkpoint, CheckpointHeader, ImagePreprocessing, Task, read_checkpoint
+from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
+from multimodal_s2s.pipelines.card import ModelCard, decoding_text
+from multimodal_s2s.tokenizers import VocabularyTokenizer
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -43,8 +46,9 @@ class Pipeline:
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
         self.path = checkpoint.path
         self.header: CheckpointHeader = checkpoint.header
+        self.training_steps = checkpoint.global_step
         self.device = resolve_device(device)
-        self.model = checkpoint.build_model().to(self.device)
+        self.model = model_from_checkpoint(checkpoint).to(self.device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Self:
@@ -52,22 +56,21 @@ class Pipeline:
         when it is missing, unreadable, not this suite's or of another task."""
         return cls(read_checkpoint(path, cls.task), device)
 
-    def model_card(self) -> dict[str, Any]:
+    def model_card(self) -> ModelCard:
         """What the model is and knows, for people: task, parts, training data, input, output, metrics."""
         header = self.header
-        card: dict[str, Any] = {
-            "task": header.task.value,
-            "encoder": header.model.encoder,
-            "decoder": header.model.decoder,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "training_data": header.data.name,
-            "training_examples": header.data.examples,
-            "metrics": dict(header.metrics),
-        }
-        if header.tokenizer is not None:
-            card["vocabulary_size"] = header.tokenizer.vocab_size
-        if header.labels is not None:
-            card["classes"] = list(header.labels.class_names)
-        if header.preprocessing is not None and hasattr(header.preprocessing, "image_size"):
-            card["image_size"] = list(header.preprocessing.image_size)
-        return card
+        tokenizer, image = header.tokenizer, header.preprocessing
+        return ModelCard(
+            task=header.task,
+            model=header.model,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            data=header.data,
+            metrics=dict(header.metrics),
+            training_steps=self.training_steps,
+            decoding=None if header.decoding is None else decoding_text(header.decoding.beam_size),
+            tokenizer=None if tokenizer is None else tokenizer.type_name,
+            vocabulary_size=None if tokenizer is None else tokenizer.vocab_size,
+            words=tuple(tokenizer.words) if isinstance(tokenizer, VocabularyTokenizer) else None,
+            classes=None if header.labels is None else header.labels.class_names,
+            image_size=image.image_size if isinstance(image, ImagePreprocessing) else None,
+        )

@@ -17,7 +17,7 @@ from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image
 from multimodal_s2s.decoding import decode
 from multimodal_s2s.pipelines.base import batches
 from multimodal_s2s.pipelines.text import TextGeneration, TextOutPipeline, attention_of
-from multimodal_s2s.types import Emits
+from multimodal_s2s.registry import decoder_entry
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | Tensor
 DEFAULT_BATCH_SIZE = 16
@@ -45,7 +45,11 @@ class Captioner(TextOutPipeline):
         super().__init__(checkpoint, device)
         image = self.header.preprocessing
         self.transform = caption_transform(image.image_size, mean=image.mean, std=image.std)
-        self.attention_grid = self._attention_grid()
+        grid = self.model.encoder.info.grid
+        attends = decoder_entry(self.header.model.decoder).attends
+        #: (h, w) of the grid over the image whose cells are the memory rows (row-major), as the encoder
+        #: declares it; None when the encoder has no such grid or the decoder shows no attention.
+        self.attention_grid = grid.size(image.image_size) if grid is not None and attends else None
 
     def __call__(
         self,
@@ -78,16 +82,3 @@ class Captioner(TextOutPipeline):
         if attention is None or self.attention_grid is None:
             return None
         return attention.reshape(-1, *self.attention_grid)
-
-    @torch.no_grad()
-    def _attention_grid(self) -> tuple[int, int] | None:
-        """(h, w) of the grid whose cells are the memory rows, in row-major order (from the deepest
-        feature map of a blank image); None when the encoder has no such grid."""
-        encoder = self.model.encoder
-        if Emits.FEATURE_MAPS not in encoder.info.emits:
-            return None
-        height, width = self.header.preprocessing.image_size
-        blank = torch.zeros(1, 3, height, width, device=self.device)
-        grid = tuple(encoder.encode_feature_maps(blank).features[-1].shape[-2:])
-        rows = self.model.encode(blank).memory.shape[1]
-        return grid if grid[0] * grid[1] == rows else None

@@ -29,7 +29,7 @@ from multimodal_s2s.checkpoint import Checkpoint
 from multimodal_s2s.data.text_batches import pad_last_axis
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
 from multimodal_s2s.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
-from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, ctc_head_from_weights
+from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
 from multimodal_s2s.pipelines.text import TextOutPipeline
 from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment
@@ -54,7 +54,7 @@ class WindowDecodingPipeline(TextOutPipeline):
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
         super().__init__(checkpoint, device)
         self.features = AudioFeatures(self.model.encoder.info.n_mels).to(self.device).eval()
-        head = ctc_head_from_weights(checkpoint.weights(CTC_HEAD_PREFIX))
+        head = ctc_head_from_checkpoint(checkpoint, self.model.encoder.info.out_dim)
         self.ctc_head = None if head is None else head.to(self.device)
         audio = self.header.preprocessing
         self.max_seconds = min(audio.max_seconds, MAX_WINDOW_SECONDS)

@@ -28,6 +28,8 @@ class Tokenizer(ABC):
     """Text <-> token ids. Subclasses declare ``type_name`` and register themselves by defining it."""
 
     type_name: ClassVar[str]
+    #: The special tokens every tokenizer holds, at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3).
+    special_tokens: ClassVar[tuple[str, ...]] = SPECIAL_TOKENS
     _types: ClassVar[dict[str, type[Tokenizer]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -41,6 +41,11 @@ class VocabularyTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.tokens)
 
+    @property
+    def words(self) -> list[str]:
+        """The units of the vocabulary besides the special tokens, in id order."""
+        return self.tokens[len(self.special_tokens) :]
+
     def _encode(self, text: str) -> list[int]:
         return [self.token_to_id.get(unit, UNK_ID) for unit in self.split(text)]
 

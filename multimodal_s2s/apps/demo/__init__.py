@@ -18,7 +18,7 @@ import warnings
 
 from PIL import Image
 
-from multimodal_s2s.apps.demo.captioner import DEFAULT_N_BEST, DemoCaptioner, read_model_card
+from multimodal_s2s.apps.demo.captioner import DEFAULT_N_BEST, DemoCaptioner
 from multimodal_s2s.apps.demo.page import BYTES_PER_MB
 from multimodal_s2s.apps.demo.server import listening_socket, make_server
 from multimodal_s2s.apps.demo.service import LOCAL_HOSTS, Access, Limits, create_app
@@ -102,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         limits = limits_from(args)
         captioner = DemoCaptioner.load(args.checkpoint, args.device, args.beam_size, args.n_best)
-        card = read_model_card(args.checkpoint, captioner.decoding)
-        app = create_app(captioner, card, limits, access_from(args))
+        app = create_app(captioner, captioner.model_card(), limits, access_from(args))
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return _fail(str(error))
     try:

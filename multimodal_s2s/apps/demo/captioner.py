@@ -1,14 +1,14 @@
-"""The demo's one door to the model: ``DemoCaptioner`` turns an image into the page's JSON answer, and
-``read_model_card`` reads what the checkpoint says about the model.
+"""The demo's one door to the model: ``DemoCaptioner`` turns an image into the page's JSON answer and
+gives the model's card (``Pipeline.model_card``, with the demo's decoding).
 
-They are the only places in the demo that call the captioning code (``pipelines.Captioner`` and the
-checkpoint header): moving to another pipeline class changes ``DemoCaptioner.load``,
-``DemoCaptioner.caption`` and ``read_model_card``, nothing else.
+It is the only place in the demo that calls the captioning code (``pipelines.Captioner``): moving to
+another pipeline class changes ``DemoCaptioner.load``, ``DemoCaptioner.caption`` and
+``DemoCaptioner.model_card``, nothing else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +16,11 @@ from PIL import Image
 from torch import Tensor
 
 from multimodal_s2s.apps.demo.heatmaps import display_copy, png_data_url
-from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, header_of, load_checkpoint_file
 from multimodal_s2s.heatmaps import attention_scale, heatmaps
-from multimodal_s2s.pipelines import Captioner, json_score
+from multimodal_s2s.pipelines import Captioner, ModelCard, json_score
+from multimodal_s2s.pipelines.card import decoding_text
 
 DEFAULT_N_BEST = 3
-NOT_RECORDED = "not recorded"
-#: What each data format of ``CaptioningDataModule`` holds, for the model card.
-DATA_FORMATS = {
-    "shapes": "procedural scenes of one or two coloured shapes (the suite's shapes generator)",
-    "flickr8k": "Flickr8k photos",
-    "coco": "COCO photos",
-    "jsonl": "images listed in a JSON-lines caption file",
-}
-#: Arguments of the encoder / decoder named on the model card, when the checkpoint has them.
-ENCODER_KEYS = ("backbone",)
-DECODER_KEYS = ("num_layers", "d_model", "hidden_size")
-#: A vocabulary this small is listed word by word on the card (the model can say nothing else).
-LISTED_VOCABULARY = 60
 
 
 @dataclass
@@ -72,8 +59,11 @@ class DemoCaptioner:
 
     @property
     def decoding(self) -> str:
-        beams, shown = self.beam_size, self.n_best
-        return "greedy" if beams == 1 else f"beam search, {beams} beams, {shown} alternatives shown"
+        return decoding_text(self.beam_size, self.n_best)
+
+    def model_card(self) -> ModelCard:
+        """The checkpoint's model card, with the demo's decoding."""
+        return replace(self.captioner.model_card(), decoding=self.decoding)
 
     def caption(self, image: Image.Image) -> Captioned:
         """Caption one RGB image."""
@@ -116,80 +106,3 @@ def page_answer(image: Image.Image, captioned: Captioned) -> dict[str, Any]:
         answer["heatmap_scale"] = {"top": json_score(top), "uniform": json_score(1.0 / maps[0].numel())}
         answer["attention_note"] = None
     return answer
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the page tells about the model (each field a short text; NOT_RECORDED when unknown)."""
-
-    task: str
-    encoder: str
-    decoder: str
-    training_data: str
-    image_size: str
-    vocabulary: str
-    validation: str
-    training: str
-    decoding: str
-    known_words: str
-
-    def rows(self) -> list[tuple[str, str]]:
-        """(label, text) for each field, in order."""
-        return [(field.name.replace("_", " ").capitalize(), getattr(self, field.name)) for field in fields(self)]
-
-
-def read_model_card(path: str | Path, decoding: str) -> ModelCard:
-    """The model card of a captioning checkpoint (read weights-only; CheckpointError names the file)."""
-    checkpoint = load_checkpoint_file(path)
-    header = header_of(checkpoint, path)
-    if header.task != Task.CAPTIONING:
-        raise CheckpointError(f"{path}: the checkpoint's task is {header.task.value}, but the demo needs captioning")
-    return model_card(header, decoding, checkpoint.get("global_step"))
-
-
-def model_card(header: CheckpointHeader, decoding: str, steps: int | None = None) -> ModelCard:
-    """The card from a checkpoint's header (and the optimizer steps Lightning stored beside it)."""
-    model, tokenizer = header.model, header.tokenizer.to_dict()
-    image_size = header.preprocessing.image_size
-    return ModelCard(
-        task=header.task.value,
-        encoder=_named_with(model.encoder, model.encoder_args, ENCODER_KEYS),
-        decoder=_named_with(model.decoder, model.decoder_args, DECODER_KEYS),
-        training_data=_training_data(header.data.name, header.data.examples),
-        image_size=f"{image_size[1]} x {image_size[0]} pixels (width x height)",
-        vocabulary=f"{model.vocab_size:,} tokens ({tokenizer.get('type', 'unknown')} tokenizer)",
-        validation=_validation(header.metrics),
-        training=f"{steps:,} optimizer steps" if isinstance(steps, int) else NOT_RECORDED,
-        decoding=decoding,
-        known_words=_known_words(tokenizer.get("tokens")),
-    )
-
-
-def _named_with(name: str, args: dict[str, Any], keys: tuple[str, ...]) -> str:
-    details = ", ".join(f"{key} {args[key]}" for key in keys if key in args)
-    return f"{name} ({details})" if details else name
-
-
-def _known_words(tokens: list[str] | None) -> str:
-    """The tokens a small vocabulary holds (special ones left out)."""
-    if not tokens:
-        return NOT_RECORDED
-    words = [token for token in tokens if not token.startswith("<")]
-    return ", ".join(words) if len(words) <= LISTED_VOCABULARY else f"{len(words):,} (too many to list)"
-
-
-def _training_data(name: str, examples: int | None) -> str:
-    """What the data format holds (never a local path: the page may face a LAN), and how many examples."""
-    if name == NOT_RECORDED:
-        return NOT_RECORDED
-    text = DATA_FORMATS.get(name, name)
-    return f"{text}: {examples:,} training examples" if examples else text
-
-
-def _validation(metrics: dict[str, float]) -> str:
-    """The validation metrics recorded when the checkpoint was written (the loss left out)."""
-    shown = {key: value for key, value in metrics.items() if not key.endswith("loss")}
-    if not shown:
-        return NOT_RECORDED
-    scores = ", ".join(f"{key} = {value:.4g}" for key, value in sorted(shown.items()))
-    return f"{scores} (when this checkpoint was saved)"

@@ -15,10 +15,10 @@ import hashlib
 import html
 import re
 
-from multimodal_s2s.apps.demo.captioner import ModelCard
 from multimodal_s2s.apps.demo.examples import Example
 from multimodal_s2s.apps.demo.heatmaps import DISPLAY_SIDE, png_data_url
 from multimodal_s2s.heatmaps import colour_bar
+from multimodal_s2s.pipelines import ModelCard
 
 BYTES_PER_MB = 1024 * 1024
 
@@ -299,7 +299,7 @@ def render_page(card: ModelCard, examples: list[Example], max_upload_bytes: int)
         "__STYLE__": STYLE,
         "__SCRIPT__": SCRIPT,
         "__CARD__": rows,
-        "__TRAINED_ON__": html.escape(card.training_data),
+        "__TRAINED_ON__": html.escape(card.trained_on),
         "__EXAMPLES__": buttons,
         "__COLOUR_BAR__": COLOUR_BAR_URL,
         "__MAX_BYTES__": str(max_upload_bytes),

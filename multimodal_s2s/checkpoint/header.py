@@ -1,43 +1,32 @@
-"""Self-contained checkpoints: a typed header travels beside the weights, written and read here only.
+"""The typed checkpoint header: everything besides the weights that turns a checkpoint into a working model.
 
-A checkpoint of this suite is a Lightning checkpoint (a dict) with ``state_dict`` and, under
-``checkpoint["mms2s"]``, the plain-data form of a ``CheckpointHeader``: the task, the model config,
+It travels in the checkpoint file (``checkpoint.files``) as plain data: the task, the model config,
 the tokenizers, the preprocessing, the decoding defaults or the label set, a description of the
 training data and its validation metrics, and a format version. Together with the weights it rebuilds
 the model and everything around it, as whisper's ``ModelDimensions`` do, so that evaluation, resuming
 and inference never rebuild a vocabulary or a preprocessing from data.
 
-Reading is ``torch.load(..., weights_only=True)`` only: nothing in a checkpoint is ever unpickled.
 Headers written before format 1 (the task "seq2seq" plus ``preprocess["task"]``, labels at the top
 level) are upgraded on reading; a header of a newer format is refused in one line. Format 2 added
 ``AudioPreprocessing.silence_pad_seconds``; an older ASR header takes it from the recipe that Lightning
-saved beside it (``recipe_silence_pad``).
+saved beside it (``checkpoint.files.recipe_silence_pad``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-import pickle
-import zipfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
-from multimodal_s2s.encoders.weights import CHECKPOINT_KEY, MODEL_PREFIX
-from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.checkpoint.config import ModelConfig
 from multimodal_s2s.tokenizers import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 2
 #: The first format whose AudioPreprocessing records ``silence_pad_seconds``.
 SILENCE_PAD_FORMAT = 2
-#: Where Lightning saves a data module's hyper-parameters (the recipe's ``data:`` section) in a checkpoint.
-DATAMODULE_HPARAMS_KEY = "datamodule_hyper_parameters"
+#: What a header says of what it does not record (the training data of the first-layout headers).
+NOT_RECORDED = "not recorded"
 
 
 class CheckpointError(ValueError):
@@ -51,10 +40,6 @@ class Task(str, Enum):
     ASR = "asr"
     SEGMENTATION = "segmentation"
     TRANSLATION = "translation"
-
-    @property
-    def text_out(self) -> bool:
-        return self != Task.SEGMENTATION
 
 
 @dataclass(frozen=True)
@@ -87,11 +72,11 @@ class AudioPreprocessing:
     silence_pad_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if not _is_seconds(self.silence_pad_seconds):
+        if not is_seconds(self.silence_pad_seconds):
             raise ValueError(f"silence_pad_seconds must be a finite number >= 0, got {self.silence_pad_seconds!r}")
 
 
-def _is_seconds(value: Any) -> bool:
+def is_seconds(value: Any) -> bool:
     """Whether ``value`` is a finite number >= 0 (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
@@ -126,9 +111,6 @@ class TrainingData:
     examples: int | None = None
 
 
-_SECTIONS = {"preprocessing", "decoding", "labels", "data"}
-
-
 @dataclass
 class CheckpointHeader:
     """Everything besides the weights that turns a checkpoint into a working model.
@@ -150,6 +132,12 @@ class CheckpointHeader:
     ctc_weight: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+
+    @property
+    def has_ctc_head(self) -> bool:
+        """Whether the model has a CTC head (``ctc_head.*`` weights): training, resuming and inference
+        all decide it here."""
+        return self.ctc_weight > 0
 
     def __post_init__(self) -> None:
         self.task = Task(self.task)
@@ -245,7 +233,7 @@ def _upgrade_from_v0(old: dict[str, Any]) -> dict[str, Any]:
     task = preprocess.pop("task", None) or old["task"]
     if task == "seq2seq":  # the first captioning checkpoints did not name their task
         task = Task.CAPTIONING.value
-    name = preprocess.pop("format", "not recorded")
+    name = preprocess.pop("format", NOT_RECORDED)
     for key in ("tokenizer", "source_lang", "target_lang"):
         preprocess.pop(key, None)
     labels = None
@@ -265,92 +253,9 @@ def _upgrade_from_v0(old: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Checkpoint:
-    """A checkpoint read safely: its header and its weights (``state_dict`` keys as Lightning saves them)."""
-
-    path: Path
-    header: CheckpointHeader
-    state_dict: dict[str, Tensor]
-
-    def weights(self, prefix: str) -> dict[str, Tensor]:
-        """The entries under ``prefix`` (e.g. "model.encoder."), with the prefix removed."""
-        return {key.removeprefix(prefix): value for key, value in self.state_dict.items() if key.startswith(prefix)}
-
-    def build_model(self) -> nn.Module:
-        """The model rebuilt from the header's config with the checkpoint's weights, in eval mode."""
-        try:
-            model = build_model(self.header.model.without_weights_files())
-            model.load_state_dict(self.weights(MODEL_PREFIX))
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # unknown names, shapes that differ
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CheckpointError(f"{self.path}: cannot rebuild the model from this checkpoint ({reason})") from None
-        return model.eval()
-
-
-def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` a local file with weights only; one-line CheckpointError when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
-
-
-def header_of(raw: Any, path: str | Path) -> CheckpointHeader:
-    """The header of a loaded checkpoint dict; CheckpointError naming ``path`` when there is none."""
-    meta = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
-    if not isinstance(meta, dict) or not isinstance(raw.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a multimodal_s2s checkpoint (no '{CHECKPOINT_KEY}' header)")
-    try:
-        header = CheckpointHeader.from_dict(meta)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    if header.task == Task.ASR and meta.get("format_version", 0) < SILENCE_PAD_FORMAT:
-        silence_pad = recipe_silence_pad(raw)
-        header.preprocessing = replace(header.preprocessing, silence_pad_seconds=silence_pad)
-    return header
-
-
-def recipe_silence_pad(raw: dict[str, Any]) -> float:
-    """The silence an ASR recipe put around training utterances (``data.silence_pad``) as Lightning saved it
-    in checkpoint ``raw`` (its data module's hyper-parameters), for headers older than format 2, which did
-    not record it; 0.0 when it is absent or not a number >= 0 (as those headers have always been read)."""
-    recipe = raw.get(DATAMODULE_HPARAMS_KEY)
-    silence_pad = recipe.get("silence_pad") if isinstance(recipe, dict) else None
-    return float(silence_pad) if _is_seconds(silence_pad) else 0.0
-
-
-def read_checkpoint(path: str | Path, task: Task | None = None) -> Checkpoint:
-    """Read a checkpoint safely; ``task``: refuse one of another task. One-line errors name the file."""
-    raw = load_checkpoint_file(path)
-    header = header_of(raw, path)
-    if task is not None and header.task != task:
-        needed = Task(task).value
-        raise CheckpointError(f"{path}: the checkpoint's task is {header.task.value}, but this needs {needed}")
-    return Checkpoint(Path(path), header, raw["state_dict"])
-
-
 def same_model(first: CheckpointHeader, second: CheckpointHeader) -> bool:
     """Whether two headers describe the same model around the same vocabularies, labels and inputs
     (metrics and the training-data description may differ)."""
     ignored = ("metrics", "data")
     one, other = first.to_dict(), second.to_dict()
     return all(one[key] == other[key] for key in one if key not in ignored)
-
-
-def header_for_trainer(trainer: Any) -> CheckpointHeader | None:
-    """The header of the local checkpoint a Lightning run starts from (``trainer.ckpt_path``), or None
-    when there is none. Read once per file version (weights only)."""
-    path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
-    if path is None or not Path(path).is_file():
-        return None
-    return _cached_header(os.path.abspath(path), os.path.getmtime(path))
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_header(path: str, modified: float) -> CheckpointHeader:
-    return header_of(load_checkpoint_file(path), path)

@@ -1,4 +1,4 @@
-"""A model's config: names and numbers, small enough to store inside a checkpoint."""
+"""A model's config: names and numbers, small enough to store inside a checkpoint (models.build_model reads it)."""
 
 from __future__ import annotations
 
