@@ -161,3 +161,10 @@ def test_decode_rejects_ids_outside_the_vocabulary(tokenizers):
     for tokenizer in tokenizers.values():
         with pytest.raises(ValueError, match="outside the vocabulary"):
             tokenizer.decode([tokenizer.vocab_size])
+
+
+def test_tokenizers_declare_their_special_tokens_and_a_vocabulary_lists_the_rest():
+    words = WordTokenizer.train(["a < b", "<b> a"])
+    assert words.special_tokens == SPECIAL_TOKENS == tuple(words.tokens[: len(SPECIAL_TOKENS)])
+    assert sorted(words.words) == sorted(["a", "b", "<", ">"])  # "<" is a word here, not a special token
+    assert CharTokenizer.train(["ab"]).words == ["a", "b"]
