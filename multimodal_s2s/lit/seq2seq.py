@@ -26,6 +26,7 @@ from multimodal_s2s.audio import AudioFeatures
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
+from multimodal_s2s.lit.optim import check_label_smoothing, check_optimizer_options
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
@@ -75,6 +76,8 @@ class Seq2SeqModule(SuiteModule):
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(TEXT_METRICS)}")
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
+        check_optimizer_options(lr, weight_decay, warmup_steps)
+        check_label_smoothing(label_smoothing)
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.ctc_head: CTCHead | None = None
         self.audio_features: AudioFeatures | None = None
