@@ -16,6 +16,7 @@ Batches are dicts:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -45,6 +46,8 @@ class Seq2SeqModule(SuiteModule):
         label_smoothing: for the cross-entropy over target tokens.
         metrics: names from ``metrics.text.TEXT_METRICS`` computed on decoded validation / test text.
         beam_size, max_length, length_penalty: decoding options for validation, test and predict.
+        no_repeat_ngram_size: the ban on repeated n-grams in those decodings, recorded in the checkpoint
+            for the pipelines (None: the task's default, ``checkpoint.default_no_repeat_ngram_size``; 0: none).
         ctc_weight: w of the hybrid CTC/attention loss ``(1 - w) * attention + w * CTC`` (0 = no CTC
             head); the head (``models.ctc.CTCHead``, blank = PAD id) is saved as ``ctc_head.*``.
         spec_augment: audio encoders: keyword arguments of ``audio.SpecAugment`` (None: its defaults).
@@ -66,6 +69,7 @@ class Seq2SeqModule(SuiteModule):
         beam_size: int = 4,
         max_length: int = 64,
         length_penalty: float = 1.0,
+        no_repeat_ngram_size: int | None = None,
         ctc_weight: float = 0.0,
         spec_augment: dict[str, Any] | None = None,
     ):
@@ -85,7 +89,8 @@ class Seq2SeqModule(SuiteModule):
             {split: nn.ModuleList([TEXT_METRICS[name]() for name in metrics or []]) for split in ("val", "test")}
         )
         self.loss_means = evaluation_loss_means()
-        self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
+        self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty,
+                                        no_repeat_ngram_size=no_repeat_ngram_size or 0)  # fmt: skip
 
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams
@@ -101,12 +106,15 @@ class Seq2SeqModule(SuiteModule):
             preprocessing=data.preprocessing,
             tokenizer=data.tokenizer,
             source_tokenizer=getattr(data, "source_tokenizer", None),
-            decoding=DecodingDefaults(hp.beam_size, hp.max_length, hp.length_penalty),
+            decoding=DecodingDefaults(hp.beam_size, hp.max_length, hp.length_penalty, hp.no_repeat_ngram_size),
             ctc_weight=hp.ctc_weight,
         )
 
     def build(self, header: CheckpointHeader) -> None:
         self.model = build_model(header.model)
+        ngram = self.hparams.get("no_repeat_ngram_size")  # the recipe's, else the checkpoint's
+        ngram = header.decoding.no_repeat_ngram_size if ngram is None else ngram
+        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram)
         info = self.model.encoder.info
         self.ctc_head = CTCHead(info.out_dim, header.model.vocab_size) if header.ctc_weight > 0 else None
         self.audio_features = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -53,7 +54,7 @@ class Pipeline:
         return cls(read_checkpoint(path, cls.task), device)
 
     def model_card(self) -> dict[str, Any]:
-        """What the model is and knows, for people: task, parts, training data, input, output, metrics."""
+        """What the model is and knows, for people: task, parts, training data, input, output, decoding, metrics."""
         header = self.header
         card: dict[str, Any] = {
             "task": header.task.value,
@@ -66,6 +67,8 @@ class Pipeline:
         }
         if header.tokenizer is not None:
             card["vocabulary_size"] = header.tokenizer.vocab_size
+        if header.decoding is not None:  # the defaults, with no_repeat_ngram_size (the repeated n-gram ban)
+            card["decoding"] = asdict(header.decoding)
         if header.labels is not None:
             card["classes"] = list(header.labels.class_names)
         if header.preprocessing is not None and hasattr(header.preprocessing, "image_size"):

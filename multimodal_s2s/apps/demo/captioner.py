@@ -73,7 +73,9 @@ class DemoCaptioner:
     @property
     def decoding(self) -> str:
         beams, shown = self.beam_size, self.n_best
-        return "greedy" if beams == 1 else f"beam search, {beams} beams, {shown} alternatives shown"
+        search = "greedy" if beams == 1 else f"beam search, {beams} beams, {shown} alternatives shown"
+        ngram = self.captioner.options(beams).no_repeat_ngram_size
+        return f"{search}, no repeated {ngram}-grams" if ngram else search
 
     def caption(self, image: Image.Image) -> Captioned:
         """Caption one RGB image."""
