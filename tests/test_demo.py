@@ -80,7 +80,7 @@ def test_model_card_is_the_pipelines_and_says_what_it_lacks(checkpoint):
         f"(the suite's shapes generator): {header.data.examples} training examples"
     assert rows["Validation"].startswith("val/bleu1 = ") and "loss" not in rows["Validation"]
     assert rows["Training"] == "2 optimizer steps" and rows["Decoding"] == f"beam search, {BEAM} beams, {BEAM} " \
-        "alternatives shown"
+        "alternatives shown, no repeated 4-grams"
     rows = dict(replace(card, metrics={}, data=TrainingData(NOT_RECORDED), training_steps=None).rows())
     assert rows["Validation"] == rows["Training data"] == rows["Training"] == NOT_RECORDED
 

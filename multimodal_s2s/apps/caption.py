@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-length", type=int, default=None, help="most tokens per caption (default: the checkpoint's)"
     )
+    parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                        help="ban repeating any N-gram of words (0: off; default: the checkpoint's)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object per line, with score and n-best list")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images decoded together")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         captioner = Captioner.from_checkpoint(args.checkpoint, args.device)
-        options = {"beam_size": args.beam_size, "n_best": args.n_best, "max_length": args.max_length}
+        options = {"beam_size": args.beam_size, "n_best": args.n_best, "max_length": args.max_length,
+                   "no_repeat_ngram_size": args.no_repeat_ngram}  # fmt: skip
         captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return _fail(str(error))

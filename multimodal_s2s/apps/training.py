@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
+from multimodal_s2s.lit.optim import check_gradient_clipping
 from multimodal_s2s.lit.predictions import PredictionWriter
 from multimodal_s2s.lit.runs import AtomicCheckpointIO, RunLogger, resolve_checkpoint
 from multimodal_s2s.outputs import check_writable_folder
@@ -83,6 +84,7 @@ class SuiteCLI(LightningCLI):
         if self.subcommand == "predict":
             config.return_predictions = False  # PredictionWriter writes them as they come
         check_writable_folder(config.trainer.default_root_dir or ".", "trainer.default_root_dir")
+        check_gradient_clipping(config.trainer.get("gradient_clip_val"), config.trainer.get("gradient_clip_algorithm"))
         for logger in _as_list(config.trainer.get("logger")):
             if getattr(logger, "class_path", "").endswith(RunLogger.__name__):
                 logger.init_args.save_dir = config.trainer.default_root_dir or "."

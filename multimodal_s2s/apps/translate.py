@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a translation checkpoint (.ckpt)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy); default: checkpoint's")
     parser.add_argument("--max-length", type=int, default=None, help="most output tokens; default: checkpoint's")
+    parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                        help="ban repeating any N-gram of tokens (0: off); default: checkpoint's")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="lines translated together")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
@@ -44,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         translator = Translator.from_checkpoint(args.checkpoint, args.device)
-        options = {"beam_size": args.beam_size, "n_best": 1, "max_length": args.max_length}
+        options = {"beam_size": args.beam_size, "n_best": 1, "max_length": args.max_length,
+                   "no_repeat_ngram_size": args.no_repeat_ngram}  # fmt: skip
         translator.options(**options)  # checks the options before any input is read
         if args.attention_plot is not None:
             problem = OutputPlan([args.file] if args.file else [], args.overwrite).claim(args.attention_plot)

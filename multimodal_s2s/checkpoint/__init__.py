@@ -37,6 +37,7 @@ from multimodal_s2s.checkpoint.header import (
     LabelSet,
     Task,
     TrainingData,
+    default_no_repeat_ngram_size,
     same_model,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "ModelConfig",
     "Task",
     "TrainingData",
+    "default_no_repeat_ngram_size",
     "header_for_trainer",
     "header_of",
     "is_suite_checkpoint",

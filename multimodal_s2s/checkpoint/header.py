@@ -15,7 +15,7 @@ saved beside it (``checkpoint.files.recipe_silence_pad``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -83,11 +83,28 @@ def is_seconds(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class DecodingDefaults:
-    """The decoding options used in validation: the pipelines' defaults."""
+    """The decoding options used in validation: the pipelines' defaults. ``no_repeat_ngram_size`` None
+    (a header that does not record it) becomes the task's default in ``CheckpointHeader``."""
 
     beam_size: int = 1
     max_length: int = 64
     length_penalty: float = 1.0
+    no_repeat_ngram_size: int | None = None
+
+
+#: The repeated n-gram ban of captions and translations in words or BPE pieces, on by default: it stops
+#: loops ("a large red red red ..."). Training references that repeat an n-gram (which the ban would
+#: forbid), n = 3 / 4: shapes 0% / 0%, Flickr8k 0.50% / 0.12%, Multi30k de (BPE) 0.34% / 0.06%. Character
+#: outputs repeat 4-grams (dates 0.38%: "2000-10-10") and ASR has its own checks (``fallback``): no ban.
+DEFAULT_NO_REPEAT_NGRAM = 4
+CHARACTER_TOKENIZER = "char"
+
+
+def default_no_repeat_ngram_size(task: Task, tokenizer: Tokenizer | None) -> int:
+    """The ``no_repeat_ngram_size`` a text-out checkpoint decodes with when its header names none."""
+    if task in (Task.CAPTIONING, Task.TRANSLATION) and getattr(tokenizer, "type_name", None) != CHARACTER_TOKENIZER:
+        return DEFAULT_NO_REPEAT_NGRAM
+    return 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,9 @@ class CheckpointHeader:
         wanted = AudioPreprocessing if self.task == Task.ASR else ImagePreprocessing
         if self.task != Task.TRANSLATION and not isinstance(self.preprocessing, wanted):
             raise CheckpointError(f"the {self.task.value} header needs {wanted.__name__}")
+        if self.decoding is not None and self.decoding.no_repeat_ngram_size is None:
+            ngram = default_no_repeat_ngram_size(self.task, self.tokenizer)
+            self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, numbers, lists, dicts): what ``torch.load(weights_only=True)`` reads back."""

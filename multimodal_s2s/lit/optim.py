@@ -9,6 +9,46 @@ from typing import Any
 import torch
 from torch import nn
 
+#: Lightning's ways of clipping gradients (``trainer.gradient_clip_algorithm``).
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+def check_optimizer_options(lr: float, weight_decay: float, warmup_steps: int) -> None:
+    """A ValueError in one line naming the recipe key for a value that AdamW or the schedule cannot use
+    (before any data is read, instead of torch.optim's traceback at the first step)."""
+    _check_number("lr", lr, lowest=0.0, inclusive=False)
+    _check_number("weight_decay", weight_decay, lowest=0.0)
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"model.init_args.warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+
+
+def check_label_smoothing(label_smoothing: float) -> None:
+    """``label_smoothing`` in [0, 1): 1 would train towards the uniform distribution."""
+    _check_number("label_smoothing", label_smoothing, lowest=0.0)
+    if label_smoothing >= 1:
+        raise ValueError(f"model.init_args.label_smoothing must be in [0, 1), got {label_smoothing!r}")
+
+
+def check_gradient_clipping(clip_val: float | None, algorithm: str | None) -> None:
+    """``trainer.gradient_clip_val`` None or a finite number >= 0 (0: no clipping; a negative one would
+    flip the gradients' sign), ``trainer.gradient_clip_algorithm`` one of Lightning's."""
+    if clip_val is not None and not (_is_number(clip_val) and clip_val >= 0):
+        expected = "a finite number >= 0 (0 or null: no clipping)"
+        raise ValueError(f"trainer.gradient_clip_val must be {expected}, got {clip_val!r}")
+    if algorithm is not None and str(algorithm).lower() not in CLIP_ALGORITHMS:  # Lightning ignores case
+        choices = ", ".join(CLIP_ALGORITHMS)
+        raise ValueError(f"trainer.gradient_clip_algorithm must be one of {choices}, got {algorithm!r}")
+
+
+def _check_number(name: str, value: object, lowest: float, inclusive: bool = True) -> None:
+    if not (_is_number(value) and (value >= lowest if inclusive else value > lowest)):
+        bound = f"{'>=' if inclusive else '>'} {lowest:g}"
+        raise ValueError(f"model.init_args.{name} must be a finite number {bound}, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def adamw_warmup_cosine(
     parameters: Iterable[nn.Parameter], lr: float, weight_decay: float, warmup_steps: int, total_steps: int

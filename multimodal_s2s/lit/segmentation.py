@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import CheckpointHeader, Task
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
+from multimodal_s2s.lit.optim import check_optimizer_options
 from multimodal_s2s.losses import segmentation_loss
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
@@ -72,6 +73,7 @@ class SegmentationModule(SuiteModule):
         super().__init__()
         if class_balancing is not None and class_balancing not in CLASS_BALANCING:
             raise ValueError(f"unknown class_balancing {class_balancing!r}; choose None or one of {CLASS_BALANCING}")
+        check_optimizer_options(lr, weight_decay, warmup_steps)
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.loss_function = segmentation_loss(loss)
         self.save_hyperparameters()

@@ -16,6 +16,7 @@ Batches are dicts:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from multimodal_s2s.audio import AudioFeatures
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
+from multimodal_s2s.lit.optim import check_label_smoothing, check_optimizer_options
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
@@ -45,6 +47,8 @@ class Seq2SeqModule(SuiteModule):
         label_smoothing: for the cross-entropy over target tokens.
         metrics: names from ``metrics.text.TEXT_METRICS`` computed on decoded validation / test text.
         beam_size, max_length, length_penalty: decoding options for validation, test and predict.
+        no_repeat_ngram_size: the ban on repeated n-grams in those decodings, recorded in the checkpoint
+            for the pipelines (None: the task's default, ``checkpoint.default_no_repeat_ngram_size``; 0: none).
         ctc_weight: w of the hybrid CTC/attention loss ``(1 - w) * attention + w * CTC`` (0 = no CTC
             head); the head (``models.ctc.CTCHead``, blank = PAD id) is saved as ``ctc_head.*``.
         spec_augment: audio encoders: keyword arguments of ``audio.SpecAugment`` (None: its defaults).
@@ -66,6 +70,7 @@ class Seq2SeqModule(SuiteModule):
         beam_size: int = 4,
         max_length: int = 64,
         length_penalty: float = 1.0,
+        no_repeat_ngram_size: int | None = None,
         ctc_weight: float = 0.0,
         spec_augment: dict[str, Any] | None = None,
     ):
@@ -76,6 +81,8 @@ class Seq2SeqModule(SuiteModule):
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(TEXT_METRICS)}")
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
+        check_optimizer_options(lr, weight_decay, warmup_steps)
+        check_label_smoothing(label_smoothing)
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.ctc_head: CTCHead | None = None
         self.audio_features: AudioFeatures | None = None
@@ -83,7 +90,8 @@ class Seq2SeqModule(SuiteModule):
             {split: nn.ModuleList([TEXT_METRICS[name]() for name in metrics or []]) for split in ("val", "test")}
         )
         self.loss_means = evaluation_loss_means()
-        self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
+        self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty,
+                                        no_repeat_ngram_size=no_repeat_ngram_size or 0)  # fmt: skip
 
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams
@@ -99,12 +107,15 @@ class Seq2SeqModule(SuiteModule):
             preprocessing=data.preprocessing,
             tokenizer=data.tokenizer,
             source_tokenizer=getattr(data, "source_tokenizer", None),
-            decoding=DecodingDefaults(hp.beam_size, hp.max_length, hp.length_penalty),
+            decoding=DecodingDefaults(hp.beam_size, hp.max_length, hp.length_penalty, hp.no_repeat_ngram_size),
             ctc_weight=hp.ctc_weight,
         )
 
     def build(self, header: CheckpointHeader) -> None:
         self.model = build_model(header.model)
+        ngram = self.hparams.get("no_repeat_ngram_size")  # the recipe's, else the checkpoint's
+        ngram = header.decoding.no_repeat_ngram_size if ngram is None else ngram
+        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram)
         info = self.model.encoder.info
         self.ctc_head = new_ctc_head(header, info.out_dim)
         self.audio_features = None

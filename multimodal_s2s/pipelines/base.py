@@ -57,9 +57,9 @@ class Pipeline:
         return cls(read_checkpoint(path, cls.task), device)
 
     def model_card(self) -> ModelCard:
-        """What the model is and knows, for people: task, parts, training data, input, output, metrics."""
+        """What the model is and knows, for people: task, parts, training data, input, output, decoding, metrics."""
         header = self.header
-        tokenizer, image = header.tokenizer, header.preprocessing
+        tokenizer, image, decoding = header.tokenizer, header.preprocessing, header.decoding
         return ModelCard(
             task=header.task,
             model=header.model,
@@ -67,7 +67,9 @@ class Pipeline:
             data=header.data,
             metrics=dict(header.metrics),
             training_steps=self.training_steps,
-            decoding=None if header.decoding is None else decoding_text(header.decoding.beam_size),
+            decoding=None if decoding is None else decoding_text(
+                decoding.beam_size, ngram=decoding.no_repeat_ngram_size
+            ),
             tokenizer=None if tokenizer is None else tokenizer.type_name,
             vocabulary_size=None if tokenizer is None else tokenizer.vocab_size,
             words=tuple(tokenizer.words) if isinstance(tokenizer, VocabularyTokenizer) else None,

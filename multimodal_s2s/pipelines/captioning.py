@@ -60,11 +60,12 @@ class Captioner(TextOutPipeline):
         return_attention: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_side: int | None = DEFAULT_MAX_SIDE,
+        no_repeat_ngram_size: int | None = None,
     ) -> list[Caption]:
         """Caption ``images`` (any mode is converted to RGB; larger than ``max_side`` shrunk on load).
-        Decoding defaults (beam size, length) are the checkpoint's validation settings.
+        Decoding defaults (beam size, length, repeated n-gram ban) are the checkpoint's validation settings.
         Raises ImageLoadError (one line naming the file) for an input that is not an image."""
-        options = self.options(beam_size, n_best, max_length, return_attention)
+        options = self.options(beam_size, n_best, max_length, return_attention, no_repeat_ngram_size)
         captions: list[Caption] = []
         for batch in batches(list(images), batch_size):
             pixels = torch.stack([self.prepare(as_rgb_image(item, max_side)) for item in batch])  # (B, 3, H, W)

@@ -36,7 +36,7 @@ class ModelCard:
         data: what it was trained on.
         metrics: the validation metrics when the checkpoint was written.
         training_steps: the optimizer steps of its training.
-        decoding: how it decodes ("greedy", "beam search, 4 beams"), for text-out tasks.
+        decoding: how it decodes ("greedy", "beam search, 4 beams, no repeated 4-grams"), for text-out tasks.
         tokenizer: the tokenizer's kind ("word", "char", "bpe") and ``vocabulary_size`` its ids.
         words: a listed vocabulary's units besides the special tokens (None for a BPE vocabulary).
         classes: a segmentation model's classes.
@@ -89,11 +89,13 @@ class ModelCard:
         return rows
 
 
-def decoding_text(beam_size: int, shown: int | None = None) -> str:
-    """How a text-out model decodes, for people; ``shown``: how many of the beam's hypotheses are shown."""
-    if beam_size == 1:
-        return "greedy"
-    return f"beam search, {beam_size} beams" + ("" if shown is None else f", {shown} alternatives shown")
+def decoding_text(beam_size: int, shown: int | None = None, ngram: int | None = None) -> str:
+    """How a text-out model decodes, for people; ``shown``: how many of the beam's hypotheses are shown,
+    ``ngram``: the repeated n-gram ban's size (``no_repeat_ngram_size``; 0 or None: no ban)."""
+    search = "greedy" if beam_size == 1 else f"beam search, {beam_size} beams"
+    if beam_size > 1 and shown is not None:
+        search += f", {shown} alternatives shown"
+    return f"{search}, no repeated {ngram}-grams" if ngram else search
 
 
 def _named_with(name: str, args: dict[str, Any], keys: tuple[str, ...]) -> str:

@@ -57,16 +57,20 @@ class TextOutPipeline(Pipeline):
         n_best: int | None = None,
         max_length: int | None = None,
         return_attention: bool = False,
+        no_repeat_ngram_size: int | None = None,
     ) -> DecodingOptions:
         """Decoding options; what is not given comes from the checkpoint's validation settings
-        (``n_best`` defaults to the beam size). DecodingOptionsError for impossible values."""
+        (``n_best`` defaults to the beam size; ``no_repeat_ngram_size`` 0 lifts the ban on repeated
+        n-grams). DecodingOptionsError for impossible values."""
         defaults = self.header.decoding
         beam_size = defaults.beam_size if beam_size is None else beam_size
+        ngram = defaults.no_repeat_ngram_size if no_repeat_ngram_size is None else no_repeat_ngram_size
         return DecodingOptions(
             beam_size=beam_size,
             n_best=beam_size if n_best is None else n_best,
             max_length=defaults.max_length if max_length is None else max_length,
             length_penalty=defaults.length_penalty,
+            no_repeat_ngram_size=ngram,
             return_attention=return_attention,
         )
 

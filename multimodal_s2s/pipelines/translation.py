@@ -44,12 +44,13 @@ class Translator(TextOutPipeline):
         max_length: int | None = None,
         return_attention: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        no_repeat_ngram_size: int | None = None,
     ) -> list[Translation]:
         """One translation per line, in order; a blank line gives an empty translation. Lines are
-        decoded in batches of similar length."""
+        decoded in batches of similar length (decoding defaults: the checkpoint's validation settings)."""
         if isinstance(lines, str):
             raise TypeError("Translator takes a list of lines; wrap a single line in a list")
-        options = self.options(beam_size, n_best, max_length, return_attention)
+        options = self.options(beam_size, n_best, max_length, return_attention, no_repeat_ngram_size)
         sources = {i: encode_source(self.header.source_tokenizer, line) for i, line in enumerate(lines) if line.strip()}
         order = sorted(sources, key=lambda i: len(sources[i]))
         translations = [Translation(text="", score=0.0, tokens=[]) for _ in lines]

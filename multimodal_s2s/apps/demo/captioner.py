@@ -59,7 +59,8 @@ class DemoCaptioner:
 
     @property
     def decoding(self) -> str:
-        return decoding_text(self.beam_size, self.n_best)
+        ngram = self.captioner.options(self.beam_size).no_repeat_ngram_size
+        return decoding_text(self.beam_size, self.n_best, ngram)
 
     def model_card(self) -> ModelCard:
         """The checkpoint's model card, with the demo's decoding."""
