@@ -26,7 +26,7 @@ from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.pipelines import PIPELINES
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, TranscriptionOptions
-from multimodal_s2s.vad import VADOptions
+from multimodal_s2s.speech.vad import VADOptions
 
 LINES = ["abc def", "", "ghi abc"]
 

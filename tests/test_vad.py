@@ -13,11 +13,11 @@ import pytest
 import torch
 from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_sentences
 
-from multimodal_s2s import vad as vad_module
 from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
-from multimodal_s2s.silero_graph import SileroMatmul
-from multimodal_s2s.vad import VADOptions, VoiceActivityDetector, pad_regions
+from multimodal_s2s.speech import vad as vad_module
+from multimodal_s2s.speech.silero_graph import SileroMatmul
+from multimodal_s2s.speech.vad import VADOptions, VoiceActivityDetector, pad_regions
 
 needs_espeak = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 TOLERANCE_SECONDS = 0.1

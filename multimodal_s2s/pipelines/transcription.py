@@ -1,12 +1,12 @@
 """Transcriber: recordings of any length in (paths, arrays, tensors), timestamped transcripts out.
 
-A recording is cut into windows of speech: the speech regions that Silero VAD finds (``vad``; the default),
+A recording is cut into windows of speech: the speech regions that Silero VAD finds (``speech.vad``; the default),
 padded (after speech: as much silence as the checkpoint's training put after utterances, at least 0.1 s,
 unless the options say; ``Transcriber.default_pad_after_seconds``), joined up to the checkpoint's median
 training utterance and cut at pauses below its longest one, or the energy splitter's windows
-(``speech_windows``). Audio outside the windows is never decoded: a recording without speech gets an empty
+(``speech.energy``). Audio outside the windows is never decoded: a recording without speech gets an empty
 transcript. Windows of several recordings share batches; each decoded window is checked as whisper does and
-dropped or re-decoded when improbable (``window_decoding``, ``fallback``), and becomes one ``Segment`` (with
+dropped or re-decoded when improbable (``window_decoding``, ``speech.fallback``), and becomes one ``Segment`` (with
 its words on request) placed at the window's bounds, so timestamps are monotonic. Where a CPU core is left
 over (decoding on a GPU, or torch using fewer threads than the process may use), a background thread reads
 the next recordings and finds their windows while the model decodes (``prefetch``); on a CPU that decoding
@@ -40,8 +40,8 @@ from multimodal_s2s.pipelines.transcription_options import (
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
-from multimodal_s2s.speech_windows import SampleRange, speech_windows
-from multimodal_s2s.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
+from multimodal_s2s.speech.energy import SampleRange, speech_windows
+from multimodal_s2s.speech.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
 
 AudioInput = str | Path | np.ndarray | Tensor
 #: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.

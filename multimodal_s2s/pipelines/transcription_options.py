@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_s2s.fallback import (
+from multimodal_s2s.speech.energy import SampleRange
+from multimodal_s2s.speech.fallback import (
     BEST_OF,
     COMPRESSION_RATIO_THRESHOLD,
     LOGPROB_THRESHOLD,
@@ -28,8 +29,7 @@ from multimodal_s2s.fallback import (
     FallbackPolicy,
     QualityThresholds,
 )
-from multimodal_s2s.speech_windows import SampleRange
-from multimodal_s2s.vad import VADOptions
+from multimodal_s2s.speech.vad import VADOptions
 
 WINDOW_SPLITTERS = ("vad", "energy")
 ALIGNMENTS = ("auto", "ctc", "attention")

@@ -4,9 +4,9 @@ streaming over recordings.
 
 With a CTC head in the checkpoint and a beam, the beam's hypotheses are rescored as in ESPnet's hybrid
 decoding: ``(1 - w) * log P_attention + w * log P_ctc``, which penalizes hypotheses that the audio does not
-support (dropped or repeated words). Each window is checked (``fallback``): silence is dropped, a looping or
+support (dropped or repeated words). Each window is checked (``speech.fallback``): silence is dropped, a looping or
 unsure decoding is re-decoded by sampling at rising temperatures. Word times come from CTC forced
-alignment with the CTC head, or from the decoder's cross-attention by DTW (``alignment``).
+alignment with the CTC head, or from the decoder's cross-attention by DTW (``speech.word_timing``).
 """
 
 from __future__ import annotations
@@ -17,22 +17,22 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from multimodal_s2s.alignment import (
+from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
+from multimodal_s2s.checkpoint import Checkpoint
+from multimodal_s2s.data.text_batches import pad_last_axis
+from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
+from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, ctc_head_from_weights
+from multimodal_s2s.pipelines.text import TextOutPipeline
+from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
+from multimodal_s2s.pipelines.transcripts import Segment
+from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
+from multimodal_s2s.speech.word_timing import (
     WindowTokens,
     Word,
     attention_word_timestamps,
     ctc_word_timestamps,
     seconds_per_row,
 )
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
-from multimodal_s2s.checkpoint import Checkpoint
-from multimodal_s2s.data.text_batches import pad_last_axis
-from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
-from multimodal_s2s.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
-from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, ctc_head_from_weights
-from multimodal_s2s.pipelines.text import TextOutPipeline
-from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
-from multimodal_s2s.pipelines.transcripts import Segment
 from multimodal_s2s.types import SequenceOutput
 
 MIN_WINDOW_SECONDS = 0.1  # shorter windows are zero-padded (the conv frontend needs a few frames)
