@@ -187,7 +187,7 @@ def test_a_model_the_matmul_runner_does_not_reproduce_falls_back_to_the_package(
             bias.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(bias) + 0.5, bias.name))
         return model
 
-    monkeypatch.setattr(vad_module.onnx, "load", load)
+    monkeypatch.setattr(onnx, "load", load)  # load_model imports onnx when it runs
     with pytest.warns(UserWarning, match=f"silero_vad_16k_sequence.onnx: the fast runner of Silero VAD {problem}"):
         model = vad_module.load_model()
     assert not isinstance(model, SileroMatmul)
