@@ -17,7 +17,6 @@ Options: ``TranscriptionOptions``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,17 +39,15 @@ from multimodal_s2s.pipelines.transcription_options import (
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
-from multimodal_s2s.speech.energy import SampleRange, speech_windows
+from multimodal_s2s.speech.energy import speech_windows
 from multimodal_s2s.speech.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
+from multimodal_s2s.speech.windows import SampleRange
+from multimodal_s2s.speech.word_timing import TIME_DIGITS
+from multimodal_s2s.threads import usable_cores
 
 AudioInput = str | Path | np.ndarray | Tensor
 #: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.
 Progress = Callable[[int, int], None]
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -76,7 +73,7 @@ class _Pending:
         if self.error is not None:
             return TranscriptionItem(self.index, self.source, error=self.error)
         spoken = [self.segments[n] for n in range(len(self.windows)) if self.segments[n] and self.segments[n].text]
-        duration = round(self.samples / SAMPLE_RATE, 3)
+        duration = round(self.samples / SAMPLE_RATE, TIME_DIGITS)
         return TranscriptionItem(self.index, self.source, Transcript(duration, spoken, self.source))
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_s2s.speech.energy import SampleRange
 from multimodal_s2s.speech.fallback import (
     BEST_OF,
     COMPRESSION_RATIO_THRESHOLD,
@@ -30,6 +29,7 @@ from multimodal_s2s.speech.fallback import (
     QualityThresholds,
 )
 from multimodal_s2s.speech.vad import VADOptions
+from multimodal_s2s.speech.windows import SampleRange
 
 WINDOW_SPLITTERS = ("vad", "energy")
 ALIGNMENTS = ("auto", "ctc", "attention")

@@ -27,6 +27,7 @@ from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment
 from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
 from multimodal_s2s.speech.word_timing import (
+    TIME_DIGITS,
     WindowTokens,
     Word,
     attention_word_timestamps,
@@ -39,7 +40,6 @@ MIN_WINDOW_SECONDS = 0.1  # shorter windows are zero-padded (the conv frontend n
 DECODE_LENGTH_MARGIN = 1.5  # decoding may emit this many times the training data's most tokens per second
 MIN_DECODE_TOKENS = 16
 DEFAULT_CTC_WEIGHT = 0.3
-TIME_DIGITS = 3
 
 
 def select_rows(encoded: SequenceOutput, rows: Sequence[int]) -> SequenceOutput:
