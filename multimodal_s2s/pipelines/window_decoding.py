@@ -28,6 +28,7 @@ from multimodal_s2s.pipelines.transcripts import Segment
 from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
 from multimodal_s2s.speech.word_timing import (
     TIME_DIGITS,
+    AlignmentError,
     WindowTokens,
     Word,
     attention_word_timestamps,
@@ -68,9 +69,15 @@ class WindowDecodingPipeline(TextOutPipeline):
         return self.options(beam_size, max_length=max_length)
 
     def check_word_timestamps(self, options: TranscriptionOptions) -> None:
-        """AlignmentError (one line) when word timestamps are asked of a model that cannot give them."""
+        """AlignmentError (one line) when word timestamps are asked of a model that cannot give them, or CTC
+        alignment ("ctc") of a checkpoint without a CTC head."""
         if options.word_timestamps:
             seconds_per_row(self.model.encoder.info)
+            if options.alignment == "ctc" and self.ctc_head is None:
+                raise AlignmentError(
+                    f"{self.path}: alignment 'ctc' needs a CTC head and this checkpoint has none "
+                    "(alignment 'auto' or 'attention' times words by the decoder's cross-attention)"
+                )
 
     @torch.no_grad()
     def encode(self, waveforms: Sequence[np.ndarray]) -> SequenceOutput:
@@ -154,7 +161,8 @@ class WindowDecodingPipeline(TextOutPipeline):
 
     def word_timestamps(self, encoded: SequenceOutput, windows: list[WindowTokens], alignment: str) -> list[list[Word]]:
         """Words of each window of ``encoded``: CTC forced alignment where the checkpoint has a CTC head and the
-        tokens fit ("auto", "ctc"), cross-attention DTW otherwise ("attention": always)."""
+        tokens fit ("auto", "ctc"; "ctc" is refused without a CTC head, ``check_word_timestamps``), cross-attention
+        DTW otherwise ("attention": always)."""
         tokenizer = self.header.tokenizer
         row_seconds = seconds_per_row(self.model.encoder.info)
         words: dict[int, list[Word]] = {}
