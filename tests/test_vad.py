@@ -1,10 +1,12 @@
 """Silero VAD windows: espeak-ng sentences between silences under a noise floor are found, pauses separate
 windows, long speech is cut at a pause below the limit, silence and noise alone give no windows, loading
 the VAD keeps torch's thread count, and the suite's runner of Silero's weights (its STFT and convolutions as
-matrix products) gives the package's probabilities, or the package's runner is used."""
+matrix products) gives the package's probabilities, or the package's runner is used; importing the speech package
+imports neither Lightning nor the VAD's runtime (onnx, onnxruntime, silero-vad) until a detector is built."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -135,6 +137,19 @@ def test_loading_keeps_torch_threads(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_importing_speech_loads_no_lightning_and_the_vads_runtime_only_with_a_detector():
+    modules = ("vad", "silero_graph", "windows", "energy", "fallback", "word_timing", "subtitles")
+    heavy = ("lightning", "onnx", "onnxruntime", "silero_vad")
+    script = (
+        f"import sys; import {', '.join(f'multimodal_s2s.speech.{module}' for module in modules)}\n"
+        f"print(*[name in sys.modules for name in {heavy}])\n"
+        "multimodal_s2s.speech.vad.VoiceActivityDetector()\n"
+        f"print(*[name in sys.modules for name in {heavy}])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["False False False False", "False True True True"]
 
 
 def packaged_runner():
