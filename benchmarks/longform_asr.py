@@ -41,8 +41,8 @@ from multimodal_s2s.data.asr import ASRDataModule, read_fsdd
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
 from multimodal_s2s.pipelines.transcription_options import ALIGNMENTS, PLAIN_DECODING
+from multimodal_s2s.speech.vad import VADOptions
 from multimodal_s2s.threads import configure_threads
-from multimodal_s2s.vad import VADOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD_HELD_OUT = (5, 9)  # not trained on by tasks/asr/fsdd.yaml (recordings 10-49)

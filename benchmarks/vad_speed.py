@@ -4,11 +4,11 @@ The recordings of ``longform_asr.py`` (held-out FSDD clips joined by 0.3-1.5 s p
 under a -50 dBFS noise floor. Each variant computes the speech probability of every 32 ms frame of every
 recording; variants are timed in turn (best of ``--repeats``) and compared with ``package`` (how the
 package runs its sequence model, ``SileroVADSequence``: one onnxruntime thread, one call per 512 frames;
-what ``multimodal_s2s.vad`` ran before ``silero_graph``): seconds per second of audio, the ratio to
+what ``multimodal_s2s.speech.vad`` ran before ``silero_graph``): seconds per second of audio, the ratio to
 ``package``, the largest probability difference and how many recordings get other speech regions (the
 VAD's default options).
 
-- ``matmul``: what ``multimodal_s2s.vad`` runs: ``silero_graph.SileroMatmul``, the same weights with the STFT
+- ``matmul``: what ``multimodal_s2s.speech.vad`` runs: ``silero_graph.SileroMatmul``, the same weights with the STFT
   and each convolution as one matrix product over a call's frames (one onnxruntime thread, 512 frames a call);
 - ``threads_2``: two intra-op threads (a core that torch leaves idle while the VAD runs in turn);
   ``threads_2_no_spin``: the same without the thread pool's busy waiting;
@@ -37,8 +37,8 @@ from longform_asr import build_recordings, corpus_clips, noise_floor, write_repo
 from silero_vad.sequence_vad import frame_blocks
 
 from multimodal_s2s.audio import SAMPLE_RATE
-from multimodal_s2s.silero_graph import SileroMatmul
-from multimodal_s2s.vad import (
+from multimodal_s2s.speech.silero_graph import SileroMatmul
+from multimodal_s2s.speech.vad import (
     MODEL_PACKAGE,
     SEQUENCE_MODEL,
     VAD_FRAME_SAMPLES,

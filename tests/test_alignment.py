@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from multimodal_s2s.alignment import (
+from multimodal_s2s.encoders.audio_transformer import AudioTransformerEncoder
+from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.speech.word_timing import (
     AlignmentError,
     WindowTokens,
     attention_word_timestamps,
@@ -17,8 +19,6 @@ from multimodal_s2s.alignment import (
     token_start_rows,
     word_groups,
 )
-from multimodal_s2s.encoders.audio_transformer import AudioTransformerEncoder
-from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.tokenizers import BPETokenizer
 from multimodal_s2s.tokenizers.vocabulary import CharTokenizer, WordTokenizer
 

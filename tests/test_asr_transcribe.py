@@ -17,7 +17,7 @@ from checkpoint_helpers import text_header, write_checkpoint
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 from multimodal_s2s.checkpoint import Task, read_checkpoint
-from multimodal_s2s.speech_windows import speech_windows
+from multimodal_s2s.speech.energy import speech_windows
 
 LONG_FILE_SECONDS = 180
 SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n(.+)\n")

@@ -10,7 +10,8 @@ import torch
 
 from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult
-from multimodal_s2s.fallback import (
+from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.speech.fallback import (
     FallbackPolicy,
     QualityThresholds,
     WindowDecoding,
@@ -20,7 +21,6 @@ from multimodal_s2s.fallback import (
     longest_ngram_repeat,
     no_speech_probabilities,
 )
-from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.tokenizers.vocabulary import CharTokenizer
 from multimodal_s2s.types import BOS_ID, EOS_ID, SequenceOutput
 

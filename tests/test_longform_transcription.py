@@ -25,7 +25,7 @@ from multimodal_s2s.data import espeak
 from multimodal_s2s.models import build_model
 from multimodal_s2s.pipelines import transcription
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
-from multimodal_s2s.vad import VADOptions
+from multimodal_s2s.speech.vad import VADOptions
 
 pytestmark = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 srt = pytest.importorskip("srt", reason="the srt package (a test dependency) is not installed")

@@ -19,14 +19,15 @@ from PIL import Image
 import multimodal_s2s as mms
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError
-from multimodal_s2s.checkpoint import CheckpointHeader, LabelSet, Task
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, LabelSet, Task
 from multimodal_s2s.data.images import ImageLoadError
 from multimodal_s2s.encoders.weights import WeightsError
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.pipelines import PIPELINES
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, TranscriptionOptions
-from multimodal_s2s.vad import VADOptions
+from multimodal_s2s.speech.vad import VADOptions
+from multimodal_s2s.speech.word_timing import AlignmentError
 
 LINES = ["abc def", "", "ghi abc"]
 
@@ -95,6 +96,25 @@ def test_transcriber_pads_after_speech_as_much_as_training_did(tmp_path, trainin
         vad = VADOptions(speech_pad_after_seconds=chosen)
         assert transcriber.resolve_options(vad=vad).vad == vad
         assert transcriber.resolve_options(TranscriptionOptions(vad=vad)).vad == vad
+
+
+def test_ctc_alignment_needs_a_ctc_head_and_with_one_times_words_as_auto_does(checkpoints, tmp_path):
+    options = replace(PLAIN_DECODING, windows="energy", word_timestamps=True)  # tones: the energy splitter
+    waveform = tone_utterance(["up", "left", "down"])
+    plain = mms.Transcriber.from_checkpoint(checkpoints[Task.ASR], device="cpu")
+    with pytest.raises(AlignmentError, match="asr.ckpt: alignment 'ctc' needs a CTC head and this checkpoint has none"):
+        plain.stream([waveform], options=options, alignment="ctc")  # refused before any input is read
+    assert plain([waveform], options=options)[0].words  # "auto" without a CTC head: the cross-attention
+    raw = torch.load(checkpoints[Task.ASR], weights_only=True)
+    vocab, width = plain.header.tokenizer.vocab_size, plain.header.model.decoder_args["d_model"]
+    torch.manual_seed(0)
+    head = {"ctc_head.project.weight": torch.randn(vocab, width), "ctc_head.project.bias": torch.zeros(vocab)}
+    raw["state_dict"] |= head
+    raw[CHECKPOINT_KEY]["ctc_weight"] = 0.3  # the header says the model has a CTC head
+    torch.save(raw, tmp_path / "ctc.ckpt")
+    with_head = mms.Transcriber.from_checkpoint(tmp_path / "ctc.ckpt", device="cpu")
+    by_ctc, by_auto = (with_head([waveform], options=options, alignment=way)[0].words for way in ("ctc", "auto"))
+    assert by_ctc and by_ctc == by_auto
 
 
 def test_segmenter_gives_label_maps_at_each_images_size(checkpoints, photo):

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from multimodal_s2s.alignment import Word
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript
-from multimodal_s2s.subtitles import OUTPUT_FORMATS, format_timestamp, render
+from multimodal_s2s.speech.subtitles import OUTPUT_FORMATS, format_timestamp, render
+from multimodal_s2s.speech.word_timing import Word
 
 srt = pytest.importorskip("srt", reason="the srt package (a test dependency) is not installed")
 webvtt = pytest.importorskip("webvtt", reason="webvtt-py (a test dependency) is not installed")

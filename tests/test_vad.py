@@ -1,10 +1,12 @@
 """Silero VAD windows: espeak-ng sentences between silences under a noise floor are found, pauses separate
 windows, long speech is cut at a pause below the limit, silence and noise alone give no windows, loading
 the VAD keeps torch's thread count, and the suite's runner of Silero's weights (its STFT and convolutions as
-matrix products) gives the package's probabilities, or the package's runner is used."""
+matrix products) gives the package's probabilities, or the package's runner is used; importing the speech package
+imports neither Lightning nor the VAD's runtime (onnx, onnxruntime, silero-vad) until a detector is built."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -13,11 +15,11 @@ import pytest
 import torch
 from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_sentences
 
-from multimodal_s2s import vad as vad_module
 from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
-from multimodal_s2s.silero_graph import SileroMatmul
-from multimodal_s2s.vad import VADOptions, VoiceActivityDetector, pad_regions
+from multimodal_s2s.speech import vad as vad_module
+from multimodal_s2s.speech.silero_graph import SileroMatmul
+from multimodal_s2s.speech.vad import VADOptions, VoiceActivityDetector, pad_regions
 
 needs_espeak = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")
 TOLERANCE_SECONDS = 0.1
@@ -137,6 +139,19 @@ def test_loading_keeps_torch_threads(monkeypatch):
         torch.set_num_threads(threads)
 
 
+def test_importing_speech_loads_no_lightning_and_the_vads_runtime_only_with_a_detector():
+    modules = ("vad", "silero_graph", "windows", "energy", "fallback", "word_timing", "subtitles")
+    heavy = ("lightning", "onnx", "onnxruntime", "silero_vad")
+    script = (
+        f"import sys; import {', '.join(f'multimodal_s2s.speech.{module}' for module in modules)}\n"
+        f"print(*[name in sys.modules for name in {heavy}])\n"
+        "multimodal_s2s.speech.vad.VoiceActivityDetector()\n"
+        f"print(*[name in sys.modules for name in {heavy}])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["False False False False", "False True True True"]
+
+
 def packaged_runner():
     """The package's own runner of its sequence model (what ``SileroMatmul`` replaces)."""
     sequence_vad, _ = vad_module._silero()
@@ -187,7 +202,7 @@ def test_a_model_the_matmul_runner_does_not_reproduce_falls_back_to_the_package(
             bias.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(bias) + 0.5, bias.name))
         return model
 
-    monkeypatch.setattr(vad_module.onnx, "load", load)
+    monkeypatch.setattr(onnx, "load", load)  # load_model imports onnx when it runs
     with pytest.warns(UserWarning, match=f"silero_vad_16k_sequence.onnx: the fast runner of Silero VAD {problem}"):
         model = vad_module.load_model()
     assert not isinstance(model, SileroMatmul)

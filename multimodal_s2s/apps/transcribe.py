@@ -35,8 +35,8 @@ from tqdm import tqdm
 from multimodal_s2s.data.asr import AUDIO_SUFFIXES
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
-from multimodal_s2s.subtitles import OUTPUT_FORMATS, render
-from multimodal_s2s.vad import VADOptions, VADUnavailableError
+from multimodal_s2s.speech.subtitles import OUTPUT_FORMATS, render
+from multimodal_s2s.speech.vad import VADOptions, VADUnavailableError
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 ALL_FORMATS = "all"

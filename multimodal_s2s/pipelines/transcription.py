@@ -1,12 +1,12 @@
 """Transcriber: recordings of any length in (paths, arrays, tensors), timestamped transcripts out.
 
-A recording is cut into windows of speech: the speech regions that Silero VAD finds (``vad``; the default),
+A recording is cut into windows of speech: the speech regions that Silero VAD finds (``speech.vad``; the default),
 padded (after speech: as much silence as the checkpoint's training put after utterances, at least 0.1 s,
 unless the options say; ``Transcriber.default_pad_after_seconds``), joined up to the checkpoint's median
 training utterance and cut at pauses below its longest one, or the energy splitter's windows
-(``speech_windows``). Audio outside the windows is never decoded: a recording without speech gets an empty
+(``speech.energy``). Audio outside the windows is never decoded: a recording without speech gets an empty
 transcript. Windows of several recordings share batches; each decoded window is checked as whisper does and
-dropped or re-decoded when improbable (``window_decoding``, ``fallback``), and becomes one ``Segment`` (with
+dropped or re-decoded when improbable (``window_decoding``, ``speech.fallback``), and becomes one ``Segment`` (with
 its words on request) placed at the window's bounds, so timestamps are monotonic. Where a CPU core is left
 over (decoding on a GPU, or torch using fewer threads than the process may use), a background thread reads
 the next recordings and finds their windows while the model decodes (``prefetch``); on a CPU that decoding
@@ -17,7 +17,6 @@ Options: ``TranscriptionOptions``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,17 +39,15 @@ from multimodal_s2s.pipelines.transcription_options import (
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
-from multimodal_s2s.speech_windows import SampleRange, speech_windows
-from multimodal_s2s.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
+from multimodal_s2s.speech.energy import speech_windows
+from multimodal_s2s.speech.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
+from multimodal_s2s.speech.windows import SampleRange
+from multimodal_s2s.speech.word_timing import TIME_DIGITS
+from multimodal_s2s.threads import usable_cores
 
 AudioInput = str | Path | np.ndarray | Tensor
 #: ``progress(windows found, windows decoded)``, called as recordings are cut and batches decoded.
 Progress = Callable[[int, int], None]
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -76,7 +73,7 @@ class _Pending:
         if self.error is not None:
             return TranscriptionItem(self.index, self.source, error=self.error)
         spoken = [self.segments[n] for n in range(len(self.windows)) if self.segments[n] and self.segments[n].text]
-        duration = round(self.samples / SAMPLE_RATE, 3)
+        duration = round(self.samples / SAMPLE_RATE, TIME_DIGITS)
         return TranscriptionItem(self.index, self.source, Transcript(duration, spoken, self.source))
 
 

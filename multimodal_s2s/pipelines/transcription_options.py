@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_s2s.fallback import (
+from multimodal_s2s.speech.fallback import (
     BEST_OF,
     COMPRESSION_RATIO_THRESHOLD,
     LOGPROB_THRESHOLD,
@@ -28,8 +28,8 @@ from multimodal_s2s.fallback import (
     FallbackPolicy,
     QualityThresholds,
 )
-from multimodal_s2s.speech_windows import SampleRange
-from multimodal_s2s.vad import VADOptions
+from multimodal_s2s.speech.vad import VADOptions
+from multimodal_s2s.speech.windows import SampleRange
 
 WINDOW_SPLITTERS = ("vad", "energy")
 ALIGNMENTS = ("auto", "ctc", "attention")
@@ -53,7 +53,9 @@ class TranscriptionOptions:
         after speech left None is the checkpoint's, ``Transcriber.default_pad_after_seconds``).
     word_timestamps: give each segment its words with start, end and probability.
     alignment: where word times come from: "auto" (CTC forced alignment with the checkpoint's CTC head,
-        cross-attention DTW without one), "ctc" (as auto) or "attention" (always DTW).
+        cross-attention DTW without one), "ctc" (CTC forced alignment, which the checkpoint must offer:
+        AlignmentError without a CTC head, before any input is read) or "attention" (always DTW). With a CTC
+        head, "auto" and "ctc" time words alike: CTC, and DTW for a window whose tokens outnumber its rows.
     temperature: the temperatures tried in turn while a window fails a check (0: greedy or the beam).
     best_of: samples per temperature > 0 (the most probable one is kept).
     compression_ratio_threshold, logprob_threshold, no_speech_threshold: whisper's checks.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from multimodal_s2s.alignment import Word
+from multimodal_s2s.speech.word_timing import Word
 
 
 @dataclass

@@ -4,9 +4,9 @@ streaming over recordings.
 
 With a CTC head in the checkpoint and a beam, the beam's hypotheses are rescored as in ESPnet's hybrid
 decoding: ``(1 - w) * log P_attention + w * log P_ctc``, which penalizes hypotheses that the audio does not
-support (dropped or repeated words). Each window is checked (``fallback``): silence is dropped, a looping or
+support (dropped or repeated words). Each window is checked (``speech.fallback``): silence is dropped, a looping or
 unsure decoding is re-decoded by sampling at rising temperatures. Word times come from CTC forced
-alignment with the CTC head, or from the decoder's cross-attention by DTW (``alignment``).
+alignment with the CTC head, or from the decoder's cross-attention by DTW (``speech.word_timing``).
 """
 
 from __future__ import annotations
@@ -17,29 +17,30 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from multimodal_s2s.alignment import (
+from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
+from multimodal_s2s.checkpoint import Checkpoint
+from multimodal_s2s.data.text_batches import pad_last_axis
+from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
+from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
+from multimodal_s2s.pipelines.text import TextOutPipeline
+from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
+from multimodal_s2s.pipelines.transcripts import Segment
+from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
+from multimodal_s2s.speech.word_timing import (
+    TIME_DIGITS,
+    AlignmentError,
     WindowTokens,
     Word,
     attention_word_timestamps,
     ctc_word_timestamps,
     seconds_per_row,
 )
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
-from multimodal_s2s.checkpoint import Checkpoint
-from multimodal_s2s.data.text_batches import pad_last_axis
-from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
-from multimodal_s2s.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
-from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
-from multimodal_s2s.pipelines.text import TextOutPipeline
-from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
-from multimodal_s2s.pipelines.transcripts import Segment
 from multimodal_s2s.types import SequenceOutput
 
 MIN_WINDOW_SECONDS = 0.1  # shorter windows are zero-padded (the conv frontend needs a few frames)
 DECODE_LENGTH_MARGIN = 1.5  # decoding may emit this many times the training data's most tokens per second
 MIN_DECODE_TOKENS = 16
 DEFAULT_CTC_WEIGHT = 0.3
-TIME_DIGITS = 3
 
 
 def select_rows(encoded: SequenceOutput, rows: Sequence[int]) -> SequenceOutput:
@@ -68,9 +69,15 @@ class WindowDecodingPipeline(TextOutPipeline):
         return self.options(beam_size, max_length=max_length)
 
     def check_word_timestamps(self, options: TranscriptionOptions) -> None:
-        """AlignmentError (one line) when word timestamps are asked of a model that cannot give them."""
+        """AlignmentError (one line) when word timestamps are asked of a model that cannot give them, or CTC
+        alignment ("ctc") of a checkpoint without a CTC head."""
         if options.word_timestamps:
             seconds_per_row(self.model.encoder.info)
+            if options.alignment == "ctc" and self.ctc_head is None:
+                raise AlignmentError(
+                    f"{self.path}: alignment 'ctc' needs a CTC head and this checkpoint has none "
+                    "(alignment 'auto' or 'attention' times words by the decoder's cross-attention)"
+                )
 
     @torch.no_grad()
     def encode(self, waveforms: Sequence[np.ndarray]) -> SequenceOutput:
@@ -154,7 +161,8 @@ class WindowDecodingPipeline(TextOutPipeline):
 
     def word_timestamps(self, encoded: SequenceOutput, windows: list[WindowTokens], alignment: str) -> list[list[Word]]:
         """Words of each window of ``encoded``: CTC forced alignment where the checkpoint has a CTC head and the
-        tokens fit ("auto", "ctc"), cross-attention DTW otherwise ("attention": always)."""
+        tokens fit ("auto", "ctc"; "ctc" is refused without a CTC head, ``check_word_timestamps``), cross-attention
+        DTW otherwise ("attention": always)."""
         tokenizer = self.header.tokenizer
         row_seconds = seconds_per_row(self.model.encoder.info)
         words: dict[int, list[Word]] = {}

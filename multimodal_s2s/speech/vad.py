@@ -10,13 +10,14 @@ speech and silence durations), which ``pad_regions`` widens by a pad before spee
 own padding is the same on both sides; a model trained with more silence after its utterances than the default
 pad leaves, such as ``tasks/asr/espeak.yaml``'s, does better with a longer pad after, since a sentence's end
 fades out below the threshold: the ``Transcriber`` pads after speech as much as its checkpoint's training did,
-see ``VADOptions``). Importing ``silero_vad`` sets torch's thread count to 1 for the whole process;
+see ``VADOptions``). silero-vad, onnx and onnxruntime are imported when the first detector is built, not
+with this module; importing ``silero_vad`` sets torch's thread count to 1 for the whole process, and
 ``_silero`` puts the count back.
 
-Windows (``VoiceActivityDetector.windows``, the signature of ``transcription.speech_windows``, which
-stays as the energy fallback): speech regions in order; a region longer than ``max_seconds`` is cut at
-the longest pause (frames below the lower threshold) in its window's last third, else at its least
-speech-like frame; consecutive pieces are joined while the joined window spans at most
+Windows (``VoiceActivityDetector.windows``, the signature of ``energy.speech_windows``, the other splitter):
+speech regions in order, made into windows by ``windows.join_regions``; a region longer than
+``max_seconds`` is cut at the longest pause (frames below the lower threshold) in its window's last third,
+else at its least speech-like frame; consecutive pieces are joined while the joined window spans at most
 ``merge_seconds``. Audio outside the windows is not decoded; a recording without speech has no windows.
 """
 
@@ -25,14 +26,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 
 import numpy as np
-import onnx
 import torch
 
 from multimodal_s2s.audio import SAMPLE_RATE
-from multimodal_s2s.silero_graph import FRAME_SAMPLES, SileroMatmul, matches_packaged
+from multimodal_s2s.speech.silero_graph import FRAME_SAMPLES
+from multimodal_s2s.speech.windows import SampleRange, join_regions, window_lengths
 
 #: The model's frame: one speech probability per 512 samples (32 ms at 16 kHz).
 VAD_FRAME_SAMPLES = FRAME_SAMPLES
@@ -41,7 +43,6 @@ MODEL_PACKAGE = "silero_vad.data"
 #: The lower threshold (speech ends below it) sits this far below ``threshold``, as in silero-vad.
 HYSTERESIS = 0.15
 MIN_NEG_THRESHOLD = 0.01
-SPLIT_SEARCH_FRACTION = 1 / 3  # an over-long region is cut in its window's last third
 MILLISECONDS = 1000
 #: The pad before speech, and after it where neither the options nor the checkpoint choose one.
 DEFAULT_SPEECH_PAD_SECONDS = 0.1
@@ -50,7 +51,6 @@ DEFAULT_SPEECH_PAD_SECONDS = 0.1
 #: 300 FSDD clips that start right at the speech were missed. At the quietest frame's level, not silent,
 #: so that a noise floor from the first sample is not heard as an onset.
 LEAD_IN_FRAMES = 8
-SampleRange = tuple[int, int]
 
 
 class VADUnavailableError(RuntimeError):
@@ -110,6 +110,10 @@ def _silero():
 def load_model():
     """The packaged model run by ``SileroMatmul``, or by the package's ``SileroVADSequence`` (with a warning)
     where ``SileroMatmul`` cannot read its weights or disagrees with it on ``probe_signal()``."""
+    import onnx
+
+    from multimodal_s2s.speech.silero_graph import SileroMatmul, matches_packaged
+
     sequence_vad, _ = _silero()
     model_file = resources.files(MODEL_PACKAGE).joinpath(SEQUENCE_MODEL)
     with resources.as_file(model_file) as path:
@@ -180,27 +184,9 @@ class VoiceActivityDetector:
         ``max_seconds``; regions are joined while the window spans at most ``merge_seconds``
         (default ``max_seconds``). See the module docstring."""
         probabilities = self.speech_probabilities(waveform)
-        max_samples = max(int(max_seconds * SAMPLE_RATE), VAD_FRAME_SAMPLES)
-        merge_samples = min(int((merge_seconds or max_seconds) * SAMPLE_RATE), max_samples)
-        windows: list[SampleRange] = []
-        for region in self.speech_regions(waveform, probabilities):
-            for start, end in self._split_long(region, probabilities, max_samples):
-                if windows and end - windows[-1][0] <= merge_samples:
-                    windows[-1] = (windows[-1][0], end)
-                else:
-                    windows.append((start, end))
-        return windows
-
-    def _split_long(self, region: SampleRange, probabilities: np.ndarray, max_samples: int) -> list[SampleRange]:
-        """Cut a sample range into pieces of at most ``max_samples``, each at a pause of its last third."""
-        pieces, (start, end) = [], region
-        while end - start > max_samples:
-            cut = self._pause_inside(
-                probabilities, start + int(max_samples * (1 - SPLIT_SEARCH_FRACTION)), start + max_samples
-            )
-            pieces.append((start, cut))
-            start = cut
-        return [*pieces, (start, end)]
+        max_samples, merge_samples = window_lengths(max_seconds, merge_seconds, SAMPLE_RATE, VAD_FRAME_SAMPLES)
+        regions = self.speech_regions(waveform, probabilities)
+        return join_regions(regions, max_samples, merge_samples, partial(self._pause_inside, probabilities))
 
     def _pause_inside(self, probabilities: np.ndarray, first: int, last: int) -> int:
         """A sample in (first, last]: the middle of the longest run of frames below the lower threshold

@@ -16,19 +16,21 @@ Python's GIL, so the VAD overlaps with decoding in another thread (numpy's FFT f
 alone, but its half-dozen calls per block each wait for the GIL: beside a busy Python thread it ran 10x
 slower). Probabilities match the packaged
 model's to about 1e-6 (``matches_packaged`` checks it on every load; ``vad.load_model`` falls back to the
-package's own runner if they do not).
+package's own runner if they do not). onnx and onnxruntime (1.4 s to import) are imported when a runner is
+built, so that the frame's constants cost nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from multimodal_s2s.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import onnx
 
 #: A frame (one probability) and the previous frame's samples before it, at 16 kHz.
 FRAME_SAMPLES, CONTEXT_SAMPLES = 512, 64
@@ -49,6 +51,8 @@ class SileroMatmul:
     blocks of frames from its ``frame_blocks``, the LSTM state carried from block to block."""
 
     def __init__(self, packaged: onnx.ModelProto, frame_blocks: Callable, max_frames: int = 512):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         graph = matmul_graph(packaged).SerializeToString()
@@ -77,6 +81,9 @@ def matmul_graph(packaged: onnx.ModelProto) -> onnx.ModelProto:
     """The packaged network with its weights, the packaged model's inputs and outputs: input (N, 576) frames
     with context, h, c (1, 1, 128) -> speech_probs (N,), hn, cn. KeyError or ValueError where the packaged
     weights are not the ones above."""
+    import onnx
+    from onnx import helper, numpy_helper
+
     weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in packaged.graph.initializer}
     graph = _GraphBuilder()
     features, steps = _stft_magnitudes(graph, weights["stft.forward_basis_buffer"]), STFT_STEPS
@@ -118,12 +125,16 @@ class _GraphBuilder:
 
     def constant(self, value) -> str:
         """An initializer: integers as int64, anything else as float32."""
+        from onnx import numpy_helper
+
         array = np.asarray(value)
         array = array.astype(np.int64 if np.issubdtype(array.dtype, np.integer) else np.float32)
         self.constants.append(numpy_helper.from_array(np.ascontiguousarray(array), f"constant_{len(self.constants)}"))
         return self.constants[-1].name
 
     def node(self, op: str, *inputs: str, output: str | None = None, **attributes) -> str:
+        from onnx import helper
+
         output = output or f"{op.lower()}_{len(self.nodes)}"
         self.nodes.append(helper.make_node(op, list(inputs), [output], **attributes))
         return output
@@ -163,4 +174,6 @@ def _convolution(graph: _GraphBuilder, features: str, steps: int, kernel: np.nda
 
 
 def _tensor(name: str, shape: list) -> onnx.ValueInfoProto:
+    from onnx import TensorProto, helper
+
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)

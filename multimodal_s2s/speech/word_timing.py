@@ -40,6 +40,7 @@ from multimodal_s2s.types import BOS_ID, PAD_ID, EncoderInfo, SequenceOutput
 #: whisper's median filter width over memory rows.
 MEDIAN_FILTER_WIDTH = 7
 MIN_STD = 1e-6
+#: Times (s) of words, segments and durations are rounded to milliseconds.
 TIME_DIGITS = 3
 
 
