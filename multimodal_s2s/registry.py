@@ -37,6 +37,8 @@ class DecoderEntry:
             (``StepOutput.attention``): heatmaps over an image, word timing by attention.
         class_attention: a dense decoder with ``class_attention(maps)``: per-class attention maps
             over its grid (the mask Transformer).
+        makes_class_scores: a dense decoder whose features already are the per-class scores (built with
+            ``num_classes``; the head after it only resizes): the mask Transformer.
     """
 
     name: str
@@ -45,6 +47,7 @@ class DecoderEntry:
     output: DecoderOutput
     attends: bool = False
     class_attention: bool = False
+    makes_class_scores: bool = False
 
 
 _ENCODERS: dict[str, EncoderEntry] = {}
@@ -78,20 +81,27 @@ def register_decoder(
     output: DecoderOutput | str,
     attends: bool = False,
     class_attention: bool = False,
+    makes_class_scores: bool = False,
 ) -> Callable:
     """Register ``factory(encoder_info, *, vocab_size|num_classes, **kwargs) -> Decoder`` with what it can
-    show (see DecoderEntry)."""
+    show (see DecoderEntry): text decoders take ``vocab_size``, dense ones ``num_classes`` only when they
+    make class scores."""
 
     if output not in tuple(DecoderOutput):
         raise ValueError(f"decoder output must be 'text' or 'dense', not {output!r}")
     kind = DecoderOutput(output)
-    if (attends and kind != DecoderOutput.TEXT) or (class_attention and kind != DecoderOutput.DENSE):
-        raise ValueError(f"decoder {name!r}: attends is for text decoders, class_attention for dense ones")
+    dense_only = class_attention or makes_class_scores
+    if (attends and kind != DecoderOutput.TEXT) or (dense_only and kind != DecoderOutput.DENSE):
+        raise ValueError(
+            f"decoder {name!r}: attends is for text decoders, class_attention and makes_class_scores for dense ones"
+        )
 
     def decorate(factory: Callable) -> Callable:
         if name in _DECODERS:
             raise ValueError(f"decoder {name!r} is already registered")
-        _DECODERS[name] = DecoderEntry(name, factory, frozenset(requires), kind, attends, class_attention)
+        _DECODERS[name] = DecoderEntry(
+            name, factory, frozenset(requires), kind, attends, class_attention, makes_class_scores
+        )
         return factory
 
     return decorate

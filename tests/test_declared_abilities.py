@@ -107,8 +107,10 @@ def test_every_decoder_entry_says_truly_what_it_makes_and_shows(name):
 def test_the_registry_refuses_abilities_a_decoder_of_that_output_cannot_have():
     with pytest.raises(ValueError, match="attends is for text decoders"):
         register_decoder("dense_that_attends", requires={Emits.FEATURE_MAPS}, output="dense", attends=True)
-    with pytest.raises(ValueError, match="class_attention for dense ones"):
+    with pytest.raises(ValueError, match="class_attention and makes_class_scores for dense ones"):
         register_decoder("text_with_classes", requires={Emits.SEQUENCE}, output="text", class_attention=True)
+    with pytest.raises(ValueError, match="class_attention and makes_class_scores for dense ones"):
+        register_decoder("text_scores", requires={Emits.SEQUENCE}, output="text", makes_class_scores=True)
     with pytest.raises(ValueError, match="must be 'text' or 'dense'"):
         register_decoder("boxes", requires={Emits.FEATURE_MAPS}, output="boxes")
     assert "dense_that_attends" not in list_decoders() and "boxes" not in list_decoders()

@@ -18,12 +18,14 @@ from torch import nn
 import multimodal_s2s
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.apps.export import TOLERANCE, export_onnx, verify_onnx
+from multimodal_s2s.decoders.dense import SegmentationHead
 from multimodal_s2s.decoders.mask_transformer import MaskTransformerDecoder
 from multimodal_s2s.decoders.unet import UNetDecoder
 from multimodal_s2s.encoders.vit import evenly_spaced_blocks
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.models import ModelConfig
+from multimodal_s2s.registry import decoder_entry
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality
 
 NUM_CLASSES = 5
@@ -65,22 +67,26 @@ def test_vit_pairs_refuse_sizes_not_divisible_by_the_patch(decoder):
 
 def test_unet_widths_come_from_channels_and_reductions():
     resnet18 = _info((64, 64, 128, 256, 512), (2, 4, 8, 16, 32))
-    decoder = UNetDecoder(resnet18, num_classes=11)
+    decoder = UNetDecoder(resnet18)
     stages = [(stage.reduce[0].out_channels, stage.fuse[0].in_channels) for stage in decoder.stages]
     assert stages == [(256, 256 + 256), (128, 128 + 128), (64, 64 + 64), (32, 32 + 64)]  # smp's (256, 128, 64, 32)
-    assert len(decoder.refine) == 0 and _conv_widths(decoder.classifier) == [(32, 11)]
+    assert len(decoder.refine) == 0 and (decoder.out_channels, decoder.out_reduction) == (32, 2)
     sizes = [(23, 30), (12, 15), (6, 8), (3, 4)]  # timm's resnet18 maps of a 45 x 60 image, /2 to /32
     maps = FeatureMaps([torch.randn(1, c, *size) for c, size in zip(resnet18.channels[1:], sizes, strict=True)])
-    assert decoder(FeatureMaps([torch.randn(1, 64, 23, 30), *maps.features]), (45, 60)).shape == (1, 11, 45, 60)
+    features = decoder(FeatureMaps([torch.randn(1, 64, 23, 30), *maps.features]), (45, 60))
+    assert features.shape == (1, 32, 23, 30)
+    head = SegmentationHead.for_decoder(decoder, num_classes=11, makes_class_scores=False)
+    assert _conv_widths(head) == [(32, 11)] and head(features, (45, 60)).shape == (1, 11, 45, 60)
 
 
 def test_unet_fuses_same_reduction_maps_then_refines_to_the_logit_reduction():
     vit = _info((48,) * 3, (16,) * 3)  # three blocks of a ViT with 16-pixel patches
-    decoder = UNetDecoder(vit, num_classes=3, min_channels=8)
+    decoder = UNetDecoder(vit, min_channels=8)
     assert not any(stage.upsample for stage in decoder.stages)
     assert _conv_widths(decoder.refine) == [(48, 24), (24, 12), (12, 8)]  # /8, /4, /2
+    assert (decoder.out_channels, decoder.out_reduction) == (8, 2)
     maps = FeatureMaps([torch.randn(2, 48, 2, 3) for _ in range(3)])
-    assert decoder(maps, (32, 48)).shape == (2, 3, 32, 48)
+    assert decoder(maps, (32, 48)).shape == (2, 8, 16, 24)
 
 
 @pytest.mark.parametrize("encoder", ["cnn_tiny", "segnet_basic", "vit_tiny"])
@@ -97,11 +103,11 @@ def test_unet_uses_every_feature_map(encoder):
 
 
 def test_unet_refuses_maps_it_was_not_built_for():
-    decoder = UNetDecoder(_info((8, 16), (2, 4)), num_classes=2)
+    decoder = UNetDecoder(_info((8, 16), (2, 4)))
     with pytest.raises(ValueError, match="built for 2 feature maps"):
         decoder(FeatureMaps([torch.randn(1, 16, 4, 4)]), (16, 16))
     with pytest.raises(ValueError, match="shallow to deep"):
-        UNetDecoder(_info((16, 8), (4, 2)), num_classes=2)
+        UNetDecoder(_info((16, 8), (4, 2)))
 
 
 def test_mask_transformer_class_attention_maps():
@@ -130,8 +136,12 @@ def test_mask_transformer_defaults_follow_segmenter():
     decoder = MaskTransformerDecoder(_info((64, 192), (8, 16)), num_classes=11)
     assert decoder.class_embeddings.shape == (1, 11, 192)
     assert len(decoder.blocks) == 2 and decoder.blocks[0].attention.num_heads == 3
+    assert (decoder.out_channels, decoder.out_reduction) == (11, 16)
+    assert decoder_entry("mask_transformer").makes_class_scores and not decoder_entry("unet").makes_class_scores
     with pytest.raises(ValueError, match="num_layers >= 1"):
         MaskTransformerDecoder(_info((64,), (8,)), num_classes=2, num_layers=0)
+    with pytest.raises(ValueError, match="channels and reductions"):
+        MaskTransformerDecoder(_info((64,), ()), num_classes=2)
 
 
 def test_vit_declares_evenly_spaced_blocks_as_maps():

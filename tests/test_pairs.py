@@ -79,6 +79,9 @@ def test_compatible_pair_forward_backward(encoder, decoder):
         maps = model.encoder.encode_feature_maps(inputs)
         assert [f.shape[1] for f in maps.features] == list(model.encoder.info.channels)
         assert [IMAGE_SIDE // f.shape[-1] for f in maps.features] == list(model.encoder.info.reductions)
+        features = model.decoder(maps, inputs.shape[-2:])  # what the decoder declares, the head turns into logits
+        assert features.shape[1] == model.decoder.out_channels
+        assert IMAGE_SIDE // features.shape[-1] == model.decoder.out_reduction
     out.float().square().mean().backward()
     for part in (model.encoder, model.decoder):
         grads = [p.grad for p in part.parameters() if p.requires_grad]

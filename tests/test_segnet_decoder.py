@@ -57,7 +57,7 @@ def test_segmenter_over_each_image_encoder(encoder, encoder_args):
     logits = model(images)
     assert logits.shape == (2, NUM_CLASSES, 32, 48)
     logits.logsumexp(1).mean().backward()
-    for part in (model.encoder, model.decoder):
+    for part in (model.encoder, model.decoder, model.head):
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert grads and all(g is not None for g in grads)
         assert any(g.abs().sum() > 0 for g in grads)
@@ -77,15 +77,15 @@ def test_mirrored_decoder_steps_widths_down_as_in_the_paper():
         reductions=(2, 4, 8, 16, 32),
         stage_depths=(2, 2, 3, 3, 3),
     )
-    decoder = SegNetDecoder(info, num_classes=11)
+    decoder = SegNetDecoder(info)
     assert _conv_widths(decoder) == [
         *[(512, 512)] * 3,
         *[(512, 512)] * 2 + [(512, 256)],
         *[(256, 256)] * 2 + [(256, 128)],
         (128, 128), (128, 64),
         (64, 64), (64, 64),
-        (64, 11),
     ]  # fmt: skip
+    assert (decoder.out_channels, decoder.out_reduction) == (64, 1)
 
 
 def test_mirrored_decoder_uses_only_the_deepest_map_and_needs_the_indices():
@@ -106,19 +106,19 @@ def _info_without_indices(channels, reductions) -> EncoderInfo:
 
 
 def test_interpolation_fallback_halves_widths_to_a_floor_until_full_resolution():
-    decoder = SegNetDecoder(_info_without_indices((64, 128, 256, 512), (4, 8, 16, 32)), num_classes=3)
-    assert _conv_widths(decoder) == [(512, 256), (256, 128), (128, 64), (64, 32), (32, 32), (32, 3)]
+    decoder = SegNetDecoder(_info_without_indices((64, 128, 256, 512), (4, 8, 16, 32)))
+    assert _conv_widths(decoder) == [(512, 256), (256, 128), (128, 64), (64, 32), (32, 32)]
     maps = FeatureMaps([torch.randn(1, 512, 2, 2)])  # (36, 50) / 32, rounded up
-    assert decoder(maps, (36, 50)).shape == (1, 3, 36, 50)
+    assert decoder(maps, (36, 50)).shape == (1, 32, 36, 50)
 
 
 def test_interpolation_fallback_with_a_reduction_that_is_no_power_of_two():
-    decoder = SegNetDecoder(_info_without_indices((48,), (14,)), num_classes=2)  # e.g. a ViT with 14-pixel patches
-    assert len(_conv_widths(decoder)) == 4 + 1  # 14 ~ 2^4 upsampling steps, then the classifier
-    assert decoder(FeatureMaps([torch.randn(2, 48, 2, 3)]), (28, 42)).shape == (2, 2, 28, 42)
+    decoder = SegNetDecoder(_info_without_indices((48,), (14,)))  # e.g. a ViT with 14-pixel patches
+    assert len(_conv_widths(decoder)) == 4  # 14 ~ 2^4 upsampling steps (the head classifies)
+    assert decoder(FeatureMaps([torch.randn(2, 48, 2, 3)]), (28, 42)).shape == (2, 32, 28, 42)
 
 
 def test_decoder_refuses_an_encoder_without_feature_maps():
     info = EncoderInfo(Modality.AUDIO, frozenset({Emits.SEQUENCE}), out_dim=16)
     with pytest.raises(ValueError, match="feature-map channels"):
-        SegNetDecoder(info, num_classes=2)
+        SegNetDecoder(info)

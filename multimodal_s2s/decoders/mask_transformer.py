@@ -3,7 +3,10 @@
 K learnable class embeddings are processed jointly with the encoder's patch tokens by a few pre-LN
 Transformer blocks (bidirectional self-attention over patches + classes, the suite's SDPA attention).
 The masks are the scalar products of the L2-normalized projected patch and class embeddings, (B, K, h, w)
-after a LayerNorm over the classes, upsampled bilinearly to the input size as logits.
+after a LayerNorm over the classes: the decoder's features are these per-class scores at its own stride
+(``makes_class_scores``), which ``SegmentationHead`` (``decoders.dense``) only upsamples to the input size.
+The classes are inside the decoder (they attend to the patches and to each other), not in a classifier
+after it: that is what keeps ``class_attention``.
 
 Built from ``EncoderInfo`` alone: it reads the deepest feature map (a ViT's patch grid, a CNN's last
 stage) as h*w tokens of width ``channels[-1]``, projected to ``d_model``, with fixed 2-D sinusoidal
@@ -50,9 +53,12 @@ class MaskTransformerBlock(nn.Module):
         return x + self.dropout(self.mlp(self.mlp_norm(x))), weights
 
 
-@register_decoder("mask_transformer", requires={Emits.FEATURE_MAPS}, output="dense", class_attention=True)
+@register_decoder(
+    "mask_transformer", requires={Emits.FEATURE_MAPS}, output="dense", class_attention=True, makes_class_scores=True
+)
 class MaskTransformerDecoder(nn.Module):
-    """Deepest feature map -> class masks (B, K, h, w) -> logits (B, K, H, W)."""
+    """Deepest feature map (B, C, h, w) -> class masks (B, K, h, w), its features."""
+
 
     def __init__(
         self,
@@ -65,7 +71,8 @@ class MaskTransformerDecoder(nn.Module):
     ):
         """
         Args:
-            encoder_info: the encoder's declaration; ``channels[-1]`` is the width of its tokens.
+            encoder_info: the encoder's declaration; ``channels[-1]`` is the width of its tokens,
+                ``reductions[-1]`` the stride of the masks.
             num_classes: K, one learnable class embedding each.
             d_model: the decoder width (None: the encoder's token width, as in Segmenter).
             num_layers: Transformer blocks (Segmenter uses 2).
@@ -73,14 +80,17 @@ class MaskTransformerDecoder(nn.Module):
             dropout: in attention, MLP and residuals.
         """
         super().__init__()
-        if not encoder_info.channels or Emits.FEATURE_MAPS not in encoder_info.emits:
-            raise ValueError("the mask_transformer decoder needs an encoder that declares feature-map channels")
+        if not encoder_info.channels or Emits.FEATURE_MAPS not in encoder_info.emits or not encoder_info.reductions:
+            raise ValueError(
+                "the mask_transformer decoder needs an encoder that declares feature-map channels and reductions"
+            )
         if num_layers < 1:
             raise ValueError(f"the mask_transformer decoder needs num_layers >= 1, got {num_layers}")
         in_width = encoder_info.channels[-1]
         d_model = d_model or in_width
         num_heads = num_heads or max(1, d_model // HEAD_WIDTH)
-        self.num_classes = num_classes
+        self.num_classes = self.out_channels = num_classes
+        self.out_reduction = encoder_info.reductions[-1]
         self.input_projection = nn.Linear(in_width, d_model)
         self.class_embeddings = nn.Parameter(torch.randn(1, num_classes, d_model) * d_model**-0.5)
         self.blocks = nn.ModuleList(MaskTransformerBlock(d_model, num_heads, dropout) for _ in range(num_layers))
@@ -90,9 +100,11 @@ class MaskTransformerDecoder(nn.Module):
         self.mask_norm = nn.LayerNorm(num_classes)
 
     def forward(self, maps: FeatureMaps, output_size: Sequence[int]) -> Tensor:
-        """maps from the encoder, output_size (H, W) -> logits (B, K, H, W)."""
-        masks, _ = self._masks(maps, need_weights=False)  # (B, K, h, w)
-        return F.interpolate(masks, size=tuple(output_size), mode="bilinear", align_corners=False)
+        """maps from the encoder -> class masks (B, K, h, w) over the deepest grid (h, w).
+
+        ``output_size`` (the dense-decoder signature) is not needed: the head upsamples the masks."""
+        masks, _ = self._masks(maps, need_weights=False)
+        return masks
 
     def class_attention(self, maps: FeatureMaps) -> Tensor:
         """Per-class attention maps (B, K, h, w) over the deepest grid (h, w).

@@ -6,13 +6,15 @@ down to the next shallower stage's. Only the deepest map and the indices are use
 
 With any other feature-map encoder (CNN, ViT) it falls back to interpolation: from the deepest map,
 bilinear x2 upsampling + a conv block per step until full resolution, widths halving to a floor.
-Either way a 1x1 conv (the per-pixel classifier) makes (B, num_classes, H, W) logits.
+Either way the features (B, C, H, W) are at the input's size; ``SegmentationHead`` (``decoders.dense``),
+a 1x1 conv, classifies them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -54,19 +56,19 @@ def _upsampling_blocks(in_width: int, reduction: int, min_channels: int, kernel_
 
 @register_decoder("segnet", requires={Emits.FEATURE_MAPS}, output="dense")
 class SegNetDecoder(nn.Module):
-    """Deepest feature map (+ pool indices when the encoder has them) -> logits (B, num_classes, H, W)."""
+    """Deepest feature map (+ pool indices when the encoder has them) -> features (B, out_channels, H, W)."""
+
+    out_reduction: ClassVar[int] = 1
 
     def __init__(
         self,
         encoder_info: EncoderInfo,
-        num_classes: int,
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         min_channels: int = DEFAULT_MIN_CHANNELS,
     ):
         """
         Args:
             encoder_info: the encoder's declaration (channels, reductions, stage_depths, emits).
-            num_classes: classes per pixel.
             kernel_size: of the decoder convs (3 as in SegNet; SegNet-Basic's paper decoder uses 7).
             min_channels: the floor of the halving widths, when there are no pool indices.
         """
@@ -84,16 +86,12 @@ class SegNetDecoder(nn.Module):
             self.stages, width = _mirrored_stages(channels, depths, kernel_size), channels[0]
         else:
             self.stages, width = _upsampling_blocks(channels[-1], self.deepest_reduction, min_channels, kernel_size)
-        self.classifier = nn.Conv2d(width, num_classes, kernel_size=1)
+        self.out_channels = width
 
     def forward(self, maps: FeatureMaps, output_size: Sequence[int]) -> Tensor:
-        """maps from the encoder, output_size (H, W) -> logits (B, num_classes, H, W)."""
+        """maps from the encoder, output_size (H, W) -> features (B, out_channels, H, W)."""
         deepest = maps.features[-1]  # (B, C_last, H / r, W / r)
-        x = self._unpool(deepest, maps) if self.uses_pool_indices else self._upsample(deepest, output_size)
-        logits = self.classifier(x)  # (B, num_classes, H', W')
-        if tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
-        return logits
+        return self._unpool(deepest, maps) if self.uses_pool_indices else self._upsample(deepest, output_size)
 
     def _unpool(self, x: Tensor, maps: FeatureMaps) -> Tensor:
         """(B, C_last, h, w) -> (B, C_0, H, W): unpool with each stage's indices, deep to shallow, then convs."""

@@ -13,8 +13,8 @@ From the deepest map up, each stage takes the running map x and the next shallow
 Reducing before upsampling and one 3x3 conv per stage keep the decoder cheap on the CPU (smp's Unet
 upsamples first and runs two 3x3 convs per stage, and one more stage at full resolution). When the
 shallowest map is coarser than ``logit_reduction`` (a ViT's patch grid), x2 upsampling + conv blocks
-refine it down to that reduction. A 1x1 conv classifies, and the logits are upsampled bilinearly to
-the input size.
+refine it down to that reduction. The result is the decoder's features, at that reduction:
+``SegmentationHead`` (``decoders.dense``) classifies them and upsamples the logits to the input size.
 
 Stage widths: the deepest width scaled by each stage's reduction (halving per x2 of resolution, as
 smp's default (256, 128, 64, 32) on resnet18), clamped to [min_channels, max_channels].
@@ -63,12 +63,12 @@ class SkipStage(nn.Module):
 
 @register_decoder("unet", requires={Emits.FEATURE_MAPS}, output="dense")
 class UNetDecoder(nn.Module):
-    """Every feature map, deep to shallow with skip connections -> logits (B, num_classes, H, W)."""
+    """Every feature map, deep to shallow with skip connections -> features (B, out_channels, H / r, W / r)."""
+
 
     def __init__(
         self,
         encoder_info: EncoderInfo,
-        num_classes: int,
         min_channels: int = DEFAULT_MIN_CHANNELS,
         max_channels: int = DEFAULT_MAX_CHANNELS,
         logit_reduction: int = DEFAULT_LOGIT_REDUCTION,
@@ -76,10 +76,10 @@ class UNetDecoder(nn.Module):
         """
         Args:
             encoder_info: the encoder's declaration (channels and reductions, shallow to deep).
-            num_classes: classes per pixel.
             min_channels, max_channels: the floor and the cap of the stage widths.
             logit_reduction: the resolution (input size / this) down to which coarse maps are
-                refined by conv blocks before the classifier; the logits are then upsampled bilinearly.
+                refined by conv blocks: the reduction r of the features (coarser when the maps are not
+                that fine), declared as ``out_reduction``.
         """
         super().__init__()
         channels, reductions = encoder_info.channels, encoder_info.reductions
@@ -104,10 +104,12 @@ class UNetDecoder(nn.Module):
             out_width = stage_width(encoder_info, reduction, min_channels, max_channels)
             self.refine.append(Conv2dNormActivation(width, out_width, kernel_size=3))
             width = out_width
-        self.classifier = nn.Conv2d(width, num_classes, kernel_size=1)
+        self.out_channels, self.out_reduction = width, reduction
 
     def forward(self, maps: FeatureMaps, output_size: Sequence[int]) -> Tensor:
-        """maps from the encoder (the declared ones, shallow to deep), output_size (H, W) -> logits (B, K, H, W)."""
+        """maps from the encoder (the declared ones, shallow to deep) -> features (B, out_channels, H / r, W / r).
+
+        ``output_size`` (the dense-decoder signature) is not needed: the shallowest map sets the size."""
         features = maps.features
         if len(features) != self.num_maps:
             raise ValueError(f"this unet decoder was built for {self.num_maps} feature maps, got {len(features)}")
@@ -116,8 +118,7 @@ class UNetDecoder(nn.Module):
             x = stage(x, skip)  # (B, width_i, H / r_i, W / r_i)
         for block in self.refine:
             x = block(F.interpolate(x, scale_factor=REFINE_FACTOR, mode="nearest"))
-        logits = self.classifier(x)  # (B, K, H / r, W / r)
-        return F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
+        return x  # (B, out_channels, H / r, W / r)
 
 
 def _refine_steps(reduction: float, logit_reduction: int) -> int:

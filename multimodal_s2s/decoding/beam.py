@@ -17,12 +17,16 @@ from torch import Tensor
 from multimodal_s2s.decoding.filters import apply_filters, constraint_filters
 from multimodal_s2s.decoding.hypotheses import NEG_INF, Hypotheses
 from multimodal_s2s.decoding.options import DecodingOptions, DecodingResult, ranking_score
+from multimodal_s2s.decoding.rankers import SequenceRanker, ranked_results
 from multimodal_s2s.decoding.stepper import TextModel, TokenStepper
 from multimodal_s2s.types import EOS_ID, SequenceOutput
 
 
-def beam_search(model: TextModel, encoded: SequenceOutput, options: DecodingOptions) -> list[DecodingResult]:
-    """encoded: (B, T, D) memory -> B results, each with up to ``options.n_best`` hypotheses."""
+def beam_search(
+    model: TextModel, encoded: SequenceOutput, options: DecodingOptions, ranker: SequenceRanker | None = None
+) -> list[DecodingResult]:
+    """encoded: (B, T, D) memory -> B results, each with up to ``options.n_best`` hypotheses, its answer
+    chosen among them by ``ranker`` (None: the best length-penalized score)."""
     batch, beams, device = encoded.memory.shape[0], options.beam_size, encoded.memory.device
     stepper = TokenStepper(
         model, encoded, options.max_length, options.use_cache, options.return_attention, rows_per_example=beams
@@ -47,9 +51,9 @@ def beam_search(model: TextModel, encoded: SequenceOutput, options: DecodingOpti
         full = finished.scores[:, -1] > NEG_INF
         done |= (full & (best_live <= finished.scores[:, -1])) | (beam_sums[:, 0] == NEG_INF)
         if bool(done.all()):
-            return finished.to_results(encoded.mask, options.n_best)
+            return ranked_results(finished, encoded, options, ranker)
     live = _hypotheses(stepper, beam_sums, ~done.unsqueeze(1), options.max_length, options.length_penalty, ended=False)
-    return finished.merge(live).to_results(encoded.mask, options.n_best)
+    return ranked_results(finished.merge(live), encoded, options, ranker)
 
 
 def _set_aside_finished(

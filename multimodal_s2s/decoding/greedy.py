@@ -8,6 +8,7 @@ from torch import Tensor
 from multimodal_s2s.decoding.filters import apply_filters, constraint_filters, sampling_filters
 from multimodal_s2s.decoding.hypotheses import Hypotheses
 from multimodal_s2s.decoding.options import DecodingOptions, DecodingResult, ranking_score
+from multimodal_s2s.decoding.rankers import ranked_results
 from multimodal_s2s.decoding.stepper import TextModel, TokenStepper
 from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
 
@@ -42,7 +43,7 @@ def greedy_decode(model: TextModel, encoded: SequenceOutput, options: DecodingOp
         tokens=stepper.tokens.unsqueeze(1),
         attention=None if stepper.attention is None else stepper.attention.unsqueeze(1),
     )
-    return hypotheses.to_results(encoded.mask, options.n_best)
+    return ranked_results(hypotheses, encoded, options, None)  # one hypothesis each: nothing to rank
 
 
 def _argmax(logits: Tensor, log_probs: Tensor, prefix: Tensor) -> Tensor:

@@ -63,18 +63,19 @@ class Hypotheses:
             attention=attention,
         )
 
-    def to_results(self, mask: Tensor, n_best: int) -> list[DecodingResult]:
-        """One DecodingResult per example; mask (B, T) bool selects the valid memory rows of attention."""
+    def to_results(self, mask: Tensor, n_best: int, chosen: Tensor) -> list[DecodingResult]:
+        """One DecodingResult per example: its answer is hypothesis ``chosen`` (B,) (a ranker's choice), its
+        n-best the first ``n_best``; mask (B, T) bool selects the valid memory rows of attention."""
         scores, log_probs = self.scores.tolist(), self.log_probs.tolist()
         out_lengths, tokens = self.out_lengths.tolist(), self.tokens.tolist()
         attention = None if self.attention is None else self.attention.float().cpu()
         valid_rows = mask.cpu()
         results = []
-        for b, example_scores in enumerate(scores):
-            outputs = [tokens[b][h][1 : 1 + out_lengths[b][h]] for h in range(len(example_scores))]
-            ranked = [(outputs[h], s) for h, s in enumerate(example_scores) if s != NEG_INF] or [(outputs[0], NEG_INF)]
+        for b, (example_scores, h) in enumerate(zip(scores, chosen.tolist(), strict=True)):
+            outputs = [tokens[b][slot][1 : 1 + out_lengths[b][slot]] for slot in range(len(example_scores))]
+            ranked = [(outputs[i], s) for i, s in enumerate(example_scores) if s != NEG_INF] or [(outputs[0], NEG_INF)]
             weights = None
             if attention is not None:
-                weights = attention[b, 0, : out_lengths[b][0]][:, valid_rows[b]]  # (L_out, T_valid)
-            results.append(DecodingResult(ranked[0][0], ranked[0][1], log_probs[b][0], ranked[:n_best], weights))
+                weights = attention[b, h, : out_lengths[b][h]][:, valid_rows[b]]  # (L_out, T_valid)
+            results.append(DecodingResult(outputs[h], example_scores[h], log_probs[b][h], ranked[:n_best], weights))
         return results

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from multimodal_s2s.checkpoint import PRETRAINED_KEY, ModelConfig
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, suite_checkpoint_part
 from multimodal_s2s.models.encoder_decoder import EncoderDecoder
-from multimodal_s2s.models.segmentation_model import SegmentationModel
+from multimodal_s2s.models.segmentation_model import SegmentationModel, upgrade_legacy_keys
 from multimodal_s2s.registry import check_pair, decoder_entry, encoder_entry
 from multimodal_s2s.types import DecoderOutput
 
@@ -53,12 +53,30 @@ def build_model(config: ModelConfig) -> nn.Module:
     encoder_args, encoder_start = _start_from_checkpoint(config.encoder_args, "encoder")
     decoder_args, decoder_start = _start_from_checkpoint(config.decoder_args, "decoder")
     enc = encoder_entry(config.encoder).factory(**encoder_args)
-    dec = dec_entry.factory(enc.info, **{size_name: size}, **decoder_args)
-    for part, module, start in (("encoder", enc, encoder_start), ("decoder", dec, decoder_start)):
+    if text_out:
+        model = EncoderDecoder(enc, dec_entry.factory(enc.info, vocab_size=size, **decoder_args), config)
+        decoder_part = model.decoder
+    else:  # the head after a dense decoder knows the classes, unless the decoder makes class scores itself
+        classes = {"num_classes": size} if dec_entry.makes_class_scores else {}
+        model = SegmentationModel(enc, dec_entry.factory(enc.info, **classes, **decoder_args), config)
+        decoder_part = nn.ModuleDict({"decoder": model.decoder, "head": model.head})
+        if decoder_start is not None:
+            decoder_start = _dense_decoder_start(decoder_start, config.decoder_args[PRETRAINED_KEY], model.head)
+    for part, module, start in (("encoder", model.encoder, encoder_start), ("decoder", decoder_part, decoder_start)):
         if start is not None:
             load_state_dict_checked(module, start, config.to_dict()[f"{part}_args"][PRETRAINED_KEY], part)
-    model_cls = EncoderDecoder if text_out else SegmentationModel
-    return model_cls(enc, dec, config)
+    return model
+
+
+def _dense_decoder_start(decoder: dict[str, Tensor], path: str, head: nn.Module) -> dict[str, Tensor]:
+    """A dense decoder starts with the head that followed it (as it did when each dense decoder had its own
+    classifier): the weights of both from checkpoint ``path`` of either key layout, keyed as in
+    ``nn.ModuleDict(decoder=..., head=...)``."""
+    weights = {f"decoder.{key}": value for key, value in decoder.items()}
+    upgrade_legacy_keys(weights)
+    if head.state_dict() and not any(key.startswith("head.") for key in weights):  # the shared head's layout
+        weights.update((f"head.{key}", value) for key, value in suite_checkpoint_part(path, "head").items())
+    return weights
 
 
 def _start_from_checkpoint(args: dict[str, Any], part: str) -> tuple[dict[str, Any], dict[str, Tensor] | None]:

@@ -2,8 +2,8 @@
 rescoring of a beam, and word timestamps. ``Transcriber`` (``transcription``) adds the windows and the
 streaming over recordings.
 
-With a CTC head in the checkpoint and a beam, the beam's hypotheses are rescored as in ESPnet's hybrid
-decoding: ``(1 - w) * log P_attention + w * log P_ctc``, which penalizes hypotheses that the audio does not
+With a CTC head in the checkpoint and a beam, the search ranks the beam's hypotheses as in ESPnet's hybrid
+decoding (``CTCHybridRanker``): ``(1 - w) * log P_attention + w * log P_ctc``, penalizing hypotheses the audio does not
 support (dropped or repeated words). Each window is checked (``speech.fallback``): silence is dropped, a looping or
 unsure decoding is re-decoded by sampling at rising temperatures. Word times come from CTC forced
 alignment with the CTC head, or from the decoder's cross-attention by DTW (``speech.word_timing``).
@@ -20,7 +20,7 @@ import torch
 from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
 from multimodal_s2s.checkpoint import Checkpoint
 from multimodal_s2s.data.text_batches import pad_last_axis
-from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
+from multimodal_s2s.decoding import CTCHybridRanker, DecodingOptions, DecodingResult, decode_encoded
 from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
 from multimodal_s2s.pipelines.text import TextOutPipeline
 from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
@@ -120,26 +120,9 @@ class WindowDecodingPipeline(TextOutPipeline):
         return self._segments(encoded, decodings, spans, options)
 
     def _search(self, encoded: SequenceOutput, options: DecodingOptions, ctc_weight: float) -> list[DecodingResult]:
-        """Greedy, sampling or beam search; a beam's n-best rescored with the CTC head when there is one."""
-        results = decode_encoded(self.model, encoded, options)
-        if self.ctc_head is None or ctc_weight <= 0 or options.beam_size == 1:
-            return results
-        return [self._rescore(encoded, row, result, ctc_weight, options) for row, result in enumerate(results)]
-
-    def _rescore(
-        self, encoded: SequenceOutput, row: int, result: DecodingResult, weight: float, options: DecodingOptions
-    ) -> DecodingResult:
-        """The hypothesis of ``result.n_best`` with the best combined score; the CTC log-probability gets the
-        same length normalization as the attention score."""
-        n_best = result.n_best
-        ctc_log_probs = self.ctc_head.sequence_log_probs(select_rows(encoded, [row]), [t for t, _ in n_best])  # (H,)
-        scored_lengths = torch.tensor([len(tokens) + 1 for tokens, _ in n_best], device=ctc_log_probs.device)
-        ctc_scores = ranking_score(ctc_log_probs, scored_lengths, options.length_penalty)
-        attention_scores = torch.tensor([score for _, score in n_best], device=ctc_scores.device)
-        best = int(((1 - weight) * attention_scores + weight * ctc_scores).argmax())
-        tokens, score = n_best[best]
-        log_prob = score * (len(tokens) + 1) ** options.length_penalty  # the ranking score undone
-        return DecodingResult(list(tokens), score, log_prob, n_best)
+        """Greedy, sampling or beam search; a beam's answer ranked with the CTC head when there is one."""
+        ranker = None if self.ctc_head is None or ctc_weight <= 0 else CTCHybridRanker(self.ctc_head, ctc_weight)
+        return decode_encoded(self.model, encoded, options, ranker)
 
     def _segments(
         self,
