@@ -141,3 +141,20 @@ def test_other_task_checkpoint_is_refused(tmp_path, capsys):
     assert main(["transcribe", str(audio), "--checkpoint", str(other)]) == 2
     error = capsys.readouterr().err.strip()
     assert "caption.ckpt: the checkpoint's task is captioning, but this needs asr" in error and "\n" not in error
+
+
+@pytest.mark.parametrize(
+    ("inputs", "done", "failed"),
+    [(["missing"], 0, 1), (["missing", "good"], 1, 1), (["good", "unreadable", "missing", "good2"], 2, 2)],
+)
+def test_closing_line_counts_what_failed_and_what_was_transcribed(checkpoint, tmp_path, capsys, inputs, done, failed):
+    files = {name: tmp_path / f"{name}.wav" for name in ("good", "good2", "unreadable", "missing")}
+    soundfile.write(files["good"], tone_utterance(["up"]), SAMPLE_RATE)
+    soundfile.write(files["good2"], tone_utterance(["down"]), SAMPLE_RATE)
+    files["unreadable"].write_text("not audio")
+    out = tmp_path / "out"
+    options = ["--checkpoint", str(checkpoint), "--output-dir", str(out), *TONE_TRANSCRIBE_FLAGS]
+    code = main(["transcribe", *(str(files[name]) for name in inputs), *options])
+    closing = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1 and closing.startswith(f"transcribed {done} file(s), ") and f"; {failed} failed" in closing
+    assert sorted(p.name for p in out.glob("*.txt")) == sorted(f"{n}.txt" for n in inputs if "good" in n)

@@ -164,3 +164,24 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     checkpoint = Path(trained.split("checkpoint: ")[1])
     assert checkpoint.is_file() and checkpoint.is_relative_to(root) and checkpoint.name.startswith("best-")
     assert f"mms2s demo captioning --checkpoint {checkpoint}" in out
+
+
+@pytest.mark.parametrize(
+    ("inputs", "closing"),
+    [
+        (["missing"], "1 file(s) failed, 0 captioned"),
+        (["missing", "good"], "1 file(s) failed, 1 captioned"),
+        (["good", "unreadable", "missing", "good2"], "2 file(s) failed, 2 captioned"),
+    ],
+)
+def test_closing_count_names_what_failed_and_what_was_captioned(checkpoint, tmp_path, capsys, inputs, closing):
+    files = {
+        "good": write_image(tmp_path / "good.png"),
+        "good2": write_image(tmp_path / "good2.png", seed=1),
+        "unreadable": tmp_path / "unreadable.png",
+        "missing": tmp_path / "missing.png",
+    }
+    files["unreadable"].write_bytes(b"not a png")
+    code, out, err = _caption(capsys, *(files[name] for name in inputs), "--checkpoint", checkpoint)
+    assert code == 1 and err[-1] == closing
+    assert [line.split("\t")[0] for line in out] == [str(files[name]) for name in inputs if "good" in name]

@@ -15,6 +15,7 @@ from demo_fixtures import post_image, serving
 from PIL import Image
 
 from multimodal_s2s.apps import demo
+from multimodal_s2s.apps.common import EXIT_BAD_SETUP
 from multimodal_s2s.apps.demo.captioner import NOT_RECORDED, DemoCaptioner, model_card, read_model_card
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples, write_examples
 from multimodal_s2s.apps.demo.page import PAGE_SECURITY_POLICY, SCRIPT, render_page
@@ -116,10 +117,10 @@ def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
     demo.add_arguments(parser)
     for extra, message in [(["--max-pixels", "0"], "--max-pixels is out of range (got 0)"),
                            (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:  # fmt: skip
-        assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == demo.EXIT_BAD_SETUP
+        assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == EXIT_BAD_SETUP
         assert capsys.readouterr().err.strip() == f"error: {message}"
     missing = tmp_path / "missing.ckpt"
-    assert demo.run(parser.parse_args(["captioning", "--checkpoint", str(missing)])) == demo.EXIT_BAD_SETUP
+    assert demo.run(parser.parse_args(["captioning", "--checkpoint", str(missing)])) == EXIT_BAD_SETUP
     assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"
 
 

@@ -128,3 +128,27 @@ def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():
     assert result.overlay(legend=False).size == photo.size
     with pytest.raises(ValueError, match="background class 'sky' is not one of bg, cat, dog"):
         result.overlay(background="sky")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "closing"),
+    [
+        (["missing"], "1 file(s) failed, 0 segmented"),
+        (["missing", "good"], "1 file(s) failed, 1 segmented"),
+        (["good", "unreadable", "missing", "good2"], "2 file(s) failed, 2 segmented"),
+    ],
+)
+def test_segment_closing_count_names_what_failed_and_what_was_written(checkpoint, tmp_path, capsys, inputs, closing):
+    files = {
+        "good": _photo(tmp_path / "good.png"),
+        "good2": _photo(tmp_path / "good2.jpg"),
+        "unreadable": tmp_path / "unreadable.png",
+        "missing": tmp_path / "missing.png",
+    }
+    files["unreadable"].write_bytes(b"not a png")
+    out = tmp_path / "out"
+    names = [str(files[name]) for name in inputs]
+    code = main(["segment", *names, "--checkpoint", str(checkpoint), "--output-dir", str(out)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1 and err[-1] == closing
+    assert sorted(p.name for p in out.glob("*_labels.png")) == sorted(f"{n}_labels.png" for n in inputs if "good" in n)

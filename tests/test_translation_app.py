@@ -153,7 +153,7 @@ def test_refuses_other_tasks_and_missing_files(trained, tmp_path, capsys):
     assert main(["translate", "--checkpoint", str(other), str(tmp_path / "none.txt")]) == 2
     assert "other.ckpt" in capsys.readouterr().err
     assert main(["translate", "--checkpoint", str(trained[2]), str(tmp_path / "none.txt")]) == 2
-    assert "none.txt: file not found" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none.txt'}: file not found\n"
 
 
 def test_plot_labels_and_shape_check(tmp_path):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import lightning as L
 
+from multimodal_s2s.apps.common import fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.captioning import SHAPES_SPLIT_SEEDS
 from multimodal_s2s.data.shapes import ShapeScenes
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         right = caption_scenes(checkpoint, scenes)
     except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     print(f"{right} of {len(scenes)} captions match a reference.")
     print(f"\nOpen the demo page:\n  {demo_command()} demo captioning --checkpoint {checkpoint}\n"
           "then browse to http://127.0.0.1:8000/")  # fmt: skip
