@@ -5,7 +5,12 @@ upload a file; the error messages)."""
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -110,6 +115,19 @@ def test_page_escapes_what_it_shows_and_allows_only_its_own_script(checkpoint):
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "innerHTML" not in SCRIPT and "insertAdjacentHTML" not in SCRIPT
     assert PAGE_SECURITY_POLICY.startswith("default-src 'none'; script-src 'sha256-")
+    for tag in ("script", "style"):  # the policy allows exactly what stands between the page's tags
+        (inline,) = re.findall(f"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        digest = base64.b64encode(hashlib.sha256(inline.encode("utf-8")).digest()).decode("ascii")
+        assert f"{tag}-src 'sha256-{digest}'" in PAGE_SECURITY_POLICY
+
+
+def test_the_page_module_draws_nothing_until_a_page_is_rendered():
+    code = (
+        "import multimodal_s2s.heatmaps as h; h.colour_bar = lambda: 1 / 0; "
+        "import multimodal_s2s.apps.demo.page as page; print(len(page.SCRIPT) > 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-500:]
 
 
 def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
