@@ -126,9 +126,6 @@ class TrainingData:
     examples: int | None = None
 
 
-_SECTIONS = {"preprocessing", "decoding", "labels", "data"}
-
-
 @dataclass
 class CheckpointHeader:
     """Everything besides the weights that turns a checkpoint into a working model.
