@@ -156,7 +156,7 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     stale.write_bytes(b"an older run's checkpoint, not this run's")
     root = tmp_path / "elsewhere"
     overrides = ["--trainer.max_steps", "3", "--data.shapes_train_size", "24", "--data.shapes_val_size", "8",
-                 "--trainer.default_root_dir", str(root)]  # fmt: skip
+                 "--trainer.default_root_dir", str(root)]
     assert quickstart.main(["--images", "1", "--", *overrides]) == 0
     out = capsys.readouterr().out
     assert "training: step 3/3 · loss " in out and "validation after step 3: loss " in out

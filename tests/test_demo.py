@@ -134,7 +134,7 @@ def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     for extra, message in [(["--max-pixels", "0"], "--max-pixels is out of range (got 0)"),
-                           (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:  # fmt: skip
+                           (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:
         assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == EXIT_BAD_SETUP
         assert capsys.readouterr().err.strip() == f"error: {message}"
     missing = tmp_path / "missing.ckpt"

@@ -85,7 +85,7 @@ def test_mirrored_decoder_steps_widths_down_as_in_the_paper():
         (128, 128), (128, 64),
         (64, 64), (64, 64),
         (64, 11),
-    ]  # fmt: skip
+    ]
 
 
 def test_mirrored_decoder_uses_only_the_deepest_map_and_needs_the_indices():

@@ -92,7 +92,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, properties: 
         model.eval(), (example,), dynamo=True, input_names=["images"], output_names=["logits"],
         dynamic_shapes={"images": {0: dynamic, 2: dynamic, 3: dynamic}}, opset_version=opset,
         external_data=False, verbose=False,
-    )  # fmt: skip
+    )
     program.model.metadata_props.update(properties)
     proto = program.model_proto
     atomic_write(out, lambda file: file.write(proto.SerializeToString()))

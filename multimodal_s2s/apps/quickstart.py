@@ -77,7 +77,7 @@ class ProgressLine(L.Callback):
         if trainer.sanity_checking:
             return
         scores = {key.removeprefix("val/"): float(value) for key, value in trainer.callback_metrics.items()
-                  if key.startswith("val/")}  # fmt: skip
+                  if key.startswith("val/")}
         shown = " · ".join(f"{name} {value:.{3 if name == 'loss' else 1}f}" for name, value in scores.items())
         print(f"{chr(10) if self.interactive else ''}validation after step {trainer.global_step}: {shown}", flush=True)
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     print(f"{right} of {len(scenes)} captions match a reference.")
     print(f"\nOpen the demo page:\n  {demo_command()} demo captioning --checkpoint {checkpoint}\n"
-          "then browse to http://127.0.0.1:8000/")  # fmt: skip
+          "then browse to http://127.0.0.1:8000/")
     return 0
 
 

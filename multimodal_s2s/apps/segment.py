@@ -34,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--background", default=None,
         help=f"class left uncoloured in overlays (default: {BACKGROUND_NAME!r} when the checkpoint has it; 'none')",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-legend", action="store_true", help="overlays without the legend panel")
     parser.add_argument(
         "--class-attention", action="store_true",
         help="also write NAME_class_attention.png: each present class's attention map (mask_transformer only)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
     )
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.background = _background(args.background, segmenter.class_names)
         if args.class_attention and not segmenter.model.draws_class_attention:
             raise ValueError(f"--class-attention: the {segmenter.header.model.decoder!r} decoder of {args.checkpoint} "
-                             "has no class attention (mask_transformer has)")  # fmt: skip
+                             "has no class attention (mask_transformer has)")
     except (CheckpointError, OutputError, ValueError) as error:
         return fail(str(error))
     inputs, problems = expand_image_inputs(args.images)

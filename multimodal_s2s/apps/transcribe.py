@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", help="audio files, or folders whose audio files to transcribe")
     add_checkpoint_arguments(parser, "a speech-recognition checkpoint (.ckpt)")
     parser.add_argument("--output-format", "--format", dest="output_format", default="txt",
-                        choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")  # fmt: skip
+                        choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")
     add_output_arguments(parser, "transcripts")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
     add_batch_size_argument(parser, DEFAULTS.batch_size, "windows")
@@ -88,33 +88,33 @@ def _add_word_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--word-timestamps", action="store_true", help="time each word (json: segments' words)")
     group.add_argument("--max-words-per-cue", type=int, default=None,
                        help="srt/vtt cues of at most N words (1: a word per cue); implies --word-timestamps",
-                       metavar="N")  # fmt: skip
+                       metavar="N")
 
 
 def _add_window_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--windows", choices=("vad", "energy"), default="vad",
-                       help="how speech is found: Silero VAD (default) or frame energy")  # fmt: skip
+                       help="how speech is found: Silero VAD (default) or frame energy")
     group.add_argument("--vad-threshold", type=float, default=VAD_DEFAULTS.threshold, help="speech probability")
     group.add_argument("--vad-min-speech", type=float, default=VAD_DEFAULTS.min_speech_seconds,
-                       help="shorter speech is dropped (s)")  # fmt: skip
+                       help="shorter speech is dropped (s)")
     group.add_argument("--vad-min-silence", type=float, default=VAD_DEFAULTS.min_silence_seconds,
-                       help="shorter pauses do not end speech (s)")  # fmt: skip
+                       help="shorter pauses do not end speech (s)")
     group.add_argument("--vad-pad-before", type=float, default=VAD_DEFAULTS.speech_pad_before_seconds,
-                       help="padding before speech (s)")  # fmt: skip
+                       help="padding before speech (s)")
     group.add_argument("--vad-pad-after", type=float, default=VAD_DEFAULTS.speech_pad_after_seconds,
                        help="padding after speech (s; default: the silence the checkpoint was trained with after "
-                            "utterances where above 0.1, else 0.1)")  # fmt: skip
+                            "utterances where above 0.1, else 0.1)")
 
 
 def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--temperature", type=float, default=0.0, help="first decoding temperature (default 0)")
     group.add_argument("--temperature-increment-on-fallback", type=optional(float), default=FALLBACK_TEMPERATURE_STEP,
-                       help="temperature step while a window fails a check, up to 1 (none: no fallback)")  # fmt: skip
+                       help="temperature step while a window fails a check, up to 1 (none: no fallback)")
     group.add_argument("--best-of", type=int, default=DEFAULTS.best_of, help="samples per fallback temperature")
     for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold", "max_ngram_repeats"):
         default = getattr(DEFAULTS, name)
         group.add_argument(f"--{name.replace('_', '-')}", type=optional(type(default)), default=default,
-                           help=f"default {default}; none: off")  # fmt: skip
+                           help=f"default {default}; none: off")
 
 
 def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
@@ -125,7 +125,7 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         temperatures = tuple(np.arange(args.temperature, MAX_TEMPERATURE + 1e-6, step).round(6).tolist())
     vad = VADOptions(threshold=args.vad_threshold, min_speech_seconds=args.vad_min_speech,
                      min_silence_seconds=args.vad_min_silence, speech_pad_before_seconds=args.vad_pad_before,
-                     speech_pad_after_seconds=args.vad_pad_after)  # fmt: skip
+                     speech_pad_after_seconds=args.vad_pad_after)
     return TranscriptionOptions(
         beam_size=args.beam_size, batch_size=args.batch_size, window_seconds=args.window_seconds,
         ctc_weight=args.ctc_weight, windows=args.windows, vad=vad,
@@ -133,7 +133,7 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         best_of=args.best_of, compression_ratio_threshold=args.compression_ratio_threshold,
         logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
         max_ngram_repeats=args.max_ngram_repeats,
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -71,6 +71,6 @@ def _plot(translator: Translator, lines: list[str], options: dict, path: str) ->
     save_attention_plot(
         translation.attention, translation.source_tokens, translation.words, path,
         title=f"{sentences[0]} \u2192 {translation.text}",
-    )  # fmt: skip
+    )
     print(f"attention plot: {path}", file=sys.stderr)
     return 0

@@ -43,23 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-best", type=int, default=DEFAULT_N_BEST, help="alternatives shown (at most the beam)")
     limits = parser.add_argument_group("limits (what one client may ask; defaults in brackets)")
     limits.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / BYTES_PER_MB,
-                        help="largest upload accepted, in MB [%(default)g]")  # fmt: skip
+                        help="largest upload accepted, in MB [%(default)g]")
     limits.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
-                        help="largest image accepted, in pixels, checked before decoding [%(default)d]")  # fmt: skip
+                        help="largest image accepted, in pixels, checked before decoding [%(default)d]")
     limits.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency,
-                        help="images decoded and captioned at once [%(default)d]")  # fmt: skip
+                        help="images decoded and captioned at once [%(default)d]")
     limits.add_argument("--max-queue", type=int, default=defaults.max_queue,
-                        help="requests that may wait for their turn besides; beyond, 503 [%(default)d]")  # fmt: skip
+                        help="requests that may wait for their turn besides; beyond, 503 [%(default)d]")
     limits.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s,
-                        help="seconds for a request's head, and for any pause in its body [%(default)g]")  # fmt: skip
+                        help="seconds for a request's head, and for any pause in its body [%(default)g]")
     limits.add_argument("--body-timeout", type=float, default=defaults.body_timeout_s,
-                        help="seconds for a whole upload [%(default)g]")  # fmt: skip
+                        help="seconds for a whole upload [%(default)g]")
     access = parser.add_argument_group("access")
     access.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help=f"a name or address clients reach the demo by, besides {', '.join(LOCAL_HOSTS)} "
-                        "and --host; repeatable; '*' for any")  # fmt: skip
+                        "and --host; repeatable; '*' for any")
     access.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                        help="a site (e.g. https://example.org) whose pages may post here; repeatable")  # fmt: skip
+                        help="a site (e.g. https://example.org) whose pages may post here; repeatable")
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
