@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import soundfile
+from app_fixtures import COUNT_MIXES, good_ones
 from asr_fixtures import TONE_TRANSCRIBE_FLAGS, tiny_asr_run, tone_utterance
 from checkpoint_helpers import text_header, write_checkpoint
 
@@ -143,11 +144,8 @@ def test_other_task_checkpoint_is_refused(tmp_path, capsys):
     assert "caption.ckpt: the checkpoint's task is captioning, but this needs asr" in error and "\n" not in error
 
 
-@pytest.mark.parametrize(
-    ("inputs", "done", "failed"),
-    [(["missing"], 0, 1), (["missing", "good"], 1, 1), (["good", "unreadable", "missing", "good2"], 2, 2)],
-)
-def test_closing_line_counts_what_failed_and_what_was_transcribed(checkpoint, tmp_path, capsys, inputs, done, failed):
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_closing_line_counts_what_failed_and_what_was_transcribed(checkpoint, tmp_path, capsys, inputs, failed, done):
     files = {name: tmp_path / f"{name}.wav" for name in ("good", "good2", "unreadable", "missing")}
     soundfile.write(files["good"], tone_utterance(["up"]), SAMPLE_RATE)
     soundfile.write(files["good2"], tone_utterance(["down"]), SAMPLE_RATE)
@@ -157,4 +155,4 @@ def test_closing_line_counts_what_failed_and_what_was_transcribed(checkpoint, tm
     code = main(["transcribe", *(str(files[name]) for name in inputs), *options])
     closing = capsys.readouterr().err.splitlines()[-1]
     assert code == 1 and closing.startswith(f"transcribed {done} file(s), ") and f"; {failed} failed" in closing
-    assert sorted(p.name for p in out.glob("*.txt")) == sorted(f"{n}.txt" for n in inputs if "good" in n)
+    assert sorted(p.name for p in out.glob("*.txt")) == sorted(f"{n}.txt" for n in good_ones(inputs))

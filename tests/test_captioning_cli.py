@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_fixtures import COUNT_MIXES, good_ones
 from captioning_fixtures import save_tiny_checkpoint, write_image
 from checkpoint_helpers import segmentation_header, write_checkpoint
 from PIL import Image
@@ -166,15 +167,8 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     assert f"mms2s demo captioning --checkpoint {checkpoint}" in out
 
 
-@pytest.mark.parametrize(
-    ("inputs", "closing"),
-    [
-        (["missing"], "1 file(s) failed, 0 captioned"),
-        (["missing", "good"], "1 file(s) failed, 1 captioned"),
-        (["good", "unreadable", "missing", "good2"], "2 file(s) failed, 2 captioned"),
-    ],
-)
-def test_closing_count_names_what_failed_and_what_was_captioned(checkpoint, tmp_path, capsys, inputs, closing):
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_closing_count_names_what_failed_and_what_was_captioned(checkpoint, tmp_path, capsys, inputs, failed, done):
     files = {
         "good": write_image(tmp_path / "good.png"),
         "good2": write_image(tmp_path / "good2.png", seed=1),
@@ -183,5 +177,5 @@ def test_closing_count_names_what_failed_and_what_was_captioned(checkpoint, tmp_
     }
     files["unreadable"].write_bytes(b"not a png")
     code, out, err = _caption(capsys, *(files[name] for name in inputs), "--checkpoint", checkpoint)
-    assert code == 1 and err[-1] == closing
-    assert [line.split("\t")[0] for line in out] == [str(files[name]) for name in inputs if "good" in name]
+    assert code == 1 and err[-1] == f"{failed} file(s) failed, {done} captioned"
+    assert [line.split("\t")[0] for line in out] == [str(files[name]) for name in good_ones(inputs)]

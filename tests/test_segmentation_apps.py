@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from app_fixtures import COUNT_MIXES, good_ones
 from checkpoint_helpers import segmentation_header, text_header, write_checkpoint
 from PIL import Image
 
@@ -130,15 +131,8 @@ def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():
         result.overlay(background="sky")
 
 
-@pytest.mark.parametrize(
-    ("inputs", "closing"),
-    [
-        (["missing"], "1 file(s) failed, 0 segmented"),
-        (["missing", "good"], "1 file(s) failed, 1 segmented"),
-        (["good", "unreadable", "missing", "good2"], "2 file(s) failed, 2 segmented"),
-    ],
-)
-def test_segment_closing_count_names_what_failed_and_what_was_written(checkpoint, tmp_path, capsys, inputs, closing):
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_segment_closing_count_names_what_failed_and_what_was_done(checkpoint, tmp_path, capsys, inputs, failed, done):
     files = {
         "good": _photo(tmp_path / "good.png"),
         "good2": _photo(tmp_path / "good2.jpg"),
@@ -150,5 +144,5 @@ def test_segment_closing_count_names_what_failed_and_what_was_written(checkpoint
     names = [str(files[name]) for name in inputs]
     code = main(["segment", *names, "--checkpoint", str(checkpoint), "--output-dir", str(out)])
     err = capsys.readouterr().err.splitlines()
-    assert code == 1 and err[-1] == closing
-    assert sorted(p.name for p in out.glob("*_labels.png")) == sorted(f"{n}_labels.png" for n in inputs if "good" in n)
+    assert code == 1 and err[-1] == f"{failed} file(s) failed, {done} segmented"
+    assert sorted(p.name for p in out.glob("*_labels.png")) == sorted(f"{n}_labels.png" for n in good_ones(inputs))
