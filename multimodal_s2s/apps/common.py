@@ -1,12 +1,12 @@
 """What the apps share: the common arguments, the exit codes, one way to fail and one closing count.
 
-Every app that reads a checkpoint takes ``--checkpoint`` and ``--device`` from here; the apps that write
+Every app that reads a checkpoint takes ``--checkpoint`` (and ``--device``, but export) from here; the apps that write
 files per input take ``--output-dir`` and ``--overwrite``. A setup that cannot be used (checkpoint,
 options, output folder) is ``fail(message)``: one ``error: MESSAGE`` line on stderr and EXIT_BAD_SETUP.
 An app that processes several files counts each one done or failed in a ``FileCount``, which prints
 each failure as one ``error: PROBLEM`` line and, when any failed, the closing
 ``N file(s) failed, M <verb>`` line, and gives the exit code (EXIT_FAILED when any failed).
-Cheap to import (the standard library only): ``mms2s --help`` imports it.
+It imports the standard library only, so that it adds nothing to an app's start-up.
 """
 
 from __future__ import annotations
