@@ -67,7 +67,7 @@ RTF_DECODER = ("transformer", {"d_model": 384, "num_layers": 4, "num_heads": 6, 
 WHISPER_TINY_DIMS = {
     "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
     "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4,
-}  # fmt: skip
+}
 
 
 def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
@@ -102,7 +102,7 @@ def fsdd_part(minutes: float, checkpoint: str | None = None, root: Path = SHARED
         "train": "recordings 10-49 (2400)", "test": "recordings 5-9 (300)", "checkpoint": str(checkpoint),
         "train_seconds": seconds if seconds is None else round(seconds), "digit_accuracy": scores["exact_match"],
         "wer": scores["wer"], "cer": scores["cer"],
-    }  # fmt: skip
+    }
 
 
 def librispeech_part(minutes: float) -> dict:
@@ -113,7 +113,7 @@ def librispeech_part(minutes: float) -> dict:
     return {
         "train": "20 speakers", "test": f"held-back speakers {', '.join(HELD_OUT_SPEAKERS)}",
         "budget_minutes": minutes, "train_seconds": round(seconds), "checkpoint": str(checkpoint), **scores,
-    }  # fmt: skip
+    }
 
 
 def rtf_recording(seconds: float) -> tuple[np.ndarray, str, list[str]]:
@@ -141,7 +141,7 @@ def our_recognizer(training_texts: list[str]) -> Transcriber:
         Task.ASR, config, TrainingData("librispeech-mini texts (random weights)"),
         AudioPreprocessing(SAMPLE_RATE, max_seconds=30.0, median_seconds=30.0, tokens_per_second=10.0),
         tokenizer=tokenizer, decoding=DecodingDefaults(beam_size=1),
-    )  # fmt: skip
+    )
     state = {f"{MODEL_PREFIX}{key}": value for key, value in model.state_dict().items()}
     return Transcriber(Checkpoint(Path("<random weights>"), header, state), device="cpu")
 
@@ -213,7 +213,7 @@ def rtf_part(seconds: float, repeats: int, threads: int) -> dict:
         "whisper_tiny": {"rtf": round(whisper_rtf, 4), "parameters": count(theirs), "windows": whisper_windows,
                          "tokens": whisper_tokens, "dims": WHISPER_TINY_DIMS},
         "speedup": round(whisper_rtf / our_rtf, 2),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def compare(checkpoint: Path, scenes: int, device: str) -> dict:
         "token_agreement": sum(same for same, _ in positions) / sum(total for _, total in positions),
         "mean_abs_score_difference": sum(abs(a.score - b.score) for a, b in pairs) / len(pairs),
         "differing_examples": [{"scene": i, "float32": a.text, "bf16": b.text}
-                               for i, (a, b) in enumerate(pairs) if a.tokens != b.tokens][:10],  # fmt: skip
+                               for i, (a, b) in enumerate(pairs) if a.tokens != b.tokens][:10],
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
     }

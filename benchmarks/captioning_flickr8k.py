@@ -31,7 +31,7 @@ METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
 #: Published figures on the same dev/test protocol, for context (see ../shared/data/README.md).
 REFERENCE = {"Show-Attend-Tell, soft attention, ImageNet-pretrained VGG (Xu et al. 2015)": {
     "bleu1": 67.0, "bleu2": 44.8, "bleu3": 29.9, "bleu4": 19.5,
-}}  # fmt: skip
+}}
 
 
 def device_description() -> str:
@@ -47,7 +47,7 @@ def build(args: argparse.Namespace) -> SuiteCLI:
         "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time(args.minutes),
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
         *args.overrides,
-    ]  # fmt: skip
+    ]
     return suite_cli(cli_args, run=False)
 
 

@@ -146,7 +146,7 @@ async def normal_uploads(port: int, image: bytes, count: int, concurrency: int) 
     errors = [o["status"] for o in outcomes if o["status"] != 200]
     return {"requests": count, "concurrency": concurrency, "errors": len(errors), "error_statuses": errors[:10],
             "p50_s": percentile(seconds, 50), "p95_s": percentile(seconds, 95),
-            "max_s": max(o["seconds"] for o in outcomes)}  # fmt: skip
+            "max_s": max(o["seconds"] for o in outcomes)}
 
 
 def percentile(values: list[float], q: int) -> float | None:
@@ -196,7 +196,7 @@ async def hostile_cases(port: int, image: bytes, bomb: bytes) -> dict:
     for name, requests in hostile_requests(image, bomb).items():
         outcomes = await asyncio.gather(*(exchange(port, raw) for raw in requests))
         results[name] = {"statuses": [o["status"] for o in outcomes], "max_s": max(o["seconds"] for o in outcomes),
-                         "all_ended": all(o["ended"] for o in outcomes)}  # fmt: skip
+                         "all_ended": all(o["ended"] for o in outcomes)}
     return results
 
 
@@ -207,7 +207,7 @@ def slow_summary(records: list[dict]) -> dict:
         mine = [r for r in records if r["kind"] == kind]
         statuses = sorted({str(r["status"]) for r in mine})
         summary[kind] = {"connections": len(mine), "all_ended": all(r["ended"] for r in mine),
-                         "max_held_s": max(r["seconds"] for r in mine), "statuses": statuses}  # fmt: skip
+                         "max_held_s": max(r["seconds"] for r in mine), "statuses": statuses}
     return summary
 
 
@@ -230,13 +230,13 @@ async def measure(port: int, sampler: RssSampler, uploads: int, slow_connections
     hostile = await hostile_cases(port, image, bomb)
     await asyncio.sleep(1.0)
     return {"sequential": sequential, "normal": normal, "normal_with_slow_connections_open": under_slow,
-            "slow_connections": slow, "hostile": hostile}  # fmt: skip
+            "slow_connections": slow, "hostile": hostile}
 
 
 def start_server(checkpoint: Path, stderr: io.TextIOBase) -> tuple[subprocess.Popen, int]:
     """The demo server as the command starts it, on a free port; (process, port) once it answers."""
     command = [sys.executable, "-m", "multimodal_s2s.apps.cli", "demo", "captioning", "--checkpoint",
-               str(checkpoint), "--host", HOST, "--port", "0"]  # fmt: skip
+               str(checkpoint), "--host", HOST, "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = process.stdout.readline()  # "Captioning demo at http://127.0.0.1:PORT/ ..." (or EOF on failure)
     if f"http://{HOST}:" not in line:
@@ -259,7 +259,7 @@ def verdicts(results: dict, peaks: dict, tracebacks: int) -> dict:
         case.get("max_s", case.get("max_held_s")) <= ANSWER_LIMIT_S for case in hostile
     )
     refused = all(s in (None, "None") or 400 <= int(s) < 500 or int(s) == 503
-                  for case in hostile for s in case["statuses"])  # fmt: skip
+                  for case in hostile for s in case["statuses"])
     normal, under_slow = results["normal"], results["normal_with_slow_connections_open"]
     p95_ratio = under_slow["p95_s"] / normal["p95_s"]
     rss_ratio = max(peaks["slow"], peaks["hostile"]) / idle
@@ -270,7 +270,7 @@ def verdicts(results: dict, peaks: dict, tracebacks: int) -> dict:
         "normal_errors": normal["errors"] + under_slow["errors"],
         "normal_all_within_10s": max(normal["max_s"], under_slow["max_s"]) <= ANSWER_LIMIT_S,
         "tracebacks_on_stderr": tracebacks,
-    }  # fmt: skip
+    }
 
 
 def run(checkpoint: Path, uploads: int, slow_connections: int) -> dict:
@@ -291,7 +291,7 @@ def run(checkpoint: Path, uploads: int, slow_connections: int) -> dict:
     peaks = {phase: round(mib, 1) for phase, mib in sampler.peaks.items()}
     levels = {level: sum(f" {level} " in line for line in log) for level in ("INFO", "WARNING", "ERROR")}
     return {"results": results, "rss_mib_peak_by_phase": peaks, "stderr_lines_by_level": levels,
-            "verdicts": verdicts(results, peaks, tracebacks)}  # fmt: skip
+            "verdicts": verdicts(results, peaks, tracebacks)}
 
 
 def main() -> None:
@@ -303,7 +303,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = {"uploads": args.uploads, "slow_connections": args.slow_connections, "concurrency": CONCURRENCY}
     report = {"checkpoint": str(args.checkpoint), "cpus": os.cpu_count(), "counts": counts,
-              **run(args.checkpoint, args.uploads, args.slow_connections)}  # fmt: skip
+              **run(args.checkpoint, args.uploads, args.slow_connections)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["verdicts"], indent=1))

@@ -225,7 +225,7 @@ def run_corpus(checkpoint: str, corpus: str, args: argparse.Namespace) -> dict:
         "audio_seconds": round(sum(len(r.waveform) for r in recordings) / SAMPLE_RATE, 1),
         "ctc_head": transcriber.ctc_head is not None, "alignment": args.alignment,
         "vad_pads_s": default_pads(transcriber),
-    }  # fmt: skip
+    }
     report["conditions"] = {name: score_condition(transcriber, recordings, db, args) for name, db in CONDITIONS.items()}
     report["silence_or_noise_alone"] = empty_inputs(transcriber, systems(args.alignment, args.vad_pad_after))
     if args.repeats:
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: mms2s transcribe's, configure_threads)")
     parser.add_argument("--details", action="store_true", help="list the clips wrong only in the long form")
     parser.add_argument("--vad-pad-after", type=float, nargs="*", default=[], metavar="S",
-                        help="also the vad system with S s of padding after speech (one system per S)")  # fmt: skip
+                        help="also the vad system with S s of padding after speech (one system per S)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/longform_asr.json"))
     args = parser.parse_args()
     if args.threads:

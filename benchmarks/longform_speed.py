@@ -55,10 +55,10 @@ def espeak_sized_transcriber() -> Transcriber:
     arguments = yaml.safe_load(ESPEAK_RECIPE.read_text())["model"]["init_args"]
     tokenizer = CharTokenizer.train([CHARACTERS])
     config = ModelConfig(arguments["encoder"], arguments["decoder"], arguments["encoder_args"],
-                         arguments["decoder_args"], tokenizer.vocab_size)  # fmt: skip
+                         arguments["decoder_args"], tokenizer.vocab_size)
     state = {f"{MODEL_PREFIX}{key}": value for key, value in build_model(config).state_dict().items()}
     header = CheckpointHeader(Task.ASR, config, TrainingData("espeak-sized, random weights"), ESPEAK_AUDIO,
-                              tokenizer=tokenizer, decoding=DecodingDefaults(beam_size=1))  # fmt: skip
+                              tokenizer=tokenizer, decoding=DecodingDefaults(beam_size=1))
     return Transcriber(Checkpoint(Path("<random weights>"), header, state), device="cpu")
 
 

@@ -60,7 +60,7 @@ def run_one(recipe: str, steps: int, warmup: int, workers: int | None, trainer_a
     clock = StepClock(warmup)
     args = ["fit", "--config", recipe, "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0",
             "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "[]",
-            "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null"]  # fmt: skip
+            "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null"]
     if workers is not None:
         args += ["--data.num_workers", str(workers)]
     args += trainer_args
@@ -114,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         trainer_args = [f"--trainer.{option}={value}" for option in ("accelerator", "precision")
-                        if (value := getattr(args, option)) is not None]  # fmt: skip
+                        if (value := getattr(args, option)) is not None]
         print(json.dumps(run_one(args.child, args.steps, args.warmup, args.workers, trainer_args)))
         return
     results = []

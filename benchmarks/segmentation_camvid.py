@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         format="list", root=args.root, train_split="train.txt", val_split="val.txt", ignore_index=CAMVID_VOID,
         image_size=(args.height, args.width), scale_range=(0.75, 1.5), batch_size=args.batch_size,
         num_workers=args.num_workers,
-    )  # fmt: skip
+    )
     data.setup("fit")
     out = Path(args.out)
     try:

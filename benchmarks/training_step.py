@@ -76,7 +76,7 @@ def recipe_model(recipe: str) -> dict:
 def token_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """logits (B, L, V), targets (B, L) -> label-smoothed cross-entropy in float32, PAD ignored."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID,
-                           label_smoothing=LABEL_SMOOTHING)  # fmt: skip
+                           label_smoothing=LABEL_SMOOTHING)
 
 
 def random_tokens(batch: int, length: int, vocab: int) -> Tensor:
@@ -108,7 +108,7 @@ def captioning(batch: int, device: torch.device, length: int = 14, vocab: int = 
             super().__init__(config)
             self.embedder = self.encoder = self.pooler = None  # replaced by the timm backbone
             self.backbone = create_model(recipe["encoder"], recipe["decoder"], recipe["encoder_args"],
-                                         recipe["decoder_args"], vocab_size=vocab).encoder.backbone  # fmt: skip
+                                         recipe["decoder_args"], vocab_size=vocab).encoder.backbone
 
         def forward(self, pixel_values, **kwargs):
             grid = self.backbone(pixel_values)[-1]  # (B, C, h, w)
@@ -123,13 +123,13 @@ def captioning(batch: int, device: torch.device, length: int = 14, vocab: int = 
     bert = BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
                       intermediate_size=args["ff_dim"], hidden_dropout_prob=dropout,
                       attention_probs_dropout_prob=dropout, max_position_embeddings=64, is_decoder=True,
-                      add_cross_attention=True)  # fmt: skip
+                      add_cross_attention=True)
     peer = VisionEncoderDecoderModel(encoder=TimmGrid(resnet), decoder=BertLMHeadModel(bert))
     return (
         Contender("suite", ours, lambda m: token_loss(m(images, tokens[:, :-1]), tokens[:, 1:])),
         Contender("hf_vision_encoder_decoder", peer,
                   lambda m: token_loss(m(pixel_values=images, decoder_input_ids=tokens[:, :-1]).logits, tokens[:, 1:])),
-    )  # fmt: skip
+    )
 
 
 class SuiteASR(nn.Module):
@@ -156,7 +156,7 @@ def asr(batch: int, device: torch.device, frames: int = 400, length: int = 48, v
     dims = ModelDimensions(n_mels=80, n_audio_ctx=frames // 2, n_audio_state=encoder_args["d_model"],
                            n_audio_head=encoder_args["num_heads"], n_audio_layer=encoder_args["num_layers"],
                            n_vocab=vocab, n_text_ctx=length, n_text_state=decoder_args["d_model"],
-                           n_text_head=decoder_args["num_heads"], n_text_layer=decoder_args["num_layers"])  # fmt: skip
+                           n_text_head=decoder_args["num_heads"], n_text_layer=decoder_args["num_layers"])
     return (
         Contender("suite", SuiteASR(recipe, vocab), lambda m: m(features, lengths, tokens)),
         Contender("whisper", Whisper(dims), lambda m: token_loss(m(features, tokens[:, :-1]), tokens[:, 1:])),
@@ -187,7 +187,7 @@ def _dense_contenders(
 ) -> Pair:
     encoder_args = {key: value for key, value in (recipe.get("encoder_args") or {}).items() if key != "pretrained_path"}
     ours = create_model(recipe["encoder"], recipe["decoder"], encoder_args, recipe.get("decoder_args"),
-                        num_classes=classes)  # fmt: skip
+                        num_classes=classes)
     images = torch.randn(batch, 3, height, width).to(device)
     masks = torch.randint(0, classes, (batch, height, width)).to(device)
     loss = lambda m: F.cross_entropy(m(images).float(), masks)  # noqa: E731
@@ -216,13 +216,13 @@ def _translation_contenders(
     dropout = recipe["decoder_args"]["dropout"]
     bart = BartConfig(vocab_size=vocab, d_model=512, encoder_layers=2, decoder_layers=1, encoder_attention_heads=8,
                       decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, dropout=dropout,
-                      max_position_embeddings=64, pad_token_id=PAD_ID)  # fmt: skip
+                      max_position_embeddings=64, pad_token_id=PAD_ID)
     peer = BartForConditionalGeneration(bart)
     return (
         Contender("suite", ours, lambda m: token_loss(m(sources, tokens[:, :-1], lengths), tokens[:, 1:])),
         Contender("hf_bart", peer,
                   lambda m: token_loss(m(input_ids=sources, decoder_input_ids=tokens[:, :-1]).logits, tokens[:, 1:])),
-    )  # fmt: skip
+    )
 
 
 TASKS = {
@@ -336,7 +336,7 @@ def main() -> None:
     threads = configure_threads()
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({platform.machine()}, {threads} threads)"
     report = {"device": device, "torch": torch.__version__, "precision": args.precision, "repeats": args.repeats,
-              "steps_per_sample": args.steps, "tasks": {}}  # fmt: skip
+              "steps_per_sample": args.steps, "tasks": {}}
     for name in args.tasks:
         report["tasks"][name] = run_task(name, args)
         summary = {k: v for k, v in report["tasks"][name].items() if k != "samples"}

@@ -67,7 +67,7 @@ def decoder_args(variant: str, width: int, dropout: float) -> dict[str, Any]:
     if variant == "transformer":
         d_model = width // 2
         return {"d_model": d_model, "num_layers": TRANSFORMER_LAYERS, "num_heads": TRANSFORMER_HEADS,
-                "ff_dim": 2 * width, "dropout": dropout}  # fmt: skip
+                "ff_dim": 2 * width, "dropout": dropout}
     return {"embed_dim": width // 2, "hidden_size": width, "dropout": dropout}
 
 
@@ -86,7 +86,7 @@ def build(args: argparse.Namespace, variant: str, max_steps: int) -> SuiteCLI:
         "--trainer.callbacks", "[]", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         *args.overrides,
-    ]  # fmt: skip
+    ]
     return suite_cli(cli_args, run=False)
 
 
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             "source_vocab": data.source_tokenizer.vocab_size,
             "target_vocab": data.tokenizer.vocab_size,
             "joint": data.hparams.joint_vocab,
-        },  # fmt: skip
+        },
         "training_pairs": len(data.texts["train"]),
         "models": {},
         "reference": REFERENCE,

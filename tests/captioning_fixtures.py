@@ -43,16 +43,16 @@ def tiny_captioning_run(
     module = Seq2SeqModule(
         "cnn", decoder, TINY_ENCODER_ARGS, TINY_DECODER_ARGS[decoder],
         lr=lr, warmup_steps=2, metrics=["bleu", "cider"], beam_size=2, max_length=8,
-    )  # fmt: skip
+    )
     data = CaptioningDataModule(
         format="shapes", image_size=(TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), shapes_image_size=TINY_IMAGE_SIZE,
         batch_size=16, shapes_train_size=16 * steps, shapes_val_size=8,
-    )  # fmt: skip
+    )
     trainer = L.Trainer(
         max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu",
         callbacks=[LossRecorder(record_losses)] if record_losses is not None else [],
-    )  # fmt: skip
+    )
     trainer.fit(module, data)
     return trainer, module, data
 

@@ -54,7 +54,7 @@ def text_header(task: Task) -> CheckpointHeader:
         preprocessing={Task.CAPTIONING: IMAGE, Task.ASR: audio, Task.TRANSLATION: None}[task],
         tokenizer=tokenizer, source_tokenizer=tokenizer if task == Task.TRANSLATION else None,
         decoding=DecodingDefaults(beam_size=2, max_length=6),
-    )  # fmt: skip
+    )
 
 
 def write_checkpoint(path: Path, header: CheckpointHeader, state_dict: dict | None = None) -> Path:

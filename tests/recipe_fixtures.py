@@ -24,34 +24,34 @@ def _model_and_data(task: str, folder: Path) -> tuple[dict, dict]:
     if task == "captioning":
         model = {"encoder": "cnn", "decoder": "transformer", "encoder_args": CAPTION_ENCODER_ARGS,
                  "decoder_args": CAPTION_DECODER_ARGS["transformer"], "metrics": ["bleu"], "beam_size": 2,
-                 "max_length": 8, "warmup_steps": 2}  # fmt: skip
+                 "max_length": 8, "warmup_steps": 2}
         size = [TINY_IMAGE_SIZE, TINY_IMAGE_SIZE]
         data = {"format": "shapes", "image_size": size, "shapes_image_size": TINY_IMAGE_SIZE, "batch_size": 16,
-                "shapes_train_size": 64, "shapes_val_size": 8}  # fmt: skip
+                "shapes_train_size": 64, "shapes_val_size": 8}
         return {"class_path": SEQ2SEQ, "init_args": model}, {
             "class_path": "multimodal_s2s.data.captioning.CaptioningDataModule", "init_args": data}
     if task == "asr":
         model = {"encoder": "audio_transformer_tiny", "decoder": "transformer", "encoder_args": ASR_ENCODER_ARGS,
                  "decoder_args": ASR_DECODER_ARGS, "metrics": ["wer"], "beam_size": 1, "max_length": 24,
                  "ctc_weight": 0.3, "warmup_steps": 2,
-                 "spec_augment": {"num_freq_masks": 0, "num_time_masks": 0}}  # fmt: skip
+                 "spec_augment": {"num_freq_masks": 0, "num_time_masks": 0}}
         manifests = {split: str(write_tone_manifest(folder / "tones", count, seed, split))
-                     for split, count, seed in (("train", 16, 0), ("val", 4, 1), ("test", 4, 2))}  # fmt: skip
+                     for split, count, seed in (("train", 16, 0), ("val", 4, 1), ("test", 4, 2))}
         data = {"format": "manifest", "root": manifests["train"], "val_root": manifests["val"],
-                "test_root": manifests["test"], "batch_size": 8}  # fmt: skip
+                "test_root": manifests["test"], "batch_size": 8}
         return {"class_path": SEQ2SEQ, "init_args": model}, {
             "class_path": "multimodal_s2s.data.asr.ASRDataModule", "init_args": data}
     if task == "segmentation":
         model = {"encoder": "segnet_basic", "decoder": "segnet", "encoder_args": {"channels": 8, "kernel_size": 3},
-                 "decoder_args": {"kernel_size": 3}, "warmup_steps": 2}  # fmt: skip
+                 "decoder_args": {"kernel_size": 3}, "warmup_steps": 2}
         data = {"format": "shapes", "image_size": [32, 32], "augment": False, "batch_size": 8,
-                "shapes_train_size": 32, "shapes_val_size": 8}  # fmt: skip
+                "shapes_train_size": 32, "shapes_val_size": 8}
         return {"class_path": "multimodal_s2s.lit.segmentation.SegmentationModule", "init_args": model}, {
             "class_path": "multimodal_s2s.data.segmentation.SegmentationDataModule", "init_args": data}
     model = {"encoder": "text_lstm_tiny", "decoder": "rnn_attention", "encoder_args": {"embed_dim": 16,
              "hidden_size": 32}, "decoder_args": {"embed_dim": 16, "hidden_size": 32}, "lr": 0.01,
              "warmup_steps": 2, "label_smoothing": 0.0, "metrics": ["exact_match"], "beam_size": 1,
-             "max_length": 12}  # fmt: skip
+             "max_length": 12}
     data = {"format": "dates", "tokenizer": "char", "batch_size": 32, "dates_train_size": 320, "dates_val_size": 64}
     return {"class_path": SEQ2SEQ, "init_args": model}, {
         "class_path": "multimodal_s2s.data.translation.TranslationDataModule", "init_args": data}
@@ -62,7 +62,7 @@ def write_recipe(task: str, folder: Path, max_epochs: int = 1, every_n_train_ste
     ``folder/runs/<task>``; ``every_n_train_steps``: also save ``last.ckpt`` that often."""
     model, data = _model_and_data(task, folder)
     checkpoint = {"monitor": MONITOR[task], "mode": "min" if task == "asr" else "max",
-                  "filename": "best-{step:05d}", "save_last": True}  # fmt: skip
+                  "filename": "best-{step:05d}", "save_last": True}
     if every_n_train_steps is not None:
         checkpoint["every_n_train_steps"] = every_n_train_steps
     recipe = {
@@ -76,7 +76,7 @@ def write_recipe(task: str, folder: Path, max_epochs: int = 1, every_n_train_ste
             "num_sanity_val_steps": 0,
             "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint}],
         },
-    }  # fmt: skip
+    }
     path = folder / f"{task}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import soundfile
+from app_fixtures import COUNT_MIXES, good_ones
 from asr_fixtures import TONE_TRANSCRIBE_FLAGS, tiny_asr_run, tone_utterance
 from checkpoint_helpers import text_header, write_checkpoint
 
@@ -80,7 +81,7 @@ def test_silence_has_no_windows():
 
 def test_three_minute_file_in_windows_with_monotonic_timestamps(checkpoint, long_recording, tmp_path, capsys):
     assert main(["transcribe", str(long_recording), "--checkpoint", str(checkpoint), "--format", "json",
-                 "--output-dir", str(tmp_path), "--batch-size", "16", *TONE_TRANSCRIBE_FLAGS]) == 0  # fmt: skip
+                 "--output-dir", str(tmp_path), "--batch-size", "16", *TONE_TRANSCRIBE_FLAGS]) == 0
     record = json.loads((tmp_path / "long.json").read_text())
     segments = record["segments"]
     limit = min(MAX_WINDOW_SECONDS, read_checkpoint(checkpoint).header.preprocessing.max_seconds)
@@ -98,7 +99,7 @@ def test_srt_output_is_valid(checkpoint, tmp_path, monkeypatch):
     clips = [tone_utterance(["up", "left"]), np.zeros(SAMPLE_RATE, dtype=np.float32), tone_utterance(["down"])]
     soundfile.write(audio, np.concatenate(clips), SAMPLE_RATE)
     assert main(["transcribe", str(audio), "--checkpoint", str(checkpoint), "--format", "srt", "--beam-size", "2",
-                 *TONE_TRANSCRIBE_FLAGS]) == 0  # fmt: skip
+                 *TONE_TRANSCRIBE_FLAGS]) == 0
     srt = (tmp_path / "clip.srt").read_text()
     cues = SRT_CUE.findall(srt)
     assert srt == "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, a, b, text in cues)  # nothing else in the file
@@ -112,7 +113,7 @@ def test_bad_files_are_skipped_with_one_line_each(checkpoint, tmp_path, capsys):
     soundfile.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     garbage.write_text("not audio")
     code = main(["transcribe", str(empty), str(garbage), str(good), str(tmp_path / "missing.wav"), "--checkpoint",
-                 str(checkpoint), "--output-dir", str(tmp_path / "out"), *TONE_TRANSCRIBE_FLAGS])  # fmt: skip
+                 str(checkpoint), "--output-dir", str(tmp_path / "out"), *TONE_TRANSCRIBE_FLAGS])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 3
     assert all(name in line for name, line in zip(["missing.wav", "empty.wav", "garbage.mp3"], errors, strict=True))
@@ -124,7 +125,7 @@ def test_outputs_never_overwrite_inputs_nor_existing_files(checkpoint, tmp_path,
     soundfile.write(audio, tone_utterance(["up"]), SAMPLE_RATE)
     clash.write_text("keep me")  # an input named like a.wav's output
     args = ["transcribe", str(audio), "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path),
-            *TONE_TRANSCRIBE_FLAGS]  # fmt: skip
+            *TONE_TRANSCRIBE_FLAGS]
     assert main([*args[:2], str(clash), *args[2:]]) == 1
     assert clash.read_text() == "keep me" and "is an input of this run" in capsys.readouterr().err
     assert main(args) == 1  # a.txt exists: kept unless --overwrite
@@ -141,3 +142,17 @@ def test_other_task_checkpoint_is_refused(tmp_path, capsys):
     assert main(["transcribe", str(audio), "--checkpoint", str(other)]) == 2
     error = capsys.readouterr().err.strip()
     assert "caption.ckpt: the checkpoint's task is captioning, but this needs asr" in error and "\n" not in error
+
+
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_closing_line_counts_what_failed_and_what_was_transcribed(checkpoint, tmp_path, capsys, inputs, failed, done):
+    files = {name: tmp_path / f"{name}.wav" for name in ("good", "good2", "unreadable", "missing")}
+    soundfile.write(files["good"], tone_utterance(["up"]), SAMPLE_RATE)
+    soundfile.write(files["good2"], tone_utterance(["down"]), SAMPLE_RATE)
+    files["unreadable"].write_text("not audio")
+    out = tmp_path / "out"
+    options = ["--checkpoint", str(checkpoint), "--output-dir", str(out), *TONE_TRANSCRIBE_FLAGS]
+    code = main(["transcribe", *(str(files[name]) for name in inputs), *options])
+    closing = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1 and closing.startswith(f"transcribed {done} file(s), ") and f"; {failed} failed" in closing
+    assert sorted(p.name for p in out.glob("*.txt")) == sorted(f"{n}.txt" for n in good_ones(inputs))

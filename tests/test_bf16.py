@@ -66,11 +66,11 @@ def test_asr_bf16_keeps_front_end_and_hybrid_loss_in_float32(tmp_path):
 def test_segmentation_bf16_keeps_the_loss_in_float32(tmp_path):
     recorder = DtypeRecorder({"logits": "model"})
     data = SegmentationDataModule(image_size=(32, 32), batch_size=4, augment=False, shapes_train_size=8,
-                                  shapes_val_size=4)  # fmt: skip
+                                  shapes_val_size=4)
     module = SegmentationModule("segnet_basic", encoder_args={"channels": 8, "kernel_size": 3, "num_stages": 2})
     trainer = L.Trainer(max_steps=BF16_STEPS, precision="bf16-mixed", accelerator="cpu", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=tmp_path, callbacks=[recorder])  # fmt: skip
+                        limit_val_batches=0, default_root_dir=tmp_path, callbacks=[recorder])
     trainer.fit(module, datamodule=data)
     assert recorder.dtypes == {"loss": {torch.float32}, "logits": {torch.bfloat16}}
 
@@ -89,7 +89,7 @@ def test_recipe_fits_and_validates_in_bf16_from_the_command_line(task, parts, tm
     recipe = write_recipe(task, tmp_path)
     recorder = {"class_path": f"{__name__}.DtypeRecorder", "init_args": {"parts": parts}}
     cli = suite_cli(["fit", "--config", str(recipe), "--trainer.precision", "bf16-mixed",
-                     f"--trainer.callbacks+={json.dumps(recorder)}"])  # fmt: skip
+                     f"--trainer.callbacks+={json.dumps(recorder)}"])
     (recorded,) = [callback for callback in cli.trainer.callbacks if isinstance(callback, DtypeRecorder)]
     assert recorded.dtypes["loss"] == {torch.float32}
     assert all(recorded.dtypes[name] == {torch.bfloat16} for name in parts), recorded.dtypes

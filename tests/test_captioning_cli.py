@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_fixtures import COUNT_MIXES, good_ones
 from captioning_fixtures import save_tiny_checkpoint, write_image
 from checkpoint_helpers import segmentation_header, write_checkpoint
 from PIL import Image
@@ -156,7 +157,7 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     stale.write_bytes(b"an older run's checkpoint, not this run's")
     root = tmp_path / "elsewhere"
     overrides = ["--trainer.max_steps", "3", "--data.shapes_train_size", "24", "--data.shapes_val_size", "8",
-                 "--trainer.default_root_dir", str(root)]  # fmt: skip
+                 "--trainer.default_root_dir", str(root)]
     assert quickstart.main(["--images", "1", "--", *overrides]) == 0
     out = capsys.readouterr().out
     assert "training: step 3/3 · loss " in out and "validation after step 3: loss " in out
@@ -164,3 +165,17 @@ def test_quickstart_trains_and_captions_with_its_own_run_checkpoint(tmp_path, mo
     checkpoint = Path(trained.split("checkpoint: ")[1])
     assert checkpoint.is_file() and checkpoint.is_relative_to(root) and checkpoint.name.startswith("best-")
     assert f"mms2s demo captioning --checkpoint {checkpoint}" in out
+
+
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_closing_count_names_what_failed_and_what_was_captioned(checkpoint, tmp_path, capsys, inputs, failed, done):
+    files = {
+        "good": write_image(tmp_path / "good.png"),
+        "good2": write_image(tmp_path / "good2.png", seed=1),
+        "unreadable": tmp_path / "unreadable.png",
+        "missing": tmp_path / "missing.png",
+    }
+    files["unreadable"].write_bytes(b"not a png")
+    code, out, err = _caption(capsys, *(files[name] for name in inputs), "--checkpoint", checkpoint)
+    assert code == 1 and err[-1] == f"{failed} file(s) failed, {done} captioned"
+    assert [line.split("\t")[0] for line in out] == [str(files[name]) for name in good_ones(inputs)]

@@ -40,7 +40,7 @@ def test_first_layout_headers_are_upgraded():
         "task": "segmentation", "model": segmentation["model"], "class_names": ["bg", "cat", "dog"],
         "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0]], "ignore_index": 255, "class_weights": [0.5, 1.0, 2.0],
         "preprocess": {"image_size": [32, 48], "mean": [0.5] * 3, "std": [0.25] * 3},
-    }  # fmt: skip
+    }
     header = CheckpointHeader.from_dict(old_segmentation)
     assert header.labels.class_weights == (0.5, 1.0, 2.0) and header.preprocessing.image_size == (32, 48)
     assert header.data == TrainingData("not recorded")
@@ -50,14 +50,14 @@ def test_first_layout_headers_are_upgraded():
         "preprocess": {"task": "asr", "format": "espeak", "tokenizer": "char", "sample_rate": 16000,
                        "max_seconds": 4.2, "median_seconds": 2.0, "tokens_per_second": 14.0},
         "decoding": {"beam_size": 1, "max_length": 96, "length_penalty": 1.0}, "ctc": {"weight": 0.3, "blank": 0},
-    }  # fmt: skip
+    }
     header = CheckpointHeader.from_dict(old_asr)
     assert header.task == Task.ASR and header.ctc_weight == 0.3 and header.data.name == "espeak"
     assert header.preprocessing == AudioPreprocessing(16000, 4.2, 2.0, 14.0)
     old_captioning = {**old_asr, "preprocess": {"image_size": [64, 64], "mean": [0.5] * 3, "std": [0.2] * 3},
-                      "ctc": None}  # fmt: skip
+                      "ctc": None}
     assert CheckpointHeader.from_dict(old_captioning).preprocessing == ImagePreprocessing((64, 64), (0.5,) * 3,
-                                                                                            (0.2,) * 3)  # fmt: skip
+                                                                                            (0.2,) * 3)
 
 
 def test_newer_and_malformed_headers_are_refused_in_one_line():
@@ -95,7 +95,7 @@ def _older_asr_headers() -> dict[str, dict]:
         "task": "seq2seq", "model": current["model"], "tokenizer": current["tokenizer"],
         "preprocess": {"task": "asr", "format": "fsdd", **format_1["preprocessing"]},
         "decoding": current["decoding"], "ctc": {"weight": 0.3, "blank": 0},
-    }  # fmt: skip
+    }
     return {"format 1": format_1, "first layout": first_layout}
 
 

@@ -5,7 +5,12 @@ upload a file; the error messages)."""
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -16,6 +21,7 @@ from demo_fixtures import post_image, serving
 from PIL import Image
 
 from multimodal_s2s.apps import demo
+from multimodal_s2s.apps.common import EXIT_BAD_SETUP
 from multimodal_s2s.apps.demo.captioner import DemoCaptioner
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples, write_examples
 from multimodal_s2s.apps.demo.page import PAGE_SECURITY_POLICY, SCRIPT, render_page
@@ -113,17 +119,30 @@ def test_page_escapes_what_it_shows_and_allows_only_its_own_script(checkpoint):
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "innerHTML" not in SCRIPT and "insertAdjacentHTML" not in SCRIPT
     assert PAGE_SECURITY_POLICY.startswith("default-src 'none'; script-src 'sha256-")
+    for tag in ("script", "style"):  # the policy allows exactly what stands between the page's tags
+        (inline,) = re.findall(f"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        digest = base64.b64encode(hashlib.sha256(inline.encode("utf-8")).digest()).decode("ascii")
+        assert f"{tag}-src 'sha256-{digest}'" in PAGE_SECURITY_POLICY
+
+
+def test_the_page_module_draws_nothing_until_a_page_is_rendered():
+    code = (
+        "import multimodal_s2s.heatmaps as h; h.colour_bar = lambda: 1 / 0; "
+        "import multimodal_s2s.apps.demo.page as page; print(len(page.SCRIPT) > 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-500:]
 
 
 def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     for extra, message in [(["--max-pixels", "0"], "--max-pixels is out of range (got 0)"),
-                           (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:  # fmt: skip
-        assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == demo.EXIT_BAD_SETUP
+                           (["--read-timeout", "-1"], "--read-timeout is out of range (got -1.0)")]:
+        assert demo.run(parser.parse_args(["captioning", "--checkpoint", "x.ckpt", *extra])) == EXIT_BAD_SETUP
         assert capsys.readouterr().err.strip() == f"error: {message}"
     missing = tmp_path / "missing.ckpt"
-    assert demo.run(parser.parse_args(["captioning", "--checkpoint", str(missing)])) == demo.EXIT_BAD_SETUP
+    assert demo.run(parser.parse_args(["captioning", "--checkpoint", str(missing)])) == EXIT_BAD_SETUP
     assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"
 
 

@@ -28,7 +28,7 @@ BODY_TIMEOUT_S = 2.0
 PROMPT_S = 4.0
 FRIEND = "http://friend.example"
 LIMITS = Limits(MAX_UPLOAD, MAX_PIXELS, max_concurrency=1, max_queue=0,
-                read_timeout_s=READ_TIMEOUT_S, body_timeout_s=BODY_TIMEOUT_S)  # fmt: skip
+                read_timeout_s=READ_TIMEOUT_S, body_timeout_s=BODY_TIMEOUT_S)
 CARD = ModelCard(Task.CAPTIONING, ModelConfig("test", "test", vocab_size=4), parameters=1, data=TrainingData("test"))
 
 
@@ -121,7 +121,7 @@ def test_a_client_leaving_mid_upload_is_one_log_line(address, caplog):
 
 def test_silent_half_sent_and_trickled_request_heads_are_closed(address):
     for data, trickle in [(b"", b""), (b"POST /api/caption HTTP/1.1\r\nHost: 127.0.0.1\r\n", b""),
-                          (b"", head(address, lines=["X-Padding: " + "a" * 40]))]:  # fmt: skip
+                          (b"", head(address, lines=["X-Padding: " + "a" * 40]))]:
         raw, took = raw_exchange(address, data, trickle, every_s=0.05)
         assert raw == b"" and took < READ_TIMEOUT_S + PROMPT_S
 
@@ -140,7 +140,7 @@ def test_images_with_too_many_pixels_are_refused_before_decoding(address, captio
 def test_only_allowed_host_names_are_served(address):
     port = address[1]
     for host, expected in [("evil.example", 400), (f"evil.example:{port}", 400), ("a b", 400),
-                           (f"demo.lan:{port}", 200), (f"[::1]:{port}", 200), ("LOCALHOST", 200)]:  # fmt: skip
+                           (f"demo.lan:{port}", 200), (f"[::1]:{port}", 200), ("LOCALHOST", 200)]:
         status, headers, body = request(address, "GET", "/health", headers={"Host": host})
         assert status == expected, host
     raw, _ = raw_exchange(address, b"GET /health HTTP/1.0\r\n\r\n")
@@ -180,7 +180,7 @@ def test_head_options_and_wrong_methods_are_answered_without_a_server_banner(add
     status, headers, body = request(address, "OPTIONS", "/nowhere")
     assert status == 404 and body == b'{"error":"no page /nowhere"}' and "server" not in headers
     status, headers, body = request(address, "POST", "/api/caption?name=f.png", b"--x\r\n",
-                                    {"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+                                    {"Content-Type": "multipart/form-data; boundary=x"})
     assert status == 415 and b"not a multipart form" in body
 
 

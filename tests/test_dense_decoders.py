@@ -207,9 +207,9 @@ def segmenter_checkpoints(tmp_path_factory) -> dict[str, Path]:
         "unet": ModelConfig("cnn_tiny", "unet", dict(IMAGE_ENCODERS)["cnn_tiny"], {}, num_classes=classes),
         "mask_transformer": ModelConfig("vit_tiny", "mask_transformer", {**TINY_VIT, "img_size": [32, 48]},
                                         DENSE_DECODERS["mask_transformer"], num_classes=classes),
-    }  # fmt: skip
+    }
     return {name: random_checkpoint(folder / f"{name}.ckpt", replace(header, model=model))
-            for name, model in models.items()}  # fmt: skip
+            for name, model in models.items()}
 
 
 def test_segmenter_draws_each_classes_attention_from_a_mask_transformer(segmenter_checkpoints):

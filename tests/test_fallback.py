@@ -78,7 +78,7 @@ def test_fallback_re_decodes_only_the_failing_windows():
         "unsure": {0.0: ("one one", -1.5, 0.1), 0.2: ("one", -0.5, 0.1)},
         "silence": {0.0: ("oh", -2.0, 0.9)},
         "noise": {0.0: ("six six six six six six", -3.0, 0.2)},
-    })  # fmt: skip
+    })
     policy = FallbackPolicy(temperatures=(0.0, 0.2, 0.4), best_of=2)
     options = DecodingOptions(beam_size=3)
     results = decode_with_fallback(["clear", "unsure", "silence", "noise"], decoder, options, policy)

@@ -32,7 +32,7 @@ LOSS_RTOL, METRIC_ATOL = 1e-3, 1e-6
 
 def _validate(recipe: Path, checkpoint: Path, device_args: list[str]) -> dict[str, float]:
     cli = suite_cli(["validate", "--config", str(recipe), "--ckpt_path", str(checkpoint), *device_args,
-                     "--trainer.precision", "32-true"])  # fmt: skip
+                     "--trainer.precision", "32-true"])
     return {key: float(value) for key, value in cli.trainer.callback_metrics.items() if key.startswith("val/")}
 
 

@@ -25,7 +25,7 @@ from multimodal_s2s.lit.runs import latest_last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_METRIC = {"captioning": "test/bleu4", "asr": "test/wer", "segmentation": "test/miou",
-               "translation": "test/exact_match"}  # fmt: skip
+               "translation": "test/exact_match"}
 KILL_AFTER_STEP = 20
 RESUME_TIMEOUT_S = 240
 
@@ -90,7 +90,7 @@ def test_labels_outside_the_checkpoints_vocabulary_are_counted_in_a_warning(fitt
     checkpoint = latest_last_checkpoint(_run_dir(fitted["asr"]))
     with pytest.warns(UserWarning, match=r"val split: 1 of 2 references hold \d+ tokens .* outside the checkpoint"):
         suite_cli(["validate", "--config", str(fitted["asr"]), "--ckpt_path", str(checkpoint),
-                   "--data.init_args.val_root", str(manifest)])  # fmt: skip
+                   "--data.init_args.val_root", str(manifest)])
 
 
 def test_one_key_places_a_run(fitted, tmp_path):

@@ -71,7 +71,7 @@ def test_vad_windows_hold_each_sentence_and_nothing_else_is_decoded(transcriber,
         assert start / SAMPLE_RATE <= onset < start / SAMPLE_RATE + 0.3 and end / SAMPLE_RATE >= offset - 0.2
         assert (segment.start, segment.end) == (round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3))
     covered = {kind: sum(end - start for start, end in transcriber.windows(waveform, windows=kind)) / len(waveform)
-               for kind in ("vad", "energy")}  # fmt: skip
+               for kind in ("vad", "energy")}
     assert covered["vad"] < 0.7 and covered["energy"] > 0.95  # the noise floor defeats the energy splitter
 
 
@@ -158,7 +158,7 @@ def audio_files(tmp_path_factory, speech):
 def test_cli_reports_no_speech_and_writes_an_empty_transcript(checkpoint, audio_files, tmp_path, capsys):
     files = [str(audio_files / "silence.wav"), str(audio_files / "noise.flac")]
     assert main(["transcribe", *files, "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path),
-                 "--output-format", "all"]) == 0  # fmt: skip
+                 "--output-format", "all"]) == 0
     err = capsys.readouterr().err
     assert all(f"{name}: no speech found; wrote an empty transcript" in err for name in files) and "error" not in err
     for stem in ("silence", "noise"):
@@ -169,7 +169,7 @@ def test_cli_reports_no_speech_and_writes_an_empty_transcript(checkpoint, audio_
 def test_cli_every_output_format_parses_with_one_word_per_cue(checkpoint, audio_files, tmp_path):
     talk = str(audio_files / "talk.wav")
     assert main(["transcribe", talk, "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path),
-                 "--output-format", "all", "--max-words-per-cue", "1", *NO_CHECKS_FLAGS]) == 0  # fmt: skip
+                 "--output-format", "all", "--max-words-per-cue", "1", *NO_CHECKS_FLAGS]) == 0
     record = json.loads((tmp_path / "talk.json").read_text())
     words = [word for segment in record["segments"] for word in segment["words"]]
     assert len(record["segments"]) == 3 and words
@@ -188,19 +188,19 @@ def test_cli_format_alias_and_options(checkpoint, audio_files, tmp_path, capsys)
     assert main(["transcribe", talk, *args, "--output-dir", str(tmp_path / "b"), "--output-format", "json"]) == 0
     assert (tmp_path / "a" / "talk.json").read_text() == (tmp_path / "b" / "talk.json").read_text()
     assert main(["transcribe", talk, *args, "--output-dir", str(tmp_path / "c"), "--windows", "energy",
-                 "--vad-threshold", "0.9"]) == 0  # fmt: skip
+                 "--vad-threshold", "0.9"]) == 0
     capsys.readouterr()
     for bad, message in [(["--vad-threshold", "1.5"], "VAD threshold must be in (0, 1)"),
                          (["--max-words-per-cue", "0"], "--max-words-per-cue must be >= 1"),
                          (["--vad-pad-after", "-0.1"], "VAD speech_pad_after_seconds must be a finite number >= 0"),
-                         (["--best-of", "0"], "best_of must be >= 1")]:  # fmt: skip
+                         (["--best-of", "0"], "best_of must be >= 1")]:
         assert main(["transcribe", talk, *args, *bad]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and message in error and "\n" not in error
 
 
 def test_cli_pads_after_speech_as_the_checkpoint_was_trained_unless_told(padded_checkpoint, audio_files, tmp_path,
-                                                                        capsys):  # fmt: skip
+                                                                        capsys):
     talk, args = str(audio_files / "talk.wav"), ["--checkpoint", str(padded_checkpoint), *NO_CHECKS_FLAGS]
     ends = {}
     for pad, extra in [("0.3", []), ("0.1", ["--vad-pad-after", "0.1"])]:

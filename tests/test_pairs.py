@@ -3,11 +3,13 @@ with the declared shapes, ignores padding, and incompatible pairs fail with the 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from multimodal_s2s import IncompatiblePairError, create_model, list_decoders, list_encoders
-from multimodal_s2s.registry import decoder_entry, encoder_entry
+from multimodal_s2s.registry import decoder_entry, encoder_entry, encoders_fitting
 from multimodal_s2s.types import Modality
 
 VOCAB, CLASSES, BATCH = 11, 5, 2
@@ -54,9 +56,16 @@ def build(encoder: str, decoder: str):
     return create_model(encoder, decoder, TINY_ENCODERS[encoder], TINY_DECODERS[decoder], **size)
 
 
+def family(name: str) -> str:
+    """A registered name without its size: cnn_tiny, cnn_small and cnn are all the cnn family."""
+    return re.sub(r"_(tiny|small|base)$", "", name)
+
+
 def test_grid_covers_every_registered_tiny_part():
-    assert set(TINY_DECODERS) <= set(list_decoders())
-    assert set(TINY_ENCODERS) <= set(list_encoders())
+    """Every registered family stands in the grid (at its tiny size), and the grid names only registered parts."""
+    assert {family(name) for name in list_decoders()} <= {family(name) for name in TINY_DECODERS}
+    assert {family(name) for name in list_encoders()} <= {family(name) for name in TINY_ENCODERS}
+    assert set(TINY_DECODERS) <= set(list_decoders()) and set(TINY_ENCODERS) <= set(list_encoders())
     modalities = {encoder_entry(e).modality for e in TINY_ENCODERS}
     assert modalities == set(Modality)
 
@@ -110,3 +119,11 @@ def test_incompatible_pair_fails_clearly(encoder, decoder):
     message = str(error.value)
     assert "\n" not in message and encoder in message and decoder in message
     assert "encoders that fit" in message and "cnn_tiny" in message
+
+
+@pytest.mark.parametrize("decoder", sorted(TINY_DECODERS))
+def test_the_encoders_said_to_fit_emit_what_the_decoder_requires(decoder):
+    requires = decoder_entry(decoder).requires
+    fitting = encoders_fitting(decoder)
+    assert fitting and all(requires <= encoder_entry(encoder).emits for encoder in fitting)
+    assert {e for e, d, ok in all_pairs() if d == decoder and ok} <= set(fitting)

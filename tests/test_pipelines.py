@@ -36,7 +36,7 @@ LINES = ["abc def", "", "ghi abc"]
 def checkpoints(tmp_path_factory) -> dict[Task, object]:
     folder = tmp_path_factory.mktemp("pipelines")
     paths = {task: random_checkpoint(folder / f"{task.value}.ckpt", text_header(task))
-             for task in (Task.CAPTIONING, Task.ASR, Task.TRANSLATION)}  # fmt: skip
+             for task in (Task.CAPTIONING, Task.ASR, Task.TRANSLATION)}
     paths[Task.SEGMENTATION] = random_checkpoint(folder / "segmentation.ckpt", segmentation_header())
     return paths
 
@@ -61,7 +61,7 @@ def test_captioner_takes_every_image_kind_with_the_same_answer(checkpoints, phot
     path, pixels = photo
     captioner = mms.Captioner.from_checkpoint(checkpoints[Task.CAPTIONING], device="cpu")
     kinds = [path, str(path), Image.fromarray(pixels), pixels, torch.from_numpy(pixels).permute(2, 0, 1),
-             pixels.astype(np.float32) / 255]  # fmt: skip
+             pixels.astype(np.float32) / 255]
     captions = captioner(kinds, beam_size=2, n_best=2, batch_size=4)
     assert len({(c.text, round(c.score, 4)) for c in captions}) == 1
     assert len(captions[0].n_best) == 2 and captions[0].n_best[0].text == captions[0].text
@@ -146,13 +146,13 @@ def test_apps_print_and_write_what_the_pipelines_return(checkpoints, photo, tmp_
     audio = tmp_path / "clip.wav"
     soundfile.write(audio, tone_utterance(["down"]), SAMPLE_RATE)
     assert main(["transcribe", str(audio), "--checkpoint", str(checkpoints[Task.ASR]),
-                 "--output-dir", str(tmp_path), *TONE_TRANSCRIBE_FLAGS]) == 0  # fmt: skip
+                 "--output-dir", str(tmp_path), *TONE_TRANSCRIBE_FLAGS]) == 0
     tones = replace(PLAIN_DECODING, windows="energy")
     expected = mms.Transcriber.from_checkpoint(checkpoints[Task.ASR])([audio], options=tones)[0].text
     assert expected
     assert (tmp_path / "clip.txt").read_text() == expected + "\n"
     assert main(["segment", str(path), "--checkpoint", str(checkpoints[Task.SEGMENTATION]),
-                 "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+                 "--output-dir", str(tmp_path)]) == 0
     labels = mms.Segmenter.from_checkpoint(checkpoints[Task.SEGMENTATION])([path])[0].labels
     assert np.array_equal(np.asarray(Image.open(tmp_path / "photo_labels.png")), labels)
     source = tmp_path / "lines.txt"
@@ -168,26 +168,26 @@ def test_a_suite_checkpoints_encoder_starts_a_model_of_another_task(tmp_path):
     segmentation = segmentation_header()
     labels = LabelSet(segmentation.labels.class_names, segmentation.labels.palette, 255)
     header = CheckpointHeader(Task.SEGMENTATION, ModelConfig(encoder, "segnet", encoder_args, num_classes=3),
-                              segmentation.data, segmentation.preprocessing, labels=labels)  # fmt: skip
+                              segmentation.data, segmentation.preprocessing, labels=labels)
     source = random_checkpoint(tmp_path / "segmentation.ckpt", header)
     trained = mms.load_pipeline(source).model.encoder.state_dict()
     captioner = mms.create_model(encoder, "transformer_tiny", {**encoder_args, "pretrained_path": str(source)},
-                                 vocab_size=20)  # fmt: skip
+                                 vocab_size=20)
     assert all(torch.equal(value, trained[key]) for key, value in captioner.encoder.state_dict().items())
     with pytest.raises(WeightsError, match=r"segmentation\.ckpt lacks \d+ of the \d+ entries the encoder needs"):
         mms.create_model(encoder, "transformer_tiny", {"backbone": "test_resnet", "stem_width": 8,
-                                                       "pretrained_path": str(source)}, vocab_size=20)  # fmt: skip
+                                                       "pretrained_path": str(source)}, vocab_size=20)
     with pytest.raises(WeightsError, match="decoder pretrained_path .*: not a multimodal_s2s checkpoint"):
         write_checkpoint(tmp_path / "plain.pt", header)
         torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
         mms.create_model(encoder, "transformer_tiny", encoder_args, {"pretrained_path": str(tmp_path / "plain.pt")},
-                         vocab_size=20)  # fmt: skip
+                         vocab_size=20)
 
 
 def test_a_model_started_from_a_file_no_longer_needs_it(tmp_path):
     source = random_checkpoint(tmp_path / "first.ckpt", segmentation_header())
     module = SegmentationModule("segnet_basic", encoder_args={"channels": 4, "kernel_size": 3,
-                                                              "pretrained_path": str(source)})  # fmt: skip
+                                                              "pretrained_path": str(source)})
     header = segmentation_header()
     header.model.encoder_args["pretrained_path"] = str(source)
     module.use_header(header)

@@ -32,7 +32,7 @@ def test_steps_equal_the_module_on_the_whole_sequence(cell, layers):
     outputs, final_state = _run_steps(rnn, known, fed, state)
     torch.testing.assert_close(outputs, expected, atol=1e-6, rtol=1e-5)
     for actual, wanted in zip(torch.utils._pytree.tree_leaves(final_state),
-                              torch.utils._pytree.tree_leaves(expected_state), strict=True):  # fmt: skip
+                              torch.utils._pytree.tree_leaves(expected_state), strict=True):
         torch.testing.assert_close(actual, wanted, atol=1e-6, rtol=1e-5)
 
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from app_fixtures import COUNT_MIXES, good_ones
 from checkpoint_helpers import segmentation_header, text_header, write_checkpoint
 from PIL import Image
 
@@ -129,3 +130,20 @@ def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():
     assert result.overlay(legend=False).size == photo.size
     with pytest.raises(ValueError, match="background class 'sky' is not one of bg, cat, dog"):
         result.overlay(background="sky")
+
+
+@pytest.mark.parametrize(("inputs", "failed", "done"), COUNT_MIXES)
+def test_segment_closing_count_names_what_failed_and_what_was_done(checkpoint, tmp_path, capsys, inputs, failed, done):
+    files = {
+        "good": _photo(tmp_path / "good.png"),
+        "good2": _photo(tmp_path / "good2.jpg"),
+        "unreadable": tmp_path / "unreadable.png",
+        "missing": tmp_path / "missing.png",
+    }
+    files["unreadable"].write_bytes(b"not a png")
+    out = tmp_path / "out"
+    names = [str(files[name]) for name in inputs]
+    code = main(["segment", *names, "--checkpoint", str(checkpoint), "--output-dir", str(out)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1 and err[-1] == f"{failed} file(s) failed, {done} segmented"
+    assert sorted(p.name for p in out.glob("*_labels.png")) == sorted(f"{n}_labels.png" for n in good_ones(inputs))

@@ -59,7 +59,7 @@ def test_shapes_batches_have_the_declared_shapes_and_are_seeded():
 def test_real_camvid_list_files_load():
     root = shared_data("camvid")
     data = SegmentationDataModule(format="list", root=str(root), train_split="train.txt", val_split="val.txt",
-                                  ignore_index=CAMVID_VOID, image_size=(360, 480), batch_size=2)  # fmt: skip
+                                  ignore_index=CAMVID_VOID, image_size=(360, 480), batch_size=2)
     data.setup("fit")
     assert data.num_classes == CAMVID_CLASSES and data.labels.class_names[0] == "Sky"
     assert len(data.datasets["train"]) == 367 and len(data.datasets["val"]) == 101
@@ -75,7 +75,7 @@ def test_voc_palette_masks_in_folders_keep_their_indices(tmp_path):
     masks = _write_voc_folder(tmp_path / "train")
     _write_voc_folder(tmp_path / "val")
     data = SegmentationDataModule(format="folders", root=str(tmp_path), class_names=["bg", "a", "b"],
-                                  image_size=(20, 24), augment=False, batch_size=2)  # fmt: skip
+                                  image_size=(20, 24), augment=False, batch_size=2)
     data.setup("fit")
     batch = next(iter(data.val_dataloader()))
     assert Image.open(tmp_path / "val" / "masks" / "img0.png").mode == "P"

@@ -22,7 +22,7 @@ def _data(**overrides) -> SegmentationDataModule:
 
 def _trainer(tmp_path, **overrides) -> L.Trainer:
     options = {"max_steps": TRAIN_STEPS, "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-               "default_root_dir": tmp_path, "accelerator": "cpu", "devices": 1, "num_sanity_val_steps": 0}  # fmt: skip
+               "default_root_dir": tmp_path, "accelerator": "cpu", "devices": 1, "num_sanity_val_steps": 0}
     return L.Trainer(**{**options, **overrides})
 
 

@@ -84,7 +84,7 @@ def test_mirrored_decoder_steps_widths_down_as_in_the_paper():
         *[(256, 256)] * 2 + [(256, 128)],
         (128, 128), (128, 64),
         (64, 64), (64, 64),
-    ]  # fmt: skip
+    ]
     assert (decoder.out_channels, decoder.out_reduction) == (64, 1)
 
 

@@ -87,12 +87,12 @@ def test_tiny_dates_fit_round_trips_through_the_translator(tmp_path):
         encoder="text_transformer_tiny", decoder="transformer", encoder_args={"d_model": 32, "ff_dim": 64},
         decoder_args={"d_model": 32, "num_layers": 1, "num_heads": 4, "ff_dim": 64}, lr=0.01, warmup_steps=5,
         label_smoothing=0.0, metrics=["exact_match"], beam_size=1, max_length=12,
-    )  # fmt: skip
+    )
     data = TranslationDataModule(format="dates", dates_train_size=30 * 32, dates_val_size=32, batch_size=32)
     trainer = L.Trainer(
         max_steps=30, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+    )
     trainer.fit(module, datamodule=data)
     uniform = math.log(data.tokenizer.vocab_size)  # the loss of a model that has learned nothing
     assert trainer.callback_metrics["val/loss"] < uniform - 0.3

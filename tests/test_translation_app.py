@@ -39,13 +39,13 @@ def train_dates(tmp_path, decoder: str, steps: int) -> tuple[L.Trainer, LossReco
         encoder="text_lstm_tiny", decoder=decoder, encoder_args={"embed_dim": 32, "hidden_size": 32},
         decoder_args={"embed_dim": 16, "hidden_size": 64}, lr=0.01, warmup_steps=10, label_smoothing=0.0,
         metrics=["exact_match", "sacrebleu"], beam_size=2, max_length=12,
-    )  # fmt: skip
+    )
     data = TranslationDataModule(format="dates", dates_train_size=steps * BATCH, dates_val_size=64, batch_size=BATCH)
     recorder = LossRecorder()
     trainer = L.Trainer(
         max_steps=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder], default_root_dir=tmp_path,
-    )  # fmt: skip
+    )
     trainer.fit(module, datamodule=data)
     return trainer, recorder
 
@@ -153,7 +153,7 @@ def test_refuses_other_tasks_and_missing_files(trained, tmp_path, capsys):
     assert main(["translate", "--checkpoint", str(other), str(tmp_path / "none.txt")]) == 2
     assert "other.ckpt" in capsys.readouterr().err
     assert main(["translate", "--checkpoint", str(trained[2]), str(tmp_path / "none.txt")]) == 2
-    assert "none.txt: file not found" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none.txt'}: file not found\n"
 
 
 def test_plot_labels_and_shape_check(tmp_path):

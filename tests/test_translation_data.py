@@ -53,13 +53,13 @@ def write_parallel(root: Path, split: str, pairs: list[tuple[str, str]], gz: boo
 def test_number_words():
     assert [cardinal(n) for n in (0, 7, 13, 20, 42, 99)] == [
         "zero", "seven", "thirteen", "twenty", "forty-two", "ninety-nine",
-    ]  # fmt: skip
+    ]
     assert [ordinal(n) for n in (1, 2, 3, 5, 12, 20, 21, 30, 31)] == [
         "first", "second", "third", "fifth", "twelfth", "twentieth", "twenty-first", "thirtieth", "thirty-first",
-    ]  # fmt: skip
+    ]
     assert [ordinal_suffix(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 31)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "31st",
-    ]  # fmt: skip
+    ]
 
 
 def test_year_words():
@@ -129,7 +129,7 @@ def test_lines_split_at_newlines_only(tmp_path):
     (tmp_path / "train.de").write_bytes(b"eins\nzwei\n")
     assert read_parallel(tmp_path / "train.en", tmp_path / "train.de") == [
         ("one\u2028line", "eins"), ("two\x85parts", "zwei"),
-    ]  # fmt: skip
+    ]
 
 
 def test_mismatched_line_counts_name_both_files(tmp_path):
@@ -242,7 +242,7 @@ def test_multi30k_loads():
     data = TranslationDataModule(
         format="parallel", root=str(root), source_lang="de", target_lang="en", test_split="test_2016_flickr",
         tokenizer="bpe", vocab_size=1000, max_train_pairs=2000,
-    )  # fmt: skip
+    )
     data.setup("fit")
     assert len(data.texts["train"]) == 2000 and len(data.texts["val"]) == 1014 and len(data.texts["test"]) == 1000
     assert data.description == TrainingData("parallel de-en", str(root), 2000)

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+from multimodal_s2s.apps.common import FileCount, add_batch_size_argument, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.pipelines import Caption, Captioner, json_score
-
-EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
-DEFAULT_BATCH_SIZE = 16
+from multimodal_s2s.pipelines.base import batches
+from multimodal_s2s.pipelines.captioning import DEFAULT_BATCH_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or folders whose images to caption")
-    parser.add_argument("--checkpoint", required=True, help="a captioning checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a captioning checkpoint (.ckpt)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
     parser.add_argument("--n-best", type=int, default=None, help="alternatives in --json output (default: beam size)")
     parser.add_argument(
@@ -38,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
                         help="ban repeating any N-gram of words (0: off; default: the checkpoint's)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object per line, with score and n-best list")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images decoded together")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    add_batch_size_argument(parser, DEFAULT_BATCH_SIZE, "images")
     parser.add_argument(
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
     )
@@ -47,34 +44,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
-        return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+        return fail(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         captioner = Captioner.from_checkpoint(args.checkpoint, args.device)
         options = {"beam_size": args.beam_size, "n_best": args.n_best, "max_length": args.max_length,
                    "no_repeat_ngram_size": args.no_repeat_ngram}  # fmt: skip
         captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
-        return _fail(str(error))
-    paths, failures = expand_image_inputs(args.images)
-    for problem in failures:
-        print(f"error: {problem}", file=sys.stderr)
-    captioned = 0
-    for batch in _batches(paths, args.batch_size):
+        return fail(str(error))
+    paths, problems = expand_image_inputs(args.images)
+    count = FileCount("captioned", problems)
+    for batch in batches(paths, args.batch_size):
         images, loaded = [], []
         for path in batch:
             try:
                 images.append(load_image(path, max_side=args.max_side))
                 loaded.append(path)
             except ImageLoadError as error:
-                failures.append(str(error))
-                print(f"error: {error}", file=sys.stderr)
+                count.failed(str(error))
         if images:
             for path, caption in zip(loaded, captioner(images, batch_size=args.batch_size, **options), strict=True):
                 print(_format(path, caption, args.json), flush=True)
-            captioned += len(images)
-    if failures:
-        print(f"{len(failures)} file(s) failed, {captioned} captioned", file=sys.stderr)
-    return EXIT_FAILED_FILES if failures else 0
+            count.succeeded(len(images))
+    return count.finish()
 
 
 def _format(path: Path, caption: Caption, as_json: bool) -> str:
@@ -88,12 +80,3 @@ def _format(path: Path, caption: Caption, as_json: bool) -> str:
     }
     return json.dumps(record, ensure_ascii=False)
 
-
-def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_SETUP

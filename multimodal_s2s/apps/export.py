@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from multimodal_s2s.apps.common import EXIT_FAILED, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, read_checkpoint
+from multimodal_s2s.errors import first_line
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write
 
@@ -36,11 +37,10 @@ VERIFY_BATCH = 2
 SIZE_STEP = 32
 #: Largest |ONNX - PyTorch| logit difference accepted by the check.
 TOLERANCE = 1e-3
-EXIT_FAILED, EXIT_BAD_SETUP = 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a segmentation checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a segmentation checkpoint (.ckpt)", device=False)
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx)")
     parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -52,21 +52,20 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     problem = OutputPlan([args.checkpoint], args.overwrite).claim(out)
     if problem is not None:
-        return _fail(problem)
+        return fail(problem)
     try:
         checkpoint = read_checkpoint(args.checkpoint, Task.SEGMENTATION)
         model = model_from_checkpoint(checkpoint)
     except CheckpointError as error:
-        return _fail(f"{error} (export supports segmentation checkpoints)")
+        return fail(f"{error} (export supports segmentation checkpoints)")
     height, width = checkpoint.header.preprocessing.image_size
     example = torch.randn(VERIFY_BATCH, 3, height, width)
     try:
         export_onnx(model, example, out, metadata(checkpoint.header), args.opset)
     except OutputError as error:
-        return _fail(str(error), EXIT_FAILED)
+        return fail(str(error), EXIT_FAILED)
     except Exception as error:  # the exporter raises many kinds (torch.export, onnxscript): report any in one line
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return _fail(f"{args.checkpoint}: ONNX export failed ({first_line})", EXIT_FAILED)
+        return fail(f"{args.checkpoint}: ONNX export failed ({first_line(error)})", EXIT_FAILED)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): images (B, 3, H, W) -> logits (B, C, H, W)")
     if args.no_verify:
         return 0
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for size, difference in differences.items():
         print(f"onnxruntime vs PyTorch at {size}: max |difference| {difference:.2e}")
     if max(differences.values()) > TOLERANCE:
-        return _fail(f"{out}: onnxruntime outputs differ from PyTorch by more than {TOLERANCE}", EXIT_FAILED)
+        return fail(f"{out}: onnxruntime outputs differ from PyTorch by more than {TOLERANCE}", EXIT_FAILED)
     return 0
 
 
@@ -94,7 +93,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, properties: 
         model.eval(), (example,), dynamo=True, input_names=["images"], output_names=["logits"],
         dynamic_shapes={"images": {0: dynamic, 2: dynamic, 3: dynamic}}, opset_version=opset,
         external_data=False, verbose=False,
-    )  # fmt: skip
+    )
     program.model.metadata_props.update(properties)
     proto = program.model_proto
     atomic_write(out, lambda file: file.write(proto.SerializeToString()))
@@ -113,7 +112,3 @@ def verify_onnx(model: nn.Module, path: Path, inputs: list[torch.Tensor]) -> dic
         differences[tuple(images.shape)] = float(np.abs(onnx_logits - torch_logits).max())
     return differences
 
-
-def _fail(message: str, code: int = EXIT_BAD_SETUP) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code

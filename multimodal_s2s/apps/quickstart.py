@@ -24,6 +24,7 @@ from pathlib import Path
 
 import lightning as L
 
+from multimodal_s2s.apps.common import fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.captioning import SHAPES_SPLIT_SEEDS
 from multimodal_s2s.data.shapes import ShapeScenes
@@ -76,7 +77,7 @@ class ProgressLine(L.Callback):
         if trainer.sanity_checking:
             return
         scores = {key.removeprefix("val/"): float(value) for key, value in trainer.callback_metrics.items()
-                  if key.startswith("val/")}  # fmt: skip
+                  if key.startswith("val/")}
         shown = " · ".join(f"{name} {value:.{3 if name == 'loss' else 1}f}" for name, value in scores.items())
         print(f"{chr(10) if self.interactive else ''}validation after step {trainer.global_step}: {shown}", flush=True)
 
@@ -160,11 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         right = caption_scenes(checkpoint, scenes)
     except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     print(f"{right} of {len(scenes)} captions match a reference.")
     print(f"\nOpen the demo page:\n  {demo_command()} demo captioning --checkpoint {checkpoint}\n"
-          "then browse to http://127.0.0.1:8000/")  # fmt: skip
+          "then browse to http://127.0.0.1:8000/")
     return 0
 
 

@@ -16,34 +16,30 @@ Files that cannot be read are reported and skipped, and the exit code is 1 when 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from multimodal_s2s.apps.common import FileCount, add_checkpoint_arguments, add_output_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write, check_output_dir
 from multimodal_s2s.pipelines import Segmenter
 from multimodal_s2s.pipelines.segmentation import BACKGROUND_NAME, DEFAULT_ALPHA
 
-EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or folders whose images to segment")
-    parser.add_argument("--checkpoint", required=True, help="a segmentation checkpoint (.ckpt)")
-    parser.add_argument("--output-dir", default=".", help="where the PNGs go (created if missing; default: here)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_checkpoint_arguments(parser, "a segmentation checkpoint (.ckpt)")
+    add_output_arguments(parser, "the PNGs")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="opacity of the colours in overlays")
     parser.add_argument(
         "--background", default=None,
         help=f"class left uncoloured in overlays (default: {BACKGROUND_NAME!r} when the checkpoint has it; 'none')",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-legend", action="store_true", help="overlays without the legend panel")
     parser.add_argument(
         "--class-attention", action="store_true",
         help="also write NAME_class_attention.png: each present class's attention map (mask_transformer only)",
-    )  # fmt: skip
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    )
     parser.add_argument(
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="larger images are downscaled to this longest side"
     )
@@ -51,29 +47,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
-        return _fail(f"--alpha must be in 0..1, got {args.alpha}")
+        return fail(f"--alpha must be in 0..1, got {args.alpha}")
     try:
         out_dir = check_output_dir(args.output_dir)
         segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device)
         args.background = _background(args.background, segmenter.class_names)
         if args.class_attention and not segmenter.model.draws_class_attention:
             raise ValueError(f"--class-attention: the {segmenter.header.model.decoder!r} decoder of {args.checkpoint} "
-                             "has no class attention (mask_transformer has)")  # fmt: skip
+                             "has no class attention (mask_transformer has)")
     except (CheckpointError, OutputError, ValueError) as error:
-        return _fail(str(error))
-    inputs, failures = expand_image_inputs(args.images)
+        return fail(str(error))
+    inputs, problems = expand_image_inputs(args.images)
+    count = FileCount("segmented", problems)
     plan = OutputPlan(inputs, args.overwrite)
     for path in inputs:
         kinds = ("labels", "overlay", "class_attention")[: 3 if args.class_attention else 2]
         outputs = tuple(out_dir / f"{path.stem}_{kind}.png" for kind in kinds)
         problem = plan.claim_all(outputs, path) or _segment_one(segmenter, path, outputs, args)
-        if problem is not None:
-            failures.append(problem)
-    for problem in failures:
-        print(f"error: {problem}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} file(s) failed, {len(inputs) - len(failures)} segmented", file=sys.stderr)
-    return EXIT_FAILED_FILES if failures else 0
+        if problem is None:
+            count.succeeded()
+        else:
+            count.failed(problem)
+    return count.finish()
 
 
 def _segment_one(segmenter: Segmenter, path: Path, outputs: tuple[Path, ...], args) -> str | None:
@@ -102,7 +97,3 @@ def _background(name: str | None, class_names: list[str]) -> str | None:
         raise ValueError(f"--background {name!r} is not a class of the checkpoint: {', '.join(class_names)}")
     return name
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_SETUP

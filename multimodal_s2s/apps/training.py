@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from multimodal_s2s.apps.common import EXIT_BAD_SETUP, EXIT_FAILED
 from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
 from multimodal_s2s.lit.optim import check_gradient_clipping
 from multimodal_s2s.lit.predictions import PredictionWriter
@@ -175,13 +176,13 @@ def run_lightning_cli(argv: list[str], trainer_defaults: dict[str, Any] | None =
         except argparse.ArgumentError as error:
             sources = ", ".join(config_files(argv)) or "no --config"
             print(f"mms2s {argv[0]}: bad configuration ({sources}): {config_error_line(str(error))}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_SETUP
         except Exception as error:
             cause = input_error(error)
             if cause is None:
                 raise
             print(f"mms2s {argv[0]}: {cause}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     return 0
 
 

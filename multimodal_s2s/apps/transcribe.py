@@ -32,13 +32,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from multimodal_s2s.apps.common import (
+    FileCount,
+    add_batch_size_argument,
+    add_checkpoint_arguments,
+    add_output_arguments,
+    fail,
+)
 from multimodal_s2s.data.asr import AUDIO_SUFFIXES
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
 from multimodal_s2s.speech.subtitles import OUTPUT_FORMATS, render
 from multimodal_s2s.speech.vad import VADOptions, VADUnavailableError
 
-EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 ALL_FORMATS = "all"
 DEFAULTS, VAD_DEFAULTS = TranscriptionOptions(), VADOptions()
 FALLBACK_TEMPERATURE_STEP = 0.2  # whisper's --temperature_increment_on_fallback
@@ -61,20 +67,18 @@ def optional(kind: type[float] | type[int]):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", help="audio files, or folders whose audio files to transcribe")
-    parser.add_argument("--checkpoint", required=True, help="a speech-recognition checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a speech-recognition checkpoint (.ckpt)")
     parser.add_argument("--output-format", "--format", dest="output_format", default="txt",
-                        choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")  # fmt: skip
-    parser.add_argument("--output-dir", default=".", help="where transcripts go (default: the current folder)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing transcript files")
+                        choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")
+    add_output_arguments(parser, "transcripts")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="windows decoded together")
+    add_batch_size_argument(parser, DEFAULTS.batch_size, "windows")
     parser.add_argument(
         "--window-seconds", type=float, default=None, help="longest window (default and cap: the checkpoint's, <= 30)"
     )
     parser.add_argument(
         "--ctc-weight", type=float, default=None, help="CTC rescoring weight of the beam (default 0.3 with a CTC head)"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     _add_word_arguments(parser.add_argument_group("word timestamps"))
     _add_window_arguments(parser.add_argument_group("voice activity detection"))
     _add_check_arguments(parser.add_argument_group("checks and fallback (whisper's)"))
@@ -84,33 +88,33 @@ def _add_word_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--word-timestamps", action="store_true", help="time each word (json: segments' words)")
     group.add_argument("--max-words-per-cue", type=int, default=None,
                        help="srt/vtt cues of at most N words (1: a word per cue); implies --word-timestamps",
-                       metavar="N")  # fmt: skip
+                       metavar="N")
 
 
 def _add_window_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--windows", choices=("vad", "energy"), default="vad",
-                       help="how speech is found: Silero VAD (default) or frame energy")  # fmt: skip
+                       help="how speech is found: Silero VAD (default) or frame energy")
     group.add_argument("--vad-threshold", type=float, default=VAD_DEFAULTS.threshold, help="speech probability")
     group.add_argument("--vad-min-speech", type=float, default=VAD_DEFAULTS.min_speech_seconds,
-                       help="shorter speech is dropped (s)")  # fmt: skip
+                       help="shorter speech is dropped (s)")
     group.add_argument("--vad-min-silence", type=float, default=VAD_DEFAULTS.min_silence_seconds,
-                       help="shorter pauses do not end speech (s)")  # fmt: skip
+                       help="shorter pauses do not end speech (s)")
     group.add_argument("--vad-pad-before", type=float, default=VAD_DEFAULTS.speech_pad_before_seconds,
-                       help="padding before speech (s)")  # fmt: skip
+                       help="padding before speech (s)")
     group.add_argument("--vad-pad-after", type=float, default=VAD_DEFAULTS.speech_pad_after_seconds,
                        help="padding after speech (s; default: the silence the checkpoint was trained with after "
-                            "utterances where above 0.1, else 0.1)")  # fmt: skip
+                            "utterances where above 0.1, else 0.1)")
 
 
 def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--temperature", type=float, default=0.0, help="first decoding temperature (default 0)")
     group.add_argument("--temperature-increment-on-fallback", type=optional(float), default=FALLBACK_TEMPERATURE_STEP,
-                       help="temperature step while a window fails a check, up to 1 (none: no fallback)")  # fmt: skip
+                       help="temperature step while a window fails a check, up to 1 (none: no fallback)")
     group.add_argument("--best-of", type=int, default=DEFAULTS.best_of, help="samples per fallback temperature")
     for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold", "max_ngram_repeats"):
         default = getattr(DEFAULTS, name)
         group.add_argument(f"--{name.replace('_', '-')}", type=optional(type(default)), default=default,
-                           help=f"default {default}; none: off")  # fmt: skip
+                           help=f"default {default}; none: off")
 
 
 def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
@@ -121,7 +125,7 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         temperatures = tuple(np.arange(args.temperature, MAX_TEMPERATURE + 1e-6, step).round(6).tolist())
     vad = VADOptions(threshold=args.vad_threshold, min_speech_seconds=args.vad_min_speech,
                      min_silence_seconds=args.vad_min_silence, speech_pad_before_seconds=args.vad_pad_before,
-                     speech_pad_after_seconds=args.vad_pad_after)  # fmt: skip
+                     speech_pad_after_seconds=args.vad_pad_after)
     return TranscriptionOptions(
         beam_size=args.beam_size, batch_size=args.batch_size, window_seconds=args.window_seconds,
         ctc_weight=args.ctc_weight, windows=args.windows, vad=vad,
@@ -129,7 +133,7 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         best_of=args.best_of, compression_ratio_threshold=args.compression_ratio_threshold,
         logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
         max_ngram_repeats=args.max_ngram_repeats,
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,18 +146,20 @@ def run(args: argparse.Namespace) -> int:
         options = transcriber.resolve_options(options)  # checked against the checkpoint, the VAD's pads chosen
         transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
-        return _fail(str(error))
-    paths, failures = expand_inputs(args.audio)
+        return fail(str(error))
+    paths, problems = expand_inputs(args.audio)
+    count = FileCount("transcribed", problems)
     kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
     plan = OutputPlan(paths, args.overwrite)
     targets = {path: [out_dir / f"{path.stem}.{kind}" for kind in kinds] for path in paths}
     refused = {path: problem for path in paths if (problem := plan.claim_all(targets[path], path))}
-    failures += [_report(problem) for problem in refused.values()]
+    for problem in refused.values():
+        count.failed(problem)
     todo = [path for path in paths if path not in refused]
     started = time.perf_counter()
-    done, audio_seconds = _transcribe(transcriber, todo, options, targets, args.max_words_per_cue, failures)
-    _summary(done, len(failures), audio_seconds, time.perf_counter() - started, options)
-    return EXIT_FAILED_FILES if failures else 0
+    audio_seconds = _transcribe(transcriber, todo, options, targets, args.max_words_per_cue, count)
+    _summary(count, audio_seconds, time.perf_counter() - started, options)
+    return count.exit_code()
 
 
 def _transcribe(
@@ -162,11 +168,11 @@ def _transcribe(
     options: TranscriptionOptions,
     targets: dict[Path, list[Path]],
     max_words_per_cue: int | None,
-    failures: list[str],
-) -> tuple[int, float]:
+    count: FileCount,
+) -> float:
     """Transcribe and write ``todo`` with progress bars over files and windows (on a terminal only: piped
-    stderr keeps one clean line per message): (files done, audio seconds)."""
-    done, audio_seconds = 0, 0.0
+    stderr keeps one clean line per message), counting each file in ``count``: the audio seconds done."""
+    audio_seconds = 0.0
     with (
         tqdm(total=len(todo), desc="files", unit="file", file=sys.stderr, position=0, disable=None) as files,
         tqdm(total=0, desc="windows", unit="window", file=sys.stderr, position=1, disable=None) as windows,
@@ -180,14 +186,15 @@ def _transcribe(
             path = todo[item.index]
             problem = item.error or _write(item.transcript, targets[path], path, max_words_per_cue)
             if problem:
-                failures.append(_report(problem, files))
+                count.failed(problem, lambda line: files.write(line, file=sys.stderr))
             else:
-                done, audio_seconds = done + 1, audio_seconds + item.transcript.duration
+                count.succeeded()
+                audio_seconds += item.transcript.duration
                 files.write(f"{path}\t{item.transcript.text}", file=sys.stdout)
                 if not item.transcript.segments:
                     files.write(f"{path}: no speech found; wrote an empty transcript", file=sys.stderr)
             files.update()
-    return done, audio_seconds
+    return audio_seconds
 
 
 def _write(transcript: Transcript, targets: list[Path], path: Path, max_words_per_cue: int | None) -> str | None:
@@ -208,36 +215,23 @@ def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
-                failures.append(_report(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+                failures.append(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
             paths += found
         elif path.exists():
             paths.append(path)
         else:
-            failures.append(_report(f"{path}: no such file or folder"))
+            failures.append(f"{path}: no such file or folder")
     return paths, failures
 
 
-def _report(message: str, progress: tqdm | None = None) -> str:
-    line = f"error: {message}"
-    if progress is None:
-        print(line, file=sys.stderr)
-    else:
-        progress.write(line, file=sys.stderr)
-    return line
-
-
-def _summary(done: int, failed: int, audio_seconds: float, elapsed: float, options: TranscriptionOptions) -> None:
+def _summary(count: FileCount, audio_seconds: float, elapsed: float, options: TranscriptionOptions) -> None:
     """The closing line on stderr: files, audio, real-time factor, failures and the VAD's pads."""
     rtf = elapsed / audio_seconds if audio_seconds else float("nan")
-    vad = options.vad
+    vad, failed = options.vad, count.failures
     pads = f"; VAD pads {vad.speech_pad_before_seconds:g} s before speech, {vad.speech_pad_after_seconds:g} s after"
     print(
-        f"transcribed {done} file(s), {audio_seconds:.1f} s of audio in {elapsed:.1f} s: real-time factor "
+        f"transcribed {count.done} file(s), {audio_seconds:.1f} s of audio in {elapsed:.1f} s: real-time factor "
         f"{rtf:.3f}" + (f"; {failed} failed" if failed else "") + (pads if options.windows == "vad" else ""),
         file=sys.stderr,
     )
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_SETUP

@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from multimodal_s2s.apps.attention_plot import save_attention_plot
+from multimodal_s2s.apps.common import add_batch_size_argument, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.data.translation import read_lines, split_lines
 from multimodal_s2s.decoding import DecodingOptionsError
@@ -25,18 +26,15 @@ from multimodal_s2s.outputs import OutputError, OutputPlan
 from multimodal_s2s.pipelines import Translator
 from multimodal_s2s.pipelines.translation import DEFAULT_BATCH_SIZE
 
-EXIT_BAD_SETUP = 2
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="text file, one sentence a line (plain or .gz); default: stdin")
-    parser.add_argument("--checkpoint", required=True, help="a translation checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a translation checkpoint (.ckpt)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy); default: checkpoint's")
     parser.add_argument("--max-length", type=int, default=None, help="most output tokens; default: checkpoint's")
     parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
-                        help="ban repeating any N-gram of tokens (0: off); default: checkpoint's")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="lines translated together")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+                        help="ban repeating any N-gram of tokens (0: off); default: checkpoint's")
+    add_batch_size_argument(parser, DEFAULT_BATCH_SIZE, "lines")
     parser.add_argument(
         "--attention-plot", metavar="OUT.png", default=None, help="for a single line: write its attention heatmap"
     )
@@ -58,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return _plot(translator, lines, options, args.attention_plot)
         translations = translator(lines, batch_size=args.batch_size, **options)
     except (CheckpointError, DecodingOptionsError, ValueError, FileNotFoundError, ModuleNotFoundError) as error:
-        print(f"mms2s translate: {error}", file=sys.stderr)
-        return EXIT_BAD_SETUP
+        return fail(str(error))
     sys.stdout.write("".join(f"{translation.text}\n" for translation in translations))
     return 0
 
@@ -77,6 +74,6 @@ def _plot(translator: Translator, lines: list[str], options: dict, path: str) ->
     save_attention_plot(
         translation.attention, translation.source_tokens, translation.words, path,
         title=f"{sentences[0]} \u2192 {translation.text}",
-    )  # fmt: skip
+    )
     print(f"attention plot: {path}", file=sys.stderr)
     return 0

@@ -287,7 +287,7 @@ class CaptioningDataModule(SuiteDataModule):
         super().use_header(header)
         if header.preprocessing != self.preprocessing:
             warnings.warn(f"the checkpoint's image preprocessing {header.preprocessing} is used, not the options'",
-                          stacklevel=2)  # fmt: skip
+                          stacklevel=2)
             self.datasets.clear()  # built with the options' preprocessing: built again when asked for
         self.tokenizer, self.preprocessing = header.tokenizer, header.preprocessing
 
@@ -334,7 +334,7 @@ class CaptioningDataModule(SuiteDataModule):
         train = split == "train"
         sample_caption = train and hp.train_caption == "random"
         transform = caption_transform(prep.image_size, train, hp.crop_scale, hp.color_jitter, hp.hflip, prep.mean,
-                                      prep.std)  # fmt: skip
+                                      prep.std)
         if hp.format == "shapes":
             size = hp.shapes_train_size if train else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]

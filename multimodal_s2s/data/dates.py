@@ -24,10 +24,10 @@ MONTHS = [calendar.month_name[m] for m in range(1, 13)]
 WEEKDAYS = list(calendar.day_name)
 ABBREVIATION_LENGTH = 3
 SMALL = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]  # fmt: skip
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 IRREGULAR_ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                      "nine": "ninth", "twelve": "twelfth"}  # fmt: skip
+                      "nine": "ninth", "twelve": "twelfth"}
 ORDINAL_SUFFIXES = {1: "st", 2: "nd", 3: "rd"}
 TEEN_RANGE = range(11, 14)  # 11th, 12th, 13th
 #: Share of examples at each ISO precision.
@@ -168,7 +168,7 @@ FORMATS: dict[str, tuple[list[Format], str]] = {
             _spoken_month_first,
         ],
         "%Y-%m-%d",
-    ),  # fmt: skip
+    ),
     "month": ([_month_year, _spoken_month_year, _numeric_month_year], "%Y-%m"),
     "year": ([_spoken_year, _numeric_year], "%Y"),
 }

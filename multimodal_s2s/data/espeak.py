@@ -51,7 +51,7 @@ ADJECTIVES = ("red", "green", "blue", "yellow", "black", "white", "big", "small"
 NOUNS = (
     "cat", "dog", "bird", "horse", "house", "car", "boat", "train", "book", "table", "chair", "window",
     "door", "garden", "river", "teacher", "doctor", "friend", "apple", "letter", "phone", "picture", "box", "lamp",
-)  # fmt: skip
+)
 VERBS = ("sees", "likes", "finds", "opens", "paints", "moves", "carries", "watches", "buys", "cleans", "wants", "drops")
 IMPERATIVES = ("open", "close", "paint", "move", "clean", "bring", "find", "check")
 PREPOSITIONS = ("near", "under", "behind", "inside", "above", "beside")

@@ -285,7 +285,7 @@ class SegmentationDataModule(SuiteDataModule):
         transform = segmentation_transform(
             prep.image_size, train=split == "train" and hp.augment, ignore_index=ignore_index,
             scale_range=hp.scale_range, hflip=hp.hflip, mean=prep.mean, std=prep.std,
-        )  # fmt: skip
+        )
         if hp.format == "shapes":
             size = hp.shapes_train_size if split == "train" else hp.shapes_val_size
             seed = hp.shapes_seed + SHAPES_SPLIT_SEEDS[split]

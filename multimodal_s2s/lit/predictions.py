@@ -47,7 +47,7 @@ class PredictionWriter(BasePredictionWriter):
         for index, record in zip(batch_indices, prediction, strict=True):
             if "labels" in record:
                 record = self._label_record(record, np.asarray(pl_module.header.labels.palette, dtype=np.uint8),
-                                            pl_module.header.labels.class_names)  # fmt: skip
+                                            pl_module.header.labels.class_names)
             self.file.write(f"{index}\t{json.dumps(record, ensure_ascii=False)}\n")
 
     def on_predict_end(self, trainer, pl_module) -> None:

@@ -83,7 +83,7 @@ class SegmentationModule(SuiteModule):
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams
         config = ModelConfig(hp.encoder, hp.decoder, dict(hp.encoder_args or {}), dict(hp.decoder_args or {}),
-                             num_classes=data.num_classes)  # fmt: skip
+                             num_classes=data.num_classes)
         labels = data.labels
         if hp.class_balancing == "median_frequency":
             weights = median_frequency_weights(*data.class_pixel_counts())

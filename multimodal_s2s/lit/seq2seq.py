@@ -99,7 +99,7 @@ class Seq2SeqModule(SuiteModule):
         if encoder_entry(hp.encoder).modality == Modality.TEXT:
             encoder_args["vocab_size"] = data.source_tokenizer.vocab_size
         config = ModelConfig(hp.encoder, hp.decoder, encoder_args, dict(hp.decoder_args or {}),
-                             vocab_size=data.tokenizer.vocab_size)  # fmt: skip
+                             vocab_size=data.tokenizer.vocab_size)
         return CheckpointHeader(
             task=data.task,
             model=config,

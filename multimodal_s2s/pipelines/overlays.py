@@ -60,7 +60,7 @@ def with_legend(overlay: Image.Image, rows: list[tuple[int, str]], palette: np.n
     for number, (index, text) in enumerate(rows):
         top = padding + number * (size + padding)
         draw.rectangle([left, top, left + size, top + size], fill=tuple(int(v) for v in palette[index]),
-                       outline=LEGEND_TEXT)  # fmt: skip
+                       outline=LEGEND_TEXT)
         draw.text((left + size + padding, top), text, fill=LEGEND_TEXT, font=font)
     return canvas
 
@@ -78,7 +78,7 @@ def attention_sheet(
     rows = -(-len(pictures) // columns)
     cell_width, cell_height = width + padding, size + 2 * padding + height
     canvas = Image.new("RGB", (padding + columns * cell_width, rows * cell_height + 3 * size + 3 * padding),
-                       LEGEND_BACKGROUND)  # fmt: skip
+                       LEGEND_BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for number, (picture, title) in enumerate(zip(pictures, titles, strict=True)):
         left, top = padding + (number % columns) * cell_width, (number // columns) * cell_height

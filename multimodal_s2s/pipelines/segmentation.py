@@ -126,7 +126,7 @@ class Segmenter(Pipeline):
         ImageLoadError (one line) for a non-image."""
         if class_attention and not self.model.draws_class_attention:
             raise ValueError(f"{self.path}: its {self.header.model.decoder!r} decoder has no class attention "
-                             "(mask_transformer has)")  # fmt: skip
+                             "(mask_transformer has)")
         results: list[Segmentation] = []
         for batch in batches(list(images), batch_size):
             loaded = [as_rgb_image(item, max_side) for item in batch]

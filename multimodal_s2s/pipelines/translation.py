@@ -68,7 +68,7 @@ class Translator(TextOutPipeline):
             Translation(**vars(self.generation(result)), source_tokens=self._source_texts(source),
                         attention=attention_of(result))
             for source, result in zip(sources, results, strict=True)
-        ]  # fmt: skip
+        ]
 
     def _source_texts(self, ids: list[int]) -> list[str]:
         decode_one = self.header.source_tokenizer.decode

@@ -18,6 +18,7 @@ import warnings
 
 from PIL import Image
 
+from multimodal_s2s.apps.common import add_checkpoint_arguments, fail
 from multimodal_s2s.apps.demo.captioner import DEFAULT_N_BEST, DemoCaptioner
 from multimodal_s2s.apps.demo.page import BYTES_PER_MB
 from multimodal_s2s.apps.demo.server import listening_socket, make_server
@@ -29,38 +30,36 @@ DEMOS = ("captioning",)
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 #: Addresses that mean "every interface": not a name a client can send as its Host.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-EXIT_BAD_SETUP = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Limits()
     parser.add_argument("task", choices=DEMOS, help="which demo page")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint of that task (.ckpt)")
+    add_checkpoint_arguments(parser, "a checkpoint of that task (.ckpt)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
     parser.add_argument("--n-best", type=int, default=DEFAULT_N_BEST, help="alternatives shown (at most the beam)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     limits = parser.add_argument_group("limits (what one client may ask; defaults in brackets)")
     limits.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / BYTES_PER_MB,
-                        help="largest upload accepted, in MB [%(default)g]")  # fmt: skip
+                        help="largest upload accepted, in MB [%(default)g]")
     limits.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
-                        help="largest image accepted, in pixels, checked before decoding [%(default)d]")  # fmt: skip
+                        help="largest image accepted, in pixels, checked before decoding [%(default)d]")
     limits.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency,
-                        help="images decoded and captioned at once [%(default)d]")  # fmt: skip
+                        help="images decoded and captioned at once [%(default)d]")
     limits.add_argument("--max-queue", type=int, default=defaults.max_queue,
-                        help="requests that may wait for their turn besides; beyond, 503 [%(default)d]")  # fmt: skip
+                        help="requests that may wait for their turn besides; beyond, 503 [%(default)d]")
     limits.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s,
-                        help="seconds for a request's head, and for any pause in its body [%(default)g]")  # fmt: skip
+                        help="seconds for a request's head, and for any pause in its body [%(default)g]")
     limits.add_argument("--body-timeout", type=float, default=defaults.body_timeout_s,
-                        help="seconds for a whole upload [%(default)g]")  # fmt: skip
+                        help="seconds for a whole upload [%(default)g]")
     access = parser.add_argument_group("access")
     access.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help=f"a name or address clients reach the demo by, besides {', '.join(LOCAL_HOSTS)} "
-                        "and --host; repeatable; '*' for any")  # fmt: skip
+                        "and --host; repeatable; '*' for any")
     access.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                        help="a site (e.g. https://example.org) whose pages may post here; repeatable")  # fmt: skip
+                        help="a site (e.g. https://example.org) whose pages may post here; repeatable")
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -104,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
         captioner = DemoCaptioner.load(args.checkpoint, args.device, args.beam_size, args.n_best)
         app = create_app(captioner, captioner.model_card(), limits, access_from(args))
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
-        return _fail(str(error))
+        return fail(str(error))
     try:
         sock = listening_socket(args.host, args.port)
     except OSError as error:
-        return _fail(f"cannot listen on {args.host}:{args.port} ({error.strerror or error})")
+        return fail(f"cannot listen on {args.host}:{args.port} ({error.strerror or error})")
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"Captioning demo at http://{shown}:{port}/  (Ctrl+C to stop)", flush=True)
@@ -118,7 +117,3 @@ def run(args: argparse.Namespace) -> int:
     make_server(app, limits.read_timeout_s).run(sockets=[sock])
     return 0
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_SETUP

@@ -47,7 +47,7 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Headers of every answer: no MIME sniffing, no framing by other sites, no referrer leaks.
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"))  # fmt: skip
+                    (b"referrer-policy", b"no-referrer"))
 NO_STORE = {"Cache-Control": "no-store"}
 HOST_HEADER = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 UPLOAD_NAME_LIMIT = 200
@@ -248,7 +248,7 @@ class DemoService:
     async def health(self, request: Request) -> Response:
         limits = self.limits
         state = {"status": "ok", "captions_running_or_waiting": self.slots.admitted,
-                 "max_concurrency": limits.max_concurrency, "max_queue": limits.max_queue}  # fmt: skip
+                 "max_concurrency": limits.max_concurrency, "max_queue": limits.max_queue}
         return JSONResponse(state, headers=NO_STORE)
 
     async def caption(self, request: Request) -> Response:
