@@ -7,6 +7,8 @@ from typing import Any
 
 #: The argument of an encoder or decoder that names a weights file to start from.
 PRETRAINED_KEY = "pretrained_path"
+#: The arguments that make an encoder load weights when it is built: a file, or weights by name (``pretrained``).
+WEIGHTS_KEYS = (PRETRAINED_KEY, "pretrained")
 
 
 @dataclass
@@ -27,8 +29,8 @@ class ModelConfig:
         return asdict(self)
 
     def without_weights_files(self) -> ModelConfig:
-        """This config with no ``pretrained_path``: to rebuild a model whose weights come from a checkpoint
-        (the files it was started from need not exist any more)."""
+        """This config with no ``pretrained_path`` or ``pretrained``: to rebuild a model whose weights come from a
+        checkpoint (the files it was started from need not exist any more, nor be downloaded)."""
         encoder_args, decoder_args = (_without_weights_file(args) for args in (self.encoder_args, self.decoder_args))
         return replace(self, encoder_args=encoder_args, decoder_args=decoder_args)
 
@@ -41,4 +43,4 @@ class ModelConfig:
 
 
 def _without_weights_file(args: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in args.items() if key != PRETRAINED_KEY}
+    return {key: value for key, value in args.items() if key not in WEIGHTS_KEYS}

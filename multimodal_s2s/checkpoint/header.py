@@ -44,11 +44,15 @@ class Task(str, Enum):
 
 @dataclass(frozen=True)
 class ImagePreprocessing:
-    """How an image is prepared for the network: resized to ``image_size`` (H, W), then normalized."""
+    """How an image is prepared for the network: resized to ``image_size`` (H, W), then normalized.
+    ``weights``: the pretrained weights (by name) whose normalisation ``mean`` and ``std`` are, trained at
+    ``weights_input_size`` (H, W); None: the data's options (older headers too)."""
 
     image_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    weights: str | None = None
+    weights_input_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,13 @@ class SuiteDataModule(L.LightningDataModule, ABC):
             raise CheckpointError(f"the checkpoint's task is {header.task.value}, but the data is for {ours}")
         self.header = header
 
+    def use_preprocessing(self, preprocessing) -> None:
+        """Prepare inputs with ``preprocessing`` (a pretrained encoder's normalisation) from now on: datasets
+        built with another are built again when asked for."""
+        if preprocessing != self.preprocessing:
+            self.preprocessing = preprocessing
+            self.datasets.clear()
+
     def adopt_run_checkpoint(self) -> None:
         """Use the header of the checkpoint the run starts from, once, when there is one."""
         header = header_for_trainer(self.trainer)

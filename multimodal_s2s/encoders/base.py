@@ -7,12 +7,17 @@ emits Emits.FEATURE_MAPS. Models call only the method the decoder needs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.positional import check_token_range
 from multimodal_s2s.types import EncoderInfo, Modality
+
+if TYPE_CHECKING:
+    from multimodal_s2s.interop.pretrained import PretrainedWeights
 
 
 class Encoder(nn.Module):
@@ -24,6 +29,8 @@ class Encoder(nn.Module):
     """
 
     info: EncoderInfo
+    #: What weights loaded by name expect of the inputs (``interop.pretrained``); None for all others.
+    pretrained_weights: PretrainedWeights | None = None
 
 
 def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None) -> None:

@@ -1,11 +1,11 @@
-"""CNN image encoders over any timm CNN (weights from a local file only, see encoders/weights.py)."""
+"""CNN image encoders over any timm CNN (weights by name through timm, see interop/pretrained.py, or from a
+local file, see encoders/weights.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import timm
 from timm.layers import AvgPool2dSame, Conv2dSame, ScaledStdConv2dSame, StdConv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
 from torch import Tensor, nn
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.interop.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
@@ -30,6 +31,8 @@ def reject_lengths(lengths: Tensor | None) -> None:
 class CNNEncoder(Encoder):
     """Any timm CNN, as feature maps of all its stages and as rows of its deepest grid.
 
+    ``pretrained_weights``: what weights by name expect of images (None: random or a local file).
+
     ``encode_feature_maps``: images (B, 3, H, W) -> FeatureMaps([(B, C_i, H/r_i, W/r_i)]).
     ``encode_sequence``: images -> memory (B, h*w, C_last) of the deepest grid, with fixed
     2-D sinusoidal positions added so that a text decoder knows where each cell is; mask all True.
@@ -45,6 +48,7 @@ class CNNEncoder(Encoder):
         out_indices: Sequence[int] | None = None,
         position_scale: float = 1.0,
         position_channels: int = 0,
+        pretrained: bool | str = False,
         **timm_kwargs: Any,
     ):
         """
@@ -55,14 +59,19 @@ class CNNEncoder(Encoder):
             position_scale: amplitude of the 2-D positions of the sequence (1: the sinusoids' own, in [-1, 1]).
             position_channels: 0: positions added to the features; P > 0 (even): P channels of positions
                 appended to them, half for the row and half for the column.
+            pretrained: True: timm's default weights of ``backbone``; a tag (e.g. "a1_in1k"): ``backbone.tag``;
+                downloaded into or read from the huggingface_hub cache (``interop.pretrained``).
             timm_kwargs: passed on to ``timm.create_model``.
         """
         super().__init__()
         if position_channels < 0 or position_channels % 2:
             raise ValueError(f"position_channels must be 0 or a positive even number, got {position_channels}")
+        check_pretrained(pretrained, pretrained_path)
         if out_indices is not None:
             timm_kwargs["out_indices"] = tuple(out_indices)
-        self.backbone = timm.create_model(backbone, features_only=True, pretrained=False, **timm_kwargs)
+        self.backbone, self.pretrained_weights = create_timm_model(
+            backbone, pretrained, features_only=True, **timm_kwargs
+        )
         if pretrained_path is not None:
             load_state_dict_checked(self.backbone, load_weights_file(pretrained_path), pretrained_path)
         channels = tuple(self.backbone.feature_info.channels())

@@ -11,12 +11,14 @@ import re
 from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
+from torchvision.models import VGG16_BN_Weights
 from torchvision.ops import Conv2dNormActivation
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.interop.pretrained import check_pretrained, torchvision_state_dict
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
@@ -99,11 +101,14 @@ class SegNetEncoder(Encoder):
         A torchvision VGG state dict is mapped by order: its k-th conv and k-th BatchNorm go to
         this encoder's k-th block; its classifier is ignored.
         """
-        state = load_weights_file(path)
+        self.load_state(load_weights_file(path), path)
+
+    def load_state(self, state: Mapping[str, Tensor], origin: str | os.PathLike) -> None:
+        """``load_weights`` of a state dict read from ``origin`` (named in errors)."""
         own_keys = self.state_dict().keys()
         if not any(key in state for key in own_keys) and any(_VGG_FEATURE_KEY.match(key) for key in state):
-            state = self._from_vgg_features(state, path)
-        load_state_dict_checked(self, state, path)
+            state = self._from_vgg_features(state, origin)
+        load_state_dict_checked(self, state, origin)
 
     def _from_vgg_features(self, state: Mapping[str, Tensor], path: str | os.PathLike) -> dict[str, Tensor]:
         layers: dict[int, dict[str, Tensor]] = {}
@@ -133,19 +138,37 @@ def _with_weights(encoder: SegNetEncoder, pretrained_path: str | None) -> SegNet
     return encoder
 
 
+def _with_vgg16_bn_weights(encoder: SegNetEncoder, pretrained: bool | str) -> SegNetEncoder:
+    """``encoder`` with torchvision's VGG16-BN weights (True, or the name of a ``VGG16_BN_Weights`` member)."""
+    names = [member.name for member in VGG16_BN_Weights]
+    if pretrained is not True and pretrained not in names:
+        raise WeightsError(f"segnet_vgg16: encoder_args.pretrained must be true or one of {names}, got {pretrained!r}")
+    weights = VGG16_BN_Weights.DEFAULT if pretrained is True else VGG16_BN_Weights[pretrained]
+    state, encoder.pretrained_weights = torchvision_state_dict(weights)
+    encoder.load_state(state, encoder.pretrained_weights.name)
+    return encoder
+
+
 _SEGNET_EMITS = {Emits.FEATURE_MAPS, Emits.POOL_INDICES, Emits.SEQUENCE}
 
 
 @register_encoder("segnet_vgg16", modality=Modality.IMAGE, emits=_SEGNET_EMITS)
 def segnet_vgg16(
-    channels: Sequence[int] = VGG16_CHANNELS, in_channels: int = 3, pretrained_path: str | None = None
+    channels: Sequence[int] = VGG16_CHANNELS,
+    in_channels: int = 3,
+    pretrained_path: str | None = None,
+    pretrained: bool | str = False,
 ) -> SegNetEncoder:
     """SegNet's encoder: the 13 conv layers of VGG16-BN in 5 stages (2, 2, 3, 3, 3), reductions 2..32.
 
     ``channels`` (5 widths) can be shrunk for tests; ``pretrained_path`` reads torchvision's
-    ``vgg16_bn`` state dict (or this encoder's own) from a local file.
+    ``vgg16_bn`` state dict (or this encoder's own) from a local file; ``pretrained`` (True) torchvision's
+    ImageNet weights through ``$TORCH_HOME/hub/checkpoints`` (``interop.pretrained``).
     """
+    check_pretrained(pretrained, pretrained_path)
     encoder = SegNetEncoder(channels, VGG16_STAGE_DEPTHS, VGG_KERNEL_SIZE, in_channels, conv_bias=True)
+    if pretrained is not False:
+        return _with_vgg16_bn_weights(encoder, pretrained)
     return _with_weights(encoder, pretrained_path)
 
 

@@ -11,8 +11,9 @@ from torch import Tensor
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
-from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
+from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.interop.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
 
@@ -21,6 +22,14 @@ DEFAULT_PATCH_SIZE = 16
 
 
 DEFAULT_NUM_FEATURE_MAPS = 4
+#: timm's ViT architectures with ImageNet weights, by (patch size, embed dim, depth, heads).
+TIMM_VITS = {
+    (16, 192, 12, 3): "vit_tiny_patch16_224",
+    (16, 384, 12, 6): "vit_small_patch16_224",
+    (16, 768, 12, 12): "vit_base_patch16_224",
+    (32, 384, 12, 6): "vit_small_patch32_224",
+    (32, 768, 12, 12): "vit_base_patch32_224",
+}
 
 
 def evenly_spaced_blocks(depth: int, count: int = DEFAULT_NUM_FEATURE_MAPS) -> tuple[int, ...]:
@@ -52,6 +61,7 @@ class ViTEncoder(Encoder):
         num_heads: int = 12,
         pretrained_path: str | None = None,
         feature_blocks: Sequence[int] | None = None,
+        pretrained: bool | str = False,
         **vit_kwargs: Any,
     ):
         """
@@ -62,22 +72,24 @@ class ViTEncoder(Encoder):
                 table resampled to ``img_size`` when it was made for another size.
             feature_blocks: the blocks (0-based, increasing, the last one ``depth - 1``) whose
                 outputs are the feature maps (None: up to 4 evenly spaced, ``evenly_spaced_blocks``).
+            pretrained: True: timm's default weights of the architecture of these dims (``TIMM_VITS``); a tag
+                (e.g. "augreg_in21k_ft_in1k"): those weights; through the huggingface_hub cache
+                (``interop.pretrained``), the position table resampled to ``img_size``.
             vit_kwargs: passed on to timm's VisionTransformer (mlp_ratio, reg_tokens, ...).
         """
         super().__init__()
         self.patch_size = patch_size
         self.feature_blocks = _checked_blocks(feature_blocks, depth)
-        self.vit = VisionTransformer(
-            img_size=img_size,
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            num_classes=0,
-            global_pool="",
-            dynamic_img_size=True,
-            **vit_kwargs,
-        )
+        check_pretrained(pretrained, pretrained_path)
+        vit_kwargs.update(img_size=img_size, num_classes=0, global_pool="", dynamic_img_size=True)
+        if pretrained is False:
+            self.vit = VisionTransformer(
+                patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads, **vit_kwargs
+            )
+        else:
+            self.vit, self.pretrained_weights = create_timm_model(
+                _timm_vit(patch_size, embed_dim, depth, num_heads), pretrained, **vit_kwargs
+            )
         if pretrained_path is not None:
             state = checkpoint_filter_fn(load_weights_file(pretrained_path), self.vit)
             load_state_dict_checked(self.vit, state, pretrained_path)
@@ -112,6 +124,18 @@ class ViTEncoder(Encoder):
             images, indices=list(self.feature_blocks), norm=True, stop_early=True, intermediates_only=True
         )  # [(B, D, h, w)]
         return FeatureMaps(features=list(maps))
+
+
+def _timm_vit(patch_size: int, embed_dim: int, depth: int, num_heads: int) -> str:
+    """The timm architecture of these dims, or WeightsError: pretrained weights exist for those only."""
+    dims = (patch_size, embed_dim, depth, num_heads)
+    if dims not in TIMM_VITS:
+        known = ", ".join(f"{name} {key}" for key, name in TIMM_VITS.items())
+        raise WeightsError(
+            f"no timm weights for a ViT of (patch_size, embed_dim, depth, num_heads) {dims}; pretrained needs one of: "
+            f"{known}"
+        )
+    return TIMM_VITS[dims]
 
 
 def _checked_blocks(feature_blocks: Sequence[int] | None, depth: int) -> tuple[int, ...]:

@@ -17,13 +17,14 @@ from dataclasses import replace
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, header_for_trainer, header_of, same_model
 from multimodal_s2s.data.base import SuiteDataModule
 from multimodal_s2s.lit.optim import adamw_warmup_cosine
+from multimodal_s2s.lit.transfer import check_strategy, set_encoder_frozen, with_weights_preprocessing
 
 #: Prefix of the metrics a checkpoint's header records.
 VALIDATION_PREFIX = "val/"
@@ -46,6 +47,7 @@ class SuiteModule(L.LightningModule, ABC):
         super().__init__()
         self.header: CheckpointHeader | None = None
         self.model = None
+        self.encoder_frozen = False
 
     @abstractmethod
     def header_from_data(self) -> CheckpointHeader:
@@ -61,6 +63,7 @@ class SuiteModule(L.LightningModule, ABC):
         header = header_for_trainer(self.trainer)
         if header is None:
             self.use_header(self.header_from_data())
+            self._use_weights_preprocessing()
         else:
             self._warn_if_recipe_differs(header)
             self.use_header(_weights_from_checkpoint(header))
@@ -69,6 +72,15 @@ class SuiteModule(L.LightningModule, ABC):
         """Build everything from ``header``."""
         self.header = header
         self.build(header)
+
+    def _use_weights_preprocessing(self) -> None:
+        """A new model whose encoder has weights by name: their normalisation goes into the header and the
+        data module (``interop.pretrained``)."""
+        preprocessing = with_weights_preprocessing(self.header.preprocessing, self.model.encoder.pretrained_weights)
+        if preprocessing != self.header.preprocessing:
+            rank_zero_info(f"images are normalised as the encoder's weights expect: {preprocessing}")
+            self.header = replace(self.header, preprocessing=preprocessing)
+            self.trainer.datamodule.use_preprocessing(preprocessing)
 
     def _warn_if_recipe_differs(self, header: CheckpointHeader) -> None:
         differences = _config_differences(self.hparams, header.model.to_dict())
@@ -99,7 +111,26 @@ class SuiteModule(L.LightningModule, ABC):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         total = int(self.trainer.estimated_stepping_batches)
-        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total)
+        encoder = self.model.encoder.parameters() if hp.encoder_lr_scale != 1 else ()
+        return adamw_warmup_cosine(
+            self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total, encoder, hp.encoder_lr_scale
+        )
+
+    def on_train_epoch_start(self) -> None:
+        """The encoder is frozen in the first ``freeze_encoder_epochs`` epochs (``lit.transfer``)."""
+        frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
+        if frozen:
+            check_strategy(self.trainer.strategy)
+        if frozen or self.encoder_frozen:
+            self.encoder_frozen = frozen
+            set_encoder_frozen(self.model.encoder, frozen, self.training)
+
+    def train(self, mode: bool = True) -> SuiteModule:
+        """As ``nn.Module.train``; a frozen encoder stays in eval mode."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.model.encoder.eval()
+        return self
 
 
 def _weights_from_checkpoint(header: CheckpointHeader) -> CheckpointHeader:

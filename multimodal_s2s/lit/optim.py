@@ -51,16 +51,29 @@ def _is_number(value: object) -> bool:
 
 
 def adamw_warmup_cosine(
-    parameters: Iterable[nn.Parameter], lr: float, weight_decay: float, warmup_steps: int, total_steps: int
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+    scaled: Iterable[nn.Parameter] = (),
+    lr_scale: float = 1.0,
 ) -> dict[str, Any]:
     """AdamW with weight decay on matrices and kernels only (not on biases and norms), stepped every batch
-    by ``warmup_cosine``; the dict that ``LightningModule.configure_optimizers`` returns."""
+    by ``warmup_cosine``; the dict that ``LightningModule.configure_optimizers`` returns. The ``scaled``
+    parameters among ``parameters`` (e.g. the encoder's) get groups of their own at ``lr * lr_scale``."""
+    scaled_ids = {id(p) for p in scaled}
     parameters = list(parameters)
-    decay = [p for p in parameters if p.dim() >= 2]
-    no_decay = [p for p in parameters if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
+    groups = []
+    for group_lr, members in ((lr, False), (lr * lr_scale, True)):
+        params = [p for p in parameters if (id(p) in scaled_ids) == members]
+        if members and not params:
+            continue
+        groups += [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "lr": group_lr},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": group_lr},
+        ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, max(total_steps, 1)))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

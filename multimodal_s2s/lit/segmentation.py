@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from multimodal_s2s.checkpoint import CheckpointHeader, Task
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.lit.optim import check_optimizer_options
+from multimodal_s2s.lit.transfer import check_transfer_options
 from multimodal_s2s.losses import segmentation_loss
 from multimodal_s2s.metrics.segmentation import SUMMARY_KEYS, SegmentationMetrics
 from multimodal_s2s.models import ModelConfig, build_model
@@ -54,6 +55,8 @@ class SegmentationModule(SuiteModule):
             (``encoder_args.pretrained_path`` loads backbone weights from a local file or a suite checkpoint).
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         class_balancing: None, or "median_frequency" (loss weights from the training masks, as in SegNet).
+        freeze_encoder_epochs, encoder_lr_scale: transfer learning (``lit.transfer``): the encoder frozen for
+            the first N epochs; its learning rate ``lr * encoder_lr_scale``.
         loss: "cross_entropy", "dice", "focal", or several joined by '+' (their sum), e.g.
             "cross_entropy+dice" (see multimodal_s2s/losses.py; each takes the class weights).
     """
@@ -69,11 +72,14 @@ class SegmentationModule(SuiteModule):
         warmup_steps: int = 100,
         class_balancing: str | None = None,
         loss: str = "cross_entropy",
+        freeze_encoder_epochs: int = 0,
+        encoder_lr_scale: float = 1.0,
     ):
         super().__init__()
         if class_balancing is not None and class_balancing not in CLASS_BALANCING:
             raise ValueError(f"unknown class_balancing {class_balancing!r}; choose None or one of {CLASS_BALANCING}")
         check_optimizer_options(lr, weight_decay, warmup_steps)
+        check_transfer_options(freeze_encoder_epochs, encoder_lr_scale)
         encoder_entry(encoder)  # an unknown name fails here, in one line, before any data is read
         self.loss_function = segmentation_loss(loss)
         self.save_hyperparameters()

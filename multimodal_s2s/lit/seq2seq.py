@@ -28,6 +28,7 @@ from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
 from multimodal_s2s.lit.optim import check_label_smoothing, check_optimizer_options
+from multimodal_s2s.lit.transfer import check_transfer_options
 from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
@@ -45,6 +46,8 @@ class Seq2SeqModule(SuiteModule):
         encoder, decoder, encoder_args, decoder_args: as for ``multimodal_s2s.create_model``.
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         label_smoothing: for the cross-entropy over target tokens.
+        freeze_encoder_epochs, encoder_lr_scale: transfer learning (``lit.transfer``): the encoder frozen for
+            the first N epochs; its learning rate ``lr * encoder_lr_scale``.
         metrics: names from ``metrics.text.TEXT_METRICS`` computed on decoded validation / test text.
         beam_size, max_length, length_penalty: decoding options for validation, test and predict.
         no_repeat_ngram_size: the ban on repeated n-grams in those decodings, recorded in the checkpoint
@@ -73,9 +76,12 @@ class Seq2SeqModule(SuiteModule):
         no_repeat_ngram_size: int | None = None,
         ctc_weight: float = 0.0,
         spec_augment: dict[str, Any] | None = None,
+        freeze_encoder_epochs: int = 0,
+        encoder_lr_scale: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
+        check_transfer_options(freeze_encoder_epochs, encoder_lr_scale)
         unknown = set(metrics or []) - set(TEXT_METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(TEXT_METRICS)}")
