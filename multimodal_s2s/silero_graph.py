@@ -28,7 +28,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 
 #: A frame (one probability) and the previous frame's samples before it, at 16 kHz.
 FRAME_SAMPLES, CONTEXT_SAMPLES = 512, 64

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from multimodal_s2s.audio import HOP_LENGTH, SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import HOP_LENGTH, SAMPLE_RATE
 
 SILENCE_BELOW_PEAK_DB = 40.0
 SILENCE_FLOOR_DB = -60.0

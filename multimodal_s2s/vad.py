@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 import torch
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.silero_graph import FRAME_SAMPLES, SileroMatmul, matches_packaged
 
 #: The model's frame: one speech probability per 512 samples (32 ms at 16 kHz).

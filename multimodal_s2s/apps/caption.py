@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.pipelines import Caption, Captioner, json_score
+from multimodal_s2s.preprocessing.files import IMAGE_SUFFIXES, expand_inputs
+from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, ImageLoadError, load_image
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 DEFAULT_BATCH_SIZE = 16
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return _fail(str(error))
-    paths, failures = expand_image_inputs(args.images)
+    paths, failures = expand_inputs(args.images, IMAGE_SUFFIXES, "images")
     for problem in failures:
         print(f"error: {problem}", file=sys.stderr)
     captioned = 0

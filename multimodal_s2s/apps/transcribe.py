@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from multimodal_s2s.data.asr import AUDIO_SUFFIXES
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
+from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES, expand_inputs
 from multimodal_s2s.subtitles import OUTPUT_FORMATS, render
 from multimodal_s2s.vad import VADOptions, VADUnavailableError
 
@@ -143,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
         transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return _fail(str(error))
-    paths, failures = expand_inputs(args.audio)
+    audio_files = f"audio files ({', '.join(AUDIO_SUFFIXES)})"
+    paths, problems = expand_inputs(args.audio, AUDIO_SUFFIXES, audio_files, recursive=True)
+    failures = [_report(problem) for problem in problems]
     kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
     plan = OutputPlan(paths, args.overwrite)
     targets = {path: [out_dir / f"{path.stem}.{kind}" for kind in kinds] for path in paths}
@@ -198,23 +200,6 @@ def _write(transcript: Transcript, targets: list[Path], path: Path, max_words_pe
     except OutputError as error:
         return f"{path}: {error}"
     return None
-
-
-def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders as their audio files (recursively, sorted); missing paths are failures."""
-    paths, failures = [], []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                failures.append(_report(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
-            paths += found
-        elif path.exists():
-            paths.append(path)
-        else:
-            failures.append(_report(f"{path}: no such file or folder"))
-    return paths, failures
 
 
 def _report(message: str, progress: tqdm | None = None) -> str:

@@ -19,11 +19,11 @@ import sys
 
 from multimodal_s2s.apps.attention_plot import save_attention_plot
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.translation import read_lines, split_lines
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.outputs import OutputError, OutputPlan
 from multimodal_s2s.pipelines import Translator
 from multimodal_s2s.pipelines.translation import DEFAULT_BATCH_SIZE
+from multimodal_s2s.preprocessing.files import read_lines, split_lines
 
 EXIT_BAD_SETUP = 2
 

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.decoding import DecodingOptions
 from multimodal_s2s.pipelines.prefetch import prefetch
@@ -40,6 +39,7 @@ from multimodal_s2s.pipelines.transcription_options import (
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
 from multimodal_s2s.speech_windows import SampleRange, speech_windows
 from multimodal_s2s.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
 

@@ -24,15 +24,15 @@ from multimodal_s2s.alignment import (
     ctc_word_timestamps,
     seconds_per_row,
 )
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
 from multimodal_s2s.checkpoint import Checkpoint
-from multimodal_s2s.data.text_batches import pad_last_axis
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode_encoded, ranking_score
 from multimodal_s2s.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
 from multimodal_s2s.models.ctc import CTC_HEAD_PREFIX, ctc_head_from_weights
 from multimodal_s2s.pipelines.text import TextOutPipeline
 from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
+from multimodal_s2s.preprocessing.tokens import pad_last_axis
 from multimodal_s2s.types import SequenceOutput
 
 MIN_WINDOW_SECONDS = 0.1  # shorter windows are zero-padded (the conv frontend needs a few frames)
