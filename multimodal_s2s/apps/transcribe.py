@@ -28,15 +28,19 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
-from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
+from multimodal_s2s.pipelines import TranscriptionOptions
 from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES, expand_inputs
 from multimodal_s2s.subtitles import OUTPUT_FORMATS, render
 from multimodal_s2s.vad import VADOptions, VADUnavailableError
+
+if TYPE_CHECKING:  # the pipeline loads the models: imported by run(), so that --help stays quick
+    from multimodal_s2s.pipelines import Transcriber, Transcript
 
 EXIT_FAILED_FILES, EXIT_BAD_SETUP = 1, 2
 ALL_FORMATS = "all"
@@ -133,6 +137,8 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from multimodal_s2s.pipelines import Transcriber
+
     try:
         if args.max_words_per_cue is not None and args.max_words_per_cue < 1:
             raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
