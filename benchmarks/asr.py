@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from multimodal_s2s.apps.training import max_time, suite_cli
-from multimodal_s2s.audio import SAMPLE_RATE, load_audio
 from multimodal_s2s.checkpoint import (
     MODEL_PREFIX,
     AudioPreprocessing,
@@ -48,6 +47,7 @@ from multimodal_s2s.decoding import DecodingOptions
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.pipelines import Transcriber
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE, load_audio
 from multimodal_s2s.tokenizers import BPETokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

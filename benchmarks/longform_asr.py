@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from longform_speed import speed_report
 
-from multimodal_s2s.audio import SAMPLE_RATE, load_audio
 from multimodal_s2s.data.asr import ASRDataModule, read_fsdd
 from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
 from multimodal_s2s.pipelines.transcription_options import ALIGNMENTS, PLAIN_DECODING
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE, load_audio
 from multimodal_s2s.speech.vad import VADOptions
 from multimodal_s2s.threads import configure_threads
 

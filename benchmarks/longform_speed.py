@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.checkpoint import (
     MODEL_PREFIX,
     AudioPreprocessing,
@@ -40,6 +39,7 @@ from multimodal_s2s.checkpoint import (
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.pipelines import Transcriber, TranscriptionOptions
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.tokenizers.vocabulary import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

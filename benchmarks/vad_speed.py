@@ -36,7 +36,7 @@ import soxr
 from longform_asr import build_recordings, corpus_clips, noise_floor, write_report
 from silero_vad.sequence_vad import frame_blocks
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.speech.silero_graph import SileroMatmul
 from multimodal_s2s.speech.vad import (
     MODEL_PACKAGE,

@@ -1,37 +1,49 @@
-"""multimodal_s2s: encoder-decoder models for images, audio and text, from interchangeable parts."""
+"""multimodal_s2s: encoder-decoder models for images, audio and text, from interchangeable parts.
 
-from multimodal_s2s.decoding import DecodingOptions, DecodingResult, decode
-from multimodal_s2s.models import EncoderDecoder, ModelConfig, SegmentationModel, build_model, create_model
-from multimodal_s2s.pipelines import (
-    Captioner,
-    Segmenter,
-    Transcriber,
-    TranscriptionOptions,
-    Translator,
-    load_pipeline,
-)
-from multimodal_s2s.registry import IncompatiblePairError, list_decoders, list_encoders
-from multimodal_s2s.types import EncoderInfo, FeatureMaps, SequenceOutput
+The public names below are imported when first used (PEP 562), so that ``import multimodal_s2s`` and
+``mms2s --help`` do not pay for torch, torchvision and timm before a model or pipeline is asked for.
+"""
 
-__all__ = [
-    "Captioner",
-    "DecodingOptions",
-    "DecodingResult",
-    "EncoderDecoder",
-    "EncoderInfo",
-    "FeatureMaps",
-    "IncompatiblePairError",
-    "ModelConfig",
-    "SegmentationModel",
-    "Segmenter",
-    "SequenceOutput",
-    "Transcriber",
-    "TranscriptionOptions",
-    "Translator",
-    "build_model",
-    "create_model",
-    "decode",
-    "list_decoders",
-    "list_encoders",
-    "load_pipeline",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "Captioner": "multimodal_s2s.pipelines",
+    "DecodingOptions": "multimodal_s2s.decoding",
+    "DecodingResult": "multimodal_s2s.decoding",
+    "EncoderDecoder": "multimodal_s2s.models",
+    "EncoderInfo": "multimodal_s2s.types",
+    "FeatureMaps": "multimodal_s2s.types",
+    "IncompatiblePairError": "multimodal_s2s.registry",
+    "ModelConfig": "multimodal_s2s.models",
+    "SegmentationModel": "multimodal_s2s.models",
+    "Segmenter": "multimodal_s2s.pipelines",
+    "SequenceOutput": "multimodal_s2s.types",
+    "Transcriber": "multimodal_s2s.pipelines",
+    "TranscriptionOptions": "multimodal_s2s.pipelines",
+    "Translator": "multimodal_s2s.pipelines",
+    "build_model": "multimodal_s2s.models",
+    "create_model": "multimodal_s2s.models",
+    "decode": "multimodal_s2s.decoding",
+    "list_decoders": "multimodal_s2s.registry",
+    "list_encoders": "multimodal_s2s.registry",
+    "load_pipeline": "multimodal_s2s.pipelines",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use (then kept in the package's namespace)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

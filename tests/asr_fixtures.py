@@ -12,10 +12,10 @@ import numpy as np
 import soundfile
 from lightning.pytorch.callbacks import Callback
 
-from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
 from multimodal_s2s.data.asr import ASRDataModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 
 #: Each word is a tone of its own pitch; utterances are 1 to 3 words with short pauses.
 WORD_TONES = {"up": 300.0, "down": 500.0, "left": 800.0, "right": 1200.0}

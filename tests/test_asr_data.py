@@ -13,7 +13,6 @@ import torch
 from asr_fixtures import tone_utterance, write_tone_manifest
 from conftest import shared_data
 
-from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.checkpoint import Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.data.asr import (
@@ -24,6 +23,7 @@ from multimodal_s2s.data.asr import (
     read_librispeech,
     read_manifest,
 )
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.types import BOS_ID, EOS_ID
 
 needs_espeak = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")

@@ -16,8 +16,8 @@ from asr_fixtures import TONE_TRANSCRIBE_FLAGS, tiny_asr_run, tone_utterance
 from checkpoint_helpers import text_header, write_checkpoint
 
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 from multimodal_s2s.checkpoint import Task, read_checkpoint
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 from multimodal_s2s.speech.energy import speech_windows
 
 LONG_FILE_SECONDS = 180

@@ -7,7 +7,8 @@ import pytest
 import soundfile
 import torch
 
-from multimodal_s2s.audio import (
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.preprocessing.audio import (
     HOP_LENGTH,
     N_MELS,
     SAMPLE_RATE,
@@ -16,7 +17,6 @@ from multimodal_s2s.audio import (
     SpecAugment,
     load_audio,
 )
-from multimodal_s2s.errors import InputError
 
 CD_RATE = 44100
 

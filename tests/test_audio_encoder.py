@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from multimodal_s2s.audio import MAX_WINDOW_FRAMES, N_MELS
 from multimodal_s2s.encoders.audio_transformer import AudioTransformerEncoder
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_FRAMES, N_MELS
 from multimodal_s2s.registry import encoder_entry, list_encoders
 from multimodal_s2s.types import Emits, Modality
 
@@ -127,7 +127,7 @@ def test_bad_constructor_arguments():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_frontend_and_encoder_on_cuda_match_cpu():
-    from multimodal_s2s.audio import LogMelFrontend
+    from multimodal_s2s.preprocessing.audio import LogMelFrontend
 
     waveform, lengths = torch.randn(2, 8000), torch.tensor([8000, 5000])
     frontend = LogMelFrontend()

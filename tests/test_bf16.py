@@ -12,9 +12,9 @@ from asr_fixtures import tiny_asr_run
 from recipe_fixtures import write_recipe
 
 from multimodal_s2s.apps.training import suite_cli
-from multimodal_s2s.audio import AudioFeatures
 from multimodal_s2s.data.segmentation import SegmentationDataModule
 from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.preprocessing.audio import AudioFeatures
 
 BF16_STEPS = 2
 

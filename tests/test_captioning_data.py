@@ -9,7 +9,6 @@ from captioning_fixtures import write_coco, write_flickr8k, write_image, write_j
 from conftest import shared_data
 from PIL import Image
 
-from multimodal_s2s.data.caption_transforms import caption_transform
 from multimodal_s2s.data.captioning import (
     CaptioningDataModule,
     read_coco,
@@ -18,7 +17,9 @@ from multimodal_s2s.data.captioning import (
     shapes_caption_corpus,
 )
 from multimodal_s2s.data.shapes import ShapeScenes
-from multimodal_s2s.data.text_batches import TextTargetCollator, encode_target, pad_token_ids
+from multimodal_s2s.data.text_batches import TextTargetCollator, encode_target
+from multimodal_s2s.preprocessing.caption_transforms import caption_transform
+from multimodal_s2s.preprocessing.tokens import pad_token_ids
 from multimodal_s2s.tokenizers import WordTokenizer
 from multimodal_s2s.types import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile, JpegImagePlugin
+from torchvision.transforms.v2 import functional as TF
 
-from multimodal_s2s.data.images import (
+from multimodal_s2s.preprocessing.files import IMAGE_SUFFIXES, find_files
+from multimodal_s2s.preprocessing.images import (
     ALPHA_BACKGROUND,
     ImageLoadError,
     ImageTooLargeError,
-    find_images,
     load_image,
-    normalized_tensor,
 )
+from multimodal_s2s.preprocessing.segmentation_transforms import segmentation_transform
 
 
 def _save(image: Image.Image, path, **options):
@@ -111,14 +112,15 @@ def test_open_files_load_and_too_many_pixels_are_refused_before_decoding(monkeyp
         load_image(io.BytesIO(b"text"), name="upload.png")
 
 
-def test_find_images_lists_only_image_files(tmp_path):
+def test_find_files_lists_only_image_files(tmp_path):
     for name in ("b.PNG", "a.jpg", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in find_images(tmp_path)] == ["a.jpg", "b.PNG"]
+    assert [p.name for p in find_files(tmp_path, IMAGE_SUFFIXES)] == ["a.jpg", "b.PNG"]
 
 
-def test_normalized_tensor_applies_mean_and_std():
+def test_evaluation_transform_applies_mean_and_std():
     image = Image.new("RGB", (3, 2), (255, 0, 51))
-    tensor = normalized_tensor(image, mean=(0.5, 0.0, 0.1), std=(0.5, 1.0, 0.5))
+    transform = segmentation_transform((2, 3), train=False, ignore_index=255, mean=(0.5, 0.0, 0.1), std=(0.5, 1.0, 0.5))
+    tensor = transform(TF.to_image(image))
     assert tensor.shape == (3, 2, 3)
     assert torch.allclose(tensor[:, 0, 0], torch.tensor([1.0, 0.0, 0.2]))

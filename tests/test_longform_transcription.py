@@ -19,12 +19,12 @@ from checkpoint_helpers import text_header, write_checkpoint
 
 import multimodal_s2s as mms
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, AudioPreprocessing, Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.models import build_model
 from multimodal_s2s.pipelines import transcription
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.speech.vad import VADOptions
 
 pytestmark = pytest.mark.skipif(not espeak.espeak_available(), reason="espeak-ng is not installed")

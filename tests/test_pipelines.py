@@ -18,14 +18,14 @@ from PIL import Image
 
 import multimodal_s2s as mms
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, LabelSet, Task
-from multimodal_s2s.data.images import ImageLoadError
 from multimodal_s2s.encoders.weights import WeightsError
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.pipelines import PIPELINES
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, TranscriptionOptions
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE, AudioLoadError
+from multimodal_s2s.preprocessing.images import ImageLoadError
 from multimodal_s2s.speech.vad import VADOptions
 from multimodal_s2s.speech.word_timing import AlignmentError
 

@@ -9,7 +9,6 @@ import torch
 from conftest import shared_data
 from PIL import Image
 
-from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError
 from multimodal_s2s.data.segmentation import (
     SegmentationDataModule,
     class_pixel_counts,
@@ -17,8 +16,9 @@ from multimodal_s2s.data.segmentation import (
     read_pair_list,
     voc_palette,
 )
-from multimodal_s2s.data.segmentation_transforms import apply_transform, segmentation_transform
 from multimodal_s2s.data.shapes import CLASS_NAMES
+from multimodal_s2s.preprocessing.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError
+from multimodal_s2s.preprocessing.segmentation_transforms import apply_transform, segmentation_transform
 
 CAMVID_CLASSES, CAMVID_VOID = 11, 11
 #: Distinct colours of the classes in the alignment test images.

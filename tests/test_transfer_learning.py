@@ -22,6 +22,7 @@ from multimodal_s2s.data.segmentation import SegmentationDataModule
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
 from multimodal_s2s.lit.transfer import check_strategy
+from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 LR, SCALE = 0.01, 0.25
@@ -185,4 +186,4 @@ def test_pretrained_recipe_trains_from_cached_weights_offline(name, tmp_path):
     preprocessing = checkpoint.header.preprocessing
     assert preprocessing.weights == f"timm/{backbone}.{tag}" and preprocessing.weights_input_size == (224, 224)
     assert preprocessing.image_size == (64, 64) and checkpoint.header.model.encoder_args["pretrained"] == tag
-    checkpoint.build_model()  # rebuilt from the checkpoint alone: nothing is read from the cache
+    model_from_checkpoint(checkpoint)  # rebuilt from the checkpoint alone: nothing is read from the cache

@@ -15,8 +15,8 @@ import pytest
 import torch
 from asr_fixtures import ONSET_AMPLITUDE, join_with_pauses, noise, spoken_sentences
 
-from multimodal_s2s.audio import SAMPLE_RATE
 from multimodal_s2s.data import espeak
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.speech import vad as vad_module
 from multimodal_s2s.speech.silero_graph import SileroMatmul
 from multimodal_s2s.speech.vad import VADOptions, VoiceActivityDetector, pad_regions

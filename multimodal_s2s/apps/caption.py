@@ -18,11 +18,12 @@ from pathlib import Path
 
 from multimodal_s2s.apps.common import FileCount, add_batch_size_argument, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.pipelines import Caption, Captioner, json_score
 from multimodal_s2s.pipelines.base import batches
 from multimodal_s2s.pipelines.captioning import DEFAULT_BATCH_SIZE
+from multimodal_s2s.preprocessing.files import IMAGE_SUFFIXES, expand_inputs
+from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, ImageLoadError, load_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return fail(str(error))
-    paths, problems = expand_image_inputs(args.images)
+    paths, problems = expand_inputs(args.images, IMAGE_SUFFIXES, "images")
     count = FileCount("captioned", problems)
     for batch in batches(paths, args.batch_size):
         images, loaded = [], []

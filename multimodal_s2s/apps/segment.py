@@ -20,10 +20,11 @@ from pathlib import Path
 
 from multimodal_s2s.apps.common import FileCount, add_checkpoint_arguments, add_output_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, ImageLoadError, expand_image_inputs, load_image
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write, check_output_dir
 from multimodal_s2s.pipelines import Segmenter
-from multimodal_s2s.pipelines.segmentation import BACKGROUND_NAME, DEFAULT_ALPHA
+from multimodal_s2s.pipelines.segmentation import BACKGROUND_NAME, DEFAULT_ALPHA, default_background
+from multimodal_s2s.preprocessing.files import IMAGE_SUFFIXES, expand_inputs
+from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, ImageLoadError, load_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                              "has no class attention (mask_transformer has)")
     except (CheckpointError, OutputError, ValueError) as error:
         return fail(str(error))
-    inputs, problems = expand_image_inputs(args.images)
+    inputs, problems = expand_inputs(args.images, IMAGE_SUFFIXES, "images")
     count = FileCount("segmented", problems)
     plan = OutputPlan(inputs, args.overwrite)
     for path in inputs:
@@ -90,7 +91,7 @@ def _segment_one(segmenter: Segmenter, path: Path, outputs: tuple[Path, ...], ar
 def _background(name: str | None, class_names: list[str]) -> str | None:
     """The class to leave uncoloured: the one named, none for "none", else "background" when there is one."""
     if name is None:
-        return BACKGROUND_NAME if BACKGROUND_NAME in class_names else None
+        return default_background(class_names)
     if name.lower() == "none":
         return None
     if name not in class_names:

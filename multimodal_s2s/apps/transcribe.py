@@ -28,6 +28,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -39,11 +40,14 @@ from multimodal_s2s.apps.common import (
     add_output_arguments,
     fail,
 )
-from multimodal_s2s.data.asr import AUDIO_SUFFIXES
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
-from multimodal_s2s.pipelines import Transcriber, Transcript, TranscriptionOptions
+from multimodal_s2s.pipelines import TranscriptionOptions
+from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES, expand_inputs
 from multimodal_s2s.speech.subtitles import OUTPUT_FORMATS, render
 from multimodal_s2s.speech.vad import VADOptions, VADUnavailableError
+
+if TYPE_CHECKING:  # the pipeline loads the models: imported by run(), so that --help stays quick
+    from multimodal_s2s.pipelines import Transcriber, Transcript
 
 ALL_FORMATS = "all"
 DEFAULTS, VAD_DEFAULTS = TranscriptionOptions(), VADOptions()
@@ -137,6 +141,8 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from multimodal_s2s.pipelines import Transcriber
+
     try:
         if args.max_words_per_cue is not None and args.max_words_per_cue < 1:
             raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
@@ -147,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return fail(str(error))
-    paths, problems = expand_inputs(args.audio)
+    audio_files = f"audio files ({', '.join(AUDIO_SUFFIXES)})"
+    paths, problems = expand_inputs(args.audio, AUDIO_SUFFIXES, audio_files, recursive=True)
     count = FileCount("transcribed", problems)
     kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
     plan = OutputPlan(paths, args.overwrite)
@@ -205,23 +212,6 @@ def _write(transcript: Transcript, targets: list[Path], path: Path, max_words_pe
     except OutputError as error:
         return f"{path}: {error}"
     return None
-
-
-def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders as their audio files (recursively, sorted); missing paths are failures."""
-    paths, failures = [], []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                failures.append(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
-            paths += found
-        elif path.exists():
-            paths.append(path)
-        else:
-            failures.append(f"{path}: no such file or folder")
-    return paths, failures
 
 
 def _summary(count: FileCount, audio_seconds: float, elapsed: float, options: TranscriptionOptions) -> None:

@@ -20,11 +20,11 @@ import sys
 from multimodal_s2s.apps.attention_plot import save_attention_plot
 from multimodal_s2s.apps.common import add_batch_size_argument, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
-from multimodal_s2s.data.translation import read_lines, split_lines
 from multimodal_s2s.decoding import DecodingOptionsError
 from multimodal_s2s.outputs import OutputError, OutputPlan
 from multimodal_s2s.pipelines import Translator
 from multimodal_s2s.pipelines.translation import DEFAULT_BATCH_SIZE
+from multimodal_s2s.preprocessing.files import read_lines, split_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,7 +36,6 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from multimodal_s2s.audio import SAMPLE_RATE, AudioLoadError, load_audio
 from multimodal_s2s.checkpoint import AudioPreprocessing, CheckpointHeader, Task, TrainingData
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.espeak import espeak_corpus, sentences
@@ -44,11 +43,12 @@ from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.text_batches import TextTargetCollator
 from multimodal_s2s.data.translation import train_tokenizer
 from multimodal_s2s.metrics.text import normalize_transcript
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE, AudioLoadError, load_audio
+from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES
 from multimodal_s2s.tokenizers import Tokenizer
 
 FORMATS = ("espeak", "librispeech", "manifest", "fsdd")
 TOKENIZERS = ("char", "bpe")
-AUDIO_SUFFIXES = (".flac", ".opus", ".wav", ".ogg", ".mp3")
 TRANSCRIPT_GLOB = "*.trans.txt"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav")

@@ -34,11 +34,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, Task
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
-from multimodal_s2s.data.caption_transforms import caption_transform
-from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
 from multimodal_s2s.data.shapes import COLOURS, SHAPE_KINDS, SIZES, SceneObject, ShapeScenes, describe
 from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.preprocessing.caption_transforms import caption_transform
+from multimodal_s2s.preprocessing.images import IMAGENET_MEAN, IMAGENET_STD, load_image
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 
 FORMATS = ("shapes", "flickr8k", "coco", "jsonl")

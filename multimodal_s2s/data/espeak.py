@@ -25,7 +25,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 
 #: Bump when the grammar, the voices or the file layout change: old caches are then left alone.
 CORPUS_VERSION = 2

@@ -27,11 +27,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.checkpoint import CheckpointHeader, ImagePreprocessing, LabelSet, Task
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options
-from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, find_images, load_image
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
-from multimodal_s2s.data.segmentation_transforms import DEFAULT_SCALE_RANGE, apply_transform, segmentation_transform
 from multimodal_s2s.data.shapes import CLASS_NAMES as SHAPE_CLASS_NAMES
 from multimodal_s2s.data.shapes import ShapeScenes
+from multimodal_s2s.preprocessing.files import IMAGE_SUFFIXES, find_files
+from multimodal_s2s.preprocessing.images import IMAGENET_MEAN, IMAGENET_STD, ImageLoadError, load_image
+from multimodal_s2s.preprocessing.segmentation_transforms import (
+    DEFAULT_SCALE_RANGE,
+    apply_transform,
+    segmentation_transform,
+)
 
 FORMATS = ("shapes", "list", "folders")
 DEFAULT_IGNORE_INDEX = 255  # Pascal VOC's "void / boundary" palette index
@@ -158,7 +163,7 @@ def find_folder_pairs(split_dir: Path) -> list[tuple[Path, Path]]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: folder not found (expected images/ and masks/ in {split_dir})")
     pairs = []
-    for image in find_images(images_dir):
+    for image in find_files(images_dir, IMAGE_SUFFIXES):
         mask = masks_dir / f"{image.stem}.png"
         if not mask.is_file():
             raise FileNotFoundError(f"{image}: no mask {mask}")

@@ -15,7 +15,6 @@ PAD), ``references`` list[list[str]] (the target text of each example).
 
 from __future__ import annotations
 
-import gzip
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,13 +27,14 @@ from multimodal_s2s.checkpoint import CheckpointHeader, Task, TrainingData
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.dates import date_pairs
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
-from multimodal_s2s.data.text_batches import TextTargetCollator, encode_source
+from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.preprocessing.files import GZIP_SUFFIX, read_lines
+from multimodal_s2s.preprocessing.tokens import encode_source
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from multimodal_s2s.types import PAD_ID
 
 FORMATS = ("dates", "parallel", "tsv")
 TOKENIZERS = ("char", "word", "bpe")
-GZIP_SUFFIX = ".gz"
 #: Split name -> seed offset of the dates pairs, so that train, val and test are drawn apart.
 DATES_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 Pair = tuple[str, str]
@@ -47,31 +47,6 @@ def text_file(base: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"{base}: file not found (nor {base.name}{GZIP_SUFFIX})")
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines as ``wc -l`` counts them: split at "\\n" only (not at the Unicode separators, such as
-    U+2028 or U+0085, where ``str.splitlines`` also breaks and misaligns parallel text), "\\r" of
-    CRLF endings removed, no empty last line for a final newline."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """The lines (``split_lines``) of a UTF-8 text file, plain or gzipped (by the .gz suffix)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == GZIP_SUFFIX else open
-    try:
-        with opener(path, "rt", encoding="utf-8", newline="") as file:  # newline="": line endings kept as read
-            return split_lines(file.read())
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except (gzip.BadGzipFile, EOFError) as error:
-        raise ValueError(f"{path}: corrupt gzip file ({error})") from None
 
 
 def read_parallel(source_path: str | Path, target_path: str | Path) -> list[Pair]:

@@ -22,12 +22,12 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from multimodal_s2s.audio import N_MELS
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import attention_bias
 from multimodal_s2s.layers.masks import conv_output_lengths, lengths_to_mask
 from multimodal_s2s.layers.positional import SinusoidalPositions, sinusoidal_positions
+from multimodal_s2s.preprocessing.audio import N_MELS
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from multimodal_s2s.audio import AudioFeatures
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults
 from multimodal_s2s.decoding import DecodingOptions, decode
 from multimodal_s2s.lit.base import SuiteModule, evaluation_loss_means
@@ -34,6 +33,7 @@ from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
 from multimodal_s2s.models.from_checkpoint import new_ctc_head
 from multimodal_s2s.pipelines.text import json_score
+from multimodal_s2s.preprocessing.audio import AudioFeatures
 from multimodal_s2s.registry import encoder_entry
 from multimodal_s2s.types import PAD_ID, Modality
 

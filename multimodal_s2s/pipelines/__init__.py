@@ -6,58 +6,49 @@
 
 Every pipeline has ``from_checkpoint(path, device="auto")``, is called on a list of inputs (paths or
 in-memory objects), batches inside and returns typed results; ``load_pipeline`` picks the class from
-the checkpoint's task.
+the checkpoint's task. The names below are imported when first used (PEP 562), so that an app that
+needs only the options of one pipeline (``mms2s transcribe --help``) does not load every model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+from typing import Any
 
-import torch
-
-from multimodal_s2s.checkpoint import Task, read_checkpoint
-from multimodal_s2s.pipelines.base import Pipeline, resolve_device
-from multimodal_s2s.pipelines.captioning import Caption, Captioner
-from multimodal_s2s.pipelines.card import ModelCard
-from multimodal_s2s.pipelines.segmentation import Segmentation, Segmenter
-from multimodal_s2s.pipelines.text import Hypothesis, TextGeneration, json_score
-from multimodal_s2s.pipelines.transcription import Transcriber
-from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
-from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
-from multimodal_s2s.pipelines.translation import Translation, Translator
-
-PIPELINES: dict[Task, type[Pipeline]] = {
-    Task.CAPTIONING: Captioner,
-    Task.ASR: Transcriber,
-    Task.SEGMENTATION: Segmenter,
-    Task.TRANSLATION: Translator,
+#: public name -> the module of this package that defines it
+_EXPORTS = {
+    "Caption": "captioning",
+    "Captioner": "captioning",
+    "Hypothesis": "text",
+    "PIPELINES": "loading",
+    "Pipeline": "base",
+    "Segment": "transcripts",
+    "Segmentation": "segmentation",
+    "Segmenter": "segmentation",
+    "TextGeneration": "text",
+    "Transcriber": "transcription",
+    "Transcript": "transcripts",
+    "TranscriptionItem": "transcripts",
+    "TranscriptionOptions": "transcription_options",
+    "Translation": "translation",
+    "Translator": "translation",
+    "ModelCard": "card",
+    "json_score": "text",
+    "load_pipeline": "loading",
+    "resolve_device": "base",
 }
 
-
-def load_pipeline(path: str | Path, device: str | torch.device = "auto") -> Pipeline:
-    """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator)."""
-    checkpoint = read_checkpoint(path)
-    return PIPELINES[checkpoint.header.task](checkpoint, device)
+__all__ = sorted(_EXPORTS)
 
 
-__all__ = [
-    "Caption",
-    "Captioner",
-    "Hypothesis",
-    "ModelCard",
-    "PIPELINES",
-    "Pipeline",
-    "Segment",
-    "Segmentation",
-    "Segmenter",
-    "TextGeneration",
-    "Transcriber",
-    "Transcript",
-    "TranscriptionItem",
-    "TranscriptionOptions",
-    "Translation",
-    "Translator",
-    "json_score",
-    "load_pipeline",
-    "resolve_device",
-]
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use (then kept in the package's namespace)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

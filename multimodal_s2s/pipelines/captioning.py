@@ -12,11 +12,11 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
-from multimodal_s2s.data.caption_transforms import caption_transform
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image
 from multimodal_s2s.decoding import decode
 from multimodal_s2s.pipelines.base import batches
 from multimodal_s2s.pipelines.text import TextGeneration, TextOutPipeline, attention_of
+from multimodal_s2s.preprocessing.caption_transforms import caption_transform
+from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, as_rgb_image
 from multimodal_s2s.registry import decoder_entry
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | Tensor

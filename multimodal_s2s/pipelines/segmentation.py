@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
+from torchvision.transforms.v2 import functional as TF
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
-from multimodal_s2s.data.images import DEFAULT_MAX_SIDE, as_rgb_image, normalized_tensor
 from multimodal_s2s.heatmaps import attention_scale, colour_bar, heatmaps
 from multimodal_s2s.pipelines.base import Pipeline, batches
 from multimodal_s2s.pipelines.captioning import ImageInput
 from multimodal_s2s.pipelines.overlays import attention_sheet, blend_classes, legend_rows, with_legend
+from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, as_rgb_image
+from multimodal_s2s.preprocessing.segmentation_transforms import segmentation_transform
 
 DEFAULT_ALPHA = 0.5
 #: The class an overlay leaves uncoloured by default, when the checkpoint has one of this name.
 BACKGROUND_NAME = "background"
 PALETTE_SIZE = 256  # entries of a PNG palette
 DEFAULT_BATCH_SIZE = 4
+
+
+def default_background(class_names: Sequence[str]) -> str | None:
+    """The class an overlay leaves uncoloured unless one is named: ``BACKGROUND_NAME`` when it is one of
+    ``class_names``, else None (every class coloured)."""
+    return BACKGROUND_NAME if BACKGROUND_NAME in class_names else None
 
 
 def label_image(labels: np.ndarray, palette: np.ndarray) -> Image.Image:
@@ -111,6 +120,10 @@ class Segmenter(Pipeline):
             raise ValueError(f"label maps hold at most {PALETTE_SIZE} classes, {self.path} has {count}")
         self.class_names = list(labels.class_names)
         self.palette = np.asarray(labels.palette, dtype=np.uint8)  # (C, 3)
+        prep = self.header.preprocessing
+        self.transform = segmentation_transform(
+            prep.image_size, train=False, ignore_index=labels.ignore_index, mean=prep.mean, std=prep.std
+        )
 
     @torch.no_grad()
     def __call__(
@@ -142,9 +155,8 @@ class Segmenter(Pipeline):
         return results
 
     def _prepare(self, image: Image.Image) -> torch.Tensor:
-        """RGB image -> (3, H, W) normalized at the training size."""
-        prep = self.header.preprocessing
-        return normalized_tensor(image.resize(prep.image_size[::-1], Image.BILINEAR), prep.mean, prep.std)
+        """RGB image -> (3, H, W) normalized at the training size, as evaluation prepares it in training."""
+        return self.transform(TF.to_image(image)).as_subclass(torch.Tensor)
 
     @staticmethod
     def _labels(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

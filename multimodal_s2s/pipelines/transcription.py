@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.decoding import DecodingOptions
 from multimodal_s2s.pipelines.prefetch import prefetch
@@ -39,6 +38,7 @@ from multimodal_s2s.pipelines.transcription_options import (
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
 from multimodal_s2s.speech.energy import speech_windows
 from multimodal_s2s.speech.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
 from multimodal_s2s.speech.windows import SampleRange

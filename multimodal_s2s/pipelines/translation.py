@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 
 from multimodal_s2s.checkpoint import Task
-from multimodal_s2s.data.text_batches import encode_source, pad_token_ids
 from multimodal_s2s.decoding import DecodingOptions, decode
 from multimodal_s2s.pipelines.base import batches
 from multimodal_s2s.pipelines.text import TextGeneration, TextOutPipeline, attention_of
+from multimodal_s2s.preprocessing.tokens import encode_source, pad_token_ids
 from multimodal_s2s.types import SPECIAL_TOKENS
 
 DEFAULT_BATCH_SIZE = 32

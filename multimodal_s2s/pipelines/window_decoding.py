@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from multimodal_s2s.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
 from multimodal_s2s.checkpoint import Checkpoint
-from multimodal_s2s.data.text_batches import pad_last_axis
 from multimodal_s2s.decoding import CTCHybridRanker, DecodingOptions, DecodingResult, decode_encoded
 from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
 from multimodal_s2s.pipelines.text import TextOutPipeline
 from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioFeatures
+from multimodal_s2s.preprocessing.tokens import pad_last_axis
 from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback, no_speech_probabilities
 from multimodal_s2s.speech.word_timing import (
     TIME_DIGITS,

@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 
-from multimodal_s2s.audio import HOP_LENGTH, SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import HOP_LENGTH, SAMPLE_RATE
 from multimodal_s2s.speech.windows import SampleRange, join_regions, window_lengths
 
 SILENCE_BELOW_PEAK_DB = 40.0

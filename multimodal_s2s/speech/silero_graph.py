@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import onnx

@@ -32,7 +32,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from multimodal_s2s.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.speech.silero_graph import FRAME_SAMPLES
 from multimodal_s2s.speech.windows import SampleRange, join_regions, window_lengths
 

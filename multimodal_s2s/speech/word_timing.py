@@ -31,9 +31,9 @@ from scipy.ndimage import median_filter
 from torch import Tensor
 from torchaudio.functional import forced_align, merge_tokens
 
-from multimodal_s2s.audio import FRAMES_PER_SECOND
 from multimodal_s2s.decoding.stepper import TextModel
 from multimodal_s2s.models.ctc import CTC_BLANK_ID
+from multimodal_s2s.preprocessing.audio import FRAMES_PER_SECOND
 from multimodal_s2s.tokenizers import Tokenizer
 from multimodal_s2s.types import BOS_ID, PAD_ID, EncoderInfo, SequenceOutput
 

@@ -37,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from multimodal_s2s.apps.demo.captioner import DemoCaptioner
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples
 from multimodal_s2s.apps.demo.page import BYTES_PER_MB, PAGE_SECURITY_POLICY, render_page
-from multimodal_s2s.data.images import ImageLoadError, ImageTooLargeError, load_image
 from multimodal_s2s.pipelines import ModelCard
+from multimodal_s2s.preprocessing.images import ImageLoadError, ImageTooLargeError, load_image
 
 log = logging.getLogger("mms2s.demo")
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD
+from multimodal_s2s.preprocessing.images import IMAGENET_MEAN, IMAGENET_STD
 
 #: Scale factors drawn for training images, relative to the training size.
 DEFAULT_SCALE_RANGE = (0.5, 2.0)

@@ -12,15 +12,12 @@ a one-line message that names the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 #: Longest side kept on load; larger images are downscaled (aspect kept) while decoding.
 DEFAULT_MAX_SIDE = 4096
@@ -33,8 +30,6 @@ PIXELS_PER_MEGAPIXEL = 1_000_000
 #: The per-channel statistics that ImageNet-trained backbones (timm, torchvision) expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: File name endings treated as images when a folder is scanned.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -150,37 +145,6 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def normalized_tensor(
-    image: Image.Image, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> Tensor:
-    """RGB image -> float (3, H, W): values scaled to 0..1, then ``(x - mean) / std`` per channel."""
-    pixels = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)  # (3, H, W) in 0..1
-    return TF.normalize(pixels, list(mean), list(std))
-
-
-def find_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files (by name ending, see IMAGE_EXTENSIONS) directly inside ``folder``, sorted."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def expand_image_inputs(names: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Command-line inputs -> (image files, problems): files as given, folders as their images
-    (``find_images``); a missing path or an empty folder becomes a one-line problem."""
-    paths, problems = [], []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            found = find_images(path)
-            paths += found
-            if not found:
-                problems.append(f"{path}: folder holds no images")
-        elif path.exists():
-            paths.append(path)
-        else:
-            problems.append(f"{path}: file not found")
-    return paths, problems

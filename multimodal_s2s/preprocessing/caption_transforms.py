@@ -1,5 +1,5 @@
-"""Image transforms of the captioning task (torchvision ``transforms.v2``), kept apart from the data
-module so that inference (``mms2s caption``, the demo) loads without Lightning."""
+"""Image transforms of the captioning task (torchvision ``transforms.v2``), the same in training
+(``data.captioning``) and inference (``Captioner``, ``mms2s caption``, the demo)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
-from multimodal_s2s.data.images import IMAGENET_MEAN, IMAGENET_STD
+from multimodal_s2s.preprocessing.images import IMAGENET_MEAN, IMAGENET_STD
 
 #: Aspect ratios drawn by the random resized crop of training images.
 CROP_RATIO_RANGE = (3 / 4, 4 / 3)
