@@ -98,11 +98,13 @@ def _is_seconds(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class DecodingDefaults:
-    """The decoding options used in validation: the pipelines' defaults."""
+    """The decoding options used in validation: the pipelines' defaults (``end_at_max_length``: see
+    ``DecodingOptions``; imported Marian models set it)."""
 
     beam_size: int = 1
     max_length: int = 64
     length_penalty: float = 1.0
+    end_at_max_length: bool = False
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class TextOutPipeline(Pipeline):
             n_best=beam_size if n_best is None else n_best,
             max_length=defaults.max_length if max_length is None else max_length,
             length_penalty=defaults.length_penalty,
+            end_at_max_length=defaults.end_at_max_length,
             return_attention=return_attention,
         )
 

@@ -1,0 +1,1 @@
+"""Weights in and out: importers that turn other libraries' checkpoints into suite checkpoints."""
