@@ -141,9 +141,9 @@ def test_load_errors_name_file_and_problem(tmp_path, tokenizers):
     with pytest.raises(TokenizerFormatError, match="broken.json.*not valid JSON"):
         load_tokenizer(not_json)
     unknown = tmp_path / "unknown.json"
-    unknown.write_text(json.dumps({"type": "sentencepiece", "version": 1}))
+    unknown.write_text(json.dumps({"type": "wordpiece", "version": 1}))
     with pytest.raises(
-        TokenizerFormatError, match=r"unknown.json.*unknown tokenizer type 'sentencepiece'.*bpe, char, word"
+        TokenizerFormatError, match=r"unknown.json.*unknown tokenizer type 'wordpiece'.*bpe, char, sentencepiece, word"
     ):
         load_tokenizer(unknown)
     bad_vocab = tmp_path / "bad_vocab.json"

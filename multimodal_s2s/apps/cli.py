@@ -26,6 +26,7 @@ APPS: dict[str, tuple[str, str]] = {
     "segment": ("multimodal_s2s.apps.segment", "write label and overlay PNGs with a segmentation checkpoint"),
     "export": ("multimodal_s2s.apps.export", "export a checkpoint to ONNX"),
     "transcribe": ("multimodal_s2s.apps.transcribe", "transcribe audio files with an ASR checkpoint"),
+    "import": ("multimodal_s2s.apps.import_model", "import another library's checkpoint (marian) as a suite one"),
 }
 
 

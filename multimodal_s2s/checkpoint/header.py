@@ -88,12 +88,14 @@ def is_seconds(value: Any) -> bool:
 @dataclass(frozen=True)
 class DecodingDefaults:
     """The decoding options used in validation: the pipelines' defaults. ``no_repeat_ngram_size`` None
-    (a header that does not record it) becomes the task's default in ``CheckpointHeader``."""
+    (a header that does not record it) becomes the task's default in ``CheckpointHeader``;
+    ``end_at_max_length``: see ``DecodingOptions`` (imported Marian models set it)."""
 
     beam_size: int = 1
     max_length: int = 64
     length_penalty: float = 1.0
     no_repeat_ngram_size: int | None = None
+    end_at_max_length: bool = False
 
 
 #: The repeated n-gram ban of captions and translations in words or BPE pieces, on by default: it stops

@@ -1,4 +1,4 @@
-"""Transformer text decoder (pre-LN, Vaswani et al. 2017) with an explicit KV cache.
+"""Transformer text decoder (pre-LN, Vaswani et al. 2017; post-LN as an option) with an explicit KV cache.
 
 Implements the protocol of ``decoders.base``: ``forward`` (teacher forcing) and ``step``
 (incremental decoding; self-attention keys/values are kept in a preallocated ``KVCache``,
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.layers.activations import activation as activation_module
 from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
 from multimodal_s2s.layers.positional import SinusoidalPositions, check_token_range, token_embedding
 from multimodal_s2s.registry import register_decoder
@@ -103,16 +104,28 @@ class TransformerCache:
 
 
 class DecoderBlock(nn.Module):
-    """Pre-LN block: causal self-attention, cross-attention to memory, MLP; each a residual."""
+    """Causal self-attention, cross-attention to memory, MLP; each a residual. Pre-LN (each sub-layer reads
+    the normalized input) or, with ``normalize_before=False``, post-LN (each residual sum is normalized)."""
 
-    def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        normalize_before: bool = True,
+        activation: str = "gelu",
+    ):
         super().__init__()
+        self.normalize_before = normalize_before
         self.self_norm = nn.LayerNorm(d_model)
         self.self_attention = SelfAttention(d_model, num_heads, dropout)
         self.cross_norm = nn.LayerNorm(d_model)
         self.cross_attention = CrossAttention(d_model, num_heads, dropout)
         self.mlp_norm = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, ff_dim), activation_module(activation), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -125,6 +138,11 @@ class DecoderBlock(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, L, D) -> (B, L, D) and the cross-attention weights (B, H, L, T) when asked."""
+        if not self.normalize_before:
+            x = self.self_norm(x + self.dropout(self.self_attention(x, kv_buffer, start)))
+            attended, weights = self.cross_attention(x, memory_kv, memory_bias, need_weights)
+            x = self.cross_norm(x + self.dropout(attended))
+            return self.mlp_norm(x + self.dropout(self.mlp(x))), weights
         x = x + self.dropout(self.self_attention(self.self_norm(x), kv_buffer, start))
         attended, weights = self.cross_attention(self.cross_norm(x), memory_kv, memory_bias, need_weights)
         x = x + self.dropout(attended)
@@ -135,7 +153,10 @@ class TransformerDecoder(nn.Module):
     """Token embedding (scaled by sqrt(d_model)) + sinusoidal positions, pre-LN blocks, final
     LayerNorm, output projection (tied to the embedding when ``tie_embeddings``).
 
-    Memory of width ``encoder_info.out_dim`` is projected to ``d_model`` when they differ.
+    Memory of width ``encoder_info.out_dim`` is projected to ``d_model`` when they differ. Options for
+    Marian's layout (``interop.marian``): ``normalize_before=False`` (post-LN blocks), ``final_norm=False``
+    (no LayerNorm after the last block), ``scale_embedding=False`` (embeddings times 1), ``activation``
+    (gelu, relu, swish) and ``output_bias`` (a bias on the output projection: Marian's final-logits bias).
     """
 
     def __init__(
@@ -148,6 +169,11 @@ class TransformerDecoder(nn.Module):
         ff_dim: int = 1024,
         dropout: float = DEFAULT_DROPOUT,
         tie_embeddings: bool = True,
+        normalize_before: bool = True,
+        final_norm: bool = True,
+        scale_embedding: bool = True,
+        activation: str = "gelu",
+        output_bias: bool = False,
     ):
         super().__init__()
         if encoder_info.out_dim is None or Emits.SEQUENCE not in encoder_info.emits:
@@ -155,14 +181,18 @@ class TransformerDecoder(nn.Module):
         self.memory_dim = encoder_info.out_dim
         self.vocab_size = vocab_size
         self.num_heads = num_heads
-        self.embed_scale = math.sqrt(d_model)
+        self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
         self.embedding = token_embedding(vocab_size, d_model)
         self.positions = SinusoidalPositions(d_model)
         self.embed_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))
-        self.final_norm = nn.LayerNorm(d_model)
-        self.output = nn.Linear(d_model, vocab_size, bias=False)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, num_heads, ff_dim, dropout, normalize_before, activation) for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(d_model) if final_norm else nn.Identity()
+        self.output = nn.Linear(d_model, vocab_size, bias=output_bias)
+        if output_bias:
+            nn.init.zeros_(self.output.bias)
         if tie_embeddings:
             self.output.weight = self.embedding.weight
 
@@ -240,9 +270,17 @@ def transformer(
     ff_dim: int = 1024,
     dropout: float = DEFAULT_DROPOUT,
     tie_embeddings: bool = True,
+    normalize_before: bool = True,
+    final_norm: bool = True,
+    scale_embedding: bool = True,
+    activation: str = "gelu",
+    output_bias: bool = False,
 ) -> TransformerDecoder:
-    """Any size; the defaults are those of ``transformer_small``."""
-    return TransformerDecoder(encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings)
+    """Any size; the defaults are those of ``transformer_small``; the layout options are TransformerDecoder's."""
+    return TransformerDecoder(
+        encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings,
+        normalize_before, final_norm, scale_embedding, activation, output_bias,
+    )  # fmt: skip
 
 
 @register_decoder("transformer_tiny", requires={Emits.SEQUENCE}, output="text", attends=True)

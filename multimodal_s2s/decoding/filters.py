@@ -56,6 +56,20 @@ class MinLength:
         return logits.index_fill(1, torch.tensor([EOS_ID], device=logits.device), NEG_INF)
 
 
+class EndAtMaxLength:
+    """At the last of ``max_length`` steps, ban every token but EOS (tokens hold BOS + the output so far)."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        if tokens.shape[1] < self.max_length:
+            return logits
+        only_eos = torch.full_like(logits, NEG_INF)
+        only_eos[:, EOS_ID] = logits[:, EOS_ID]
+        return only_eos
+
+
 class NoRepeatNGram:
     """Ban every token that would complete an n-gram already present in the row's prefix (vectorized)."""
 
@@ -136,6 +150,8 @@ def constraint_filters(options: DecodingOptions) -> list[LogitFilter]:
         filters.append(MinLength(options.min_length))
     if options.no_repeat_ngram_size > 0:
         filters.append(NoRepeatNGram(options.no_repeat_ngram_size))
+    if options.end_at_max_length:
+        filters.append(EndAtMaxLength(options.max_length))
     return filters
 
 

@@ -30,6 +30,8 @@ class DecodingOptions:
         top_k: when sampling, keep only the k most probable tokens (None = all).
         top_p: when sampling, keep the smallest set of tokens whose probability reaches p, in (0, 1].
         no_repeat_ngram_size: n > 0 bans any token that would repeat an n-gram already in the output.
+        end_at_max_length: the last of the ``max_length`` steps may emit EOS only (with log-probability 0),
+            so every output ends with EOS (HF's ``forced_eos_token_id``, which Marian's configs set).
         use_cache: True feeds only the new token with the decoder cache; False feeds the whole prefix
             with no cache at every step (recomputation; same result, slower).
         return_attention: fill ``DecodingResult.attention`` (when the decoder attends).
@@ -45,6 +47,7 @@ class DecodingOptions:
     top_k: int | None = None
     top_p: float | None = None
     no_repeat_ngram_size: int = 0
+    end_at_max_length: bool = False
     use_cache: bool = True
     return_attention: bool = False
     seed: int | None = None

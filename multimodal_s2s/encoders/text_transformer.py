@@ -3,7 +3,8 @@
 The encoder half of a Transformer translation model (Vaswani et al. 2017; BART's and Marian's shape):
 token embedding scaled by sqrt(d_model), sinusoidal positions, ``torch.nn.TransformerEncoder`` layers
 (pre-LN, GELU) with padded tokens masked as keys, a final LayerNorm. Paired with the ``transformer``
-decoder it is a whole Transformer; any sequence decoder (``rnn_attention``) can read it.
+decoder it is a whole Transformer; any sequence decoder (``rnn_attention``) can read it. Options give
+Marian's layout (``interop.marian``): post-LN layers, no final LayerNorm, another activation, no scale.
 
 Positions are sinusoidal, as in the suite's Transformer decoder and audio encoder (one helper,
 ``layers.positional``): no parameters, the same code on both sides of a translation model, and no
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.encoders.base import Encoder, check_token_ids
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.layers.activations import activation as activation_module
 from multimodal_s2s.layers.masks import lengths_to_mask, to_padding_mask
 from multimodal_s2s.layers.positional import SinusoidalPositions, token_embedding
 from multimodal_s2s.registry import register_encoder
@@ -38,6 +40,10 @@ class TextTransformerEncoder(Encoder):
         ff_dim: feed-forward width.
         dropout: on the embedded tokens and in every layer (attention weights, feed-forward, residuals).
         max_length: the longest (padded) source accepted, in tokens.
+        normalize_before: pre-LN layers (True) or post-LN ones (False, Marian's and BART's).
+        final_norm: a LayerNorm after the last layer (pre-LN models have one; Marian has none).
+        scale_embedding: multiply token embeddings by sqrt(d_model) (False: by 1).
+        activation: the feed-forward activation (``layers.activations.ACTIVATIONS``: gelu, relu, swish).
 
     Padded rows of ``memory`` are zeros; valid rows do not depend on the padding (it is masked as keys).
     """
@@ -51,6 +57,10 @@ class TextTransformerEncoder(Encoder):
         ff_dim: int = 1024,
         dropout: float = DEFAULT_DROPOUT,
         max_length: int = DEFAULT_MAX_LENGTH,
+        normalize_before: bool = True,
+        final_norm: bool = True,
+        scale_embedding: bool = True,
+        activation: str = "gelu",
     ):
         super().__init__()
         if vocab_size < 1:
@@ -59,15 +69,17 @@ class TextTransformerEncoder(Encoder):
             raise ValueError(f"d_model {d_model} is not divisible by {num_heads} heads")
         self.vocab_size = vocab_size
         self.max_length = max_length
-        self.embed_scale = math.sqrt(d_model)
+        self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.embedding = token_embedding(vocab_size, d_model)
         self.positions = SinusoidalPositions(d_model)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
-            d_model, num_heads, ff_dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        # Nested tensors are a fast path of post-LN layers only; pre-LN would warn and not use them.
-        self.layers = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+            d_model, num_heads, ff_dim, dropout, activation_module(activation), batch_first=True,
+            norm_first=normalize_before,
+        )  # fmt: skip
+        # Nested tensors drop padded rows; off, so that pre-LN and post-LN layers take one path.
+        norm = nn.LayerNorm(d_model) if final_norm else None
+        self.layers = nn.TransformerEncoder(layer, num_layers, norm=norm, enable_nested_tensor=False)
         self.info = EncoderInfo(modality=Modality.TEXT, emits=frozenset({Emits.SEQUENCE}), out_dim=d_model)
 
     def encode_sequence(self, tokens: Tensor, lengths: Tensor | None = None) -> SequenceOutput:

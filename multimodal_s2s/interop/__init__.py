@@ -1,1 +1,2 @@
-"""Weights and models of other libraries, read into the suite's encoders and decoders."""
+"""Weights and models of other libraries in: timm / torchvision encoders by name, and importers that turn
+other libraries' checkpoints (Marian) into suite checkpoints."""

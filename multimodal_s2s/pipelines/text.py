@@ -71,6 +71,7 @@ class TextOutPipeline(Pipeline):
             max_length=defaults.max_length if max_length is None else max_length,
             length_penalty=defaults.length_penalty,
             no_repeat_ngram_size=ngram,
+            end_at_max_length=defaults.end_at_max_length,
             return_attention=return_attention,
         )
 

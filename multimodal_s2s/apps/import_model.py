@@ -1,0 +1,52 @@
+"""Import another library's checkpoint as a self-contained suite checkpoint.
+
+    mms2s import marian path/to/opus-mt-en-de en-de.ckpt [--overwrite]
+
+KIND names the importer (``IMPORTERS``); SOURCE is what it reads (for ``marian``: an HF Marian folder with
+config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json). Nothing is
+unpickled (safetensors, or torch.load with weights_only). OUT is written atomically and only when the
+import succeeded; an existing OUT is replaced only with --overwrite. The result works with every suite
+path: ``mms2s translate --checkpoint OUT``, ``Translator.from_checkpoint(OUT)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from multimodal_s2s.outputs import OutputError, OutputPlan
+
+#: kind -> (module with ``import_checkpoint(source) -> (CheckpointHeader, model)``, what SOURCE is)
+IMPORTERS: dict[str, tuple[str, str]] = {
+    "marian": ("multimodal_s2s.interop.marian", "an HF Marian (OPUS-MT) folder"),
+}
+EXIT_FAILED = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = "; ".join(f"{kind}: {source}" for kind, (_, source) in IMPORTERS.items())
+    parser.add_argument("kind", choices=sorted(IMPORTERS), help=f"what SOURCE is ({kinds})")
+    parser.add_argument("source", help="the checkpoint file or folder to import")
+    parser.add_argument("out", help="the suite checkpoint to write (.ckpt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT when it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from multimodal_s2s.interop.writing import ImportFailed, write_suite_checkpoint
+
+    out = Path(args.out)
+    try:
+        problem = OutputPlan([args.source], args.overwrite).claim(out)
+        if problem is not None:
+            raise OutputError(problem)
+        importer = importlib.import_module(IMPORTERS[args.kind][0])
+        header, model = importer.import_checkpoint(args.source)
+        write_suite_checkpoint(out, header, model)
+    except (ImportFailed, OutputError) as error:
+        print(f"mms2s import: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    size = header.model.vocab_size
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {header.task.value}, vocabulary {size}")
+    return 0
