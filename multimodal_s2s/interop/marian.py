@@ -239,8 +239,8 @@ def check_positions(weights: dict[str, Tensor], config: dict[str, Any], folder: 
 
 def decoding_defaults(folder: Path, config: dict[str, Any]) -> DecodingDefaults:
     """Beam size, max length, length penalty, repeated n-gram ban and forced EOS from generation_config.json
-    (else config.json, else HF's defaults). HF's max_length counts the decoder start token, the suite's generated tokens only (HF
-    generates 20 new tokens when no max_length is set)."""
+    (else config.json, else HF's defaults). HF's max_length counts the decoder start token, the suite's
+    generated tokens only (HF generates 20 new tokens when no max_length is set)."""
     path = folder / "generation_config.json"
     generation = read_json(path) if path.is_file() else {}
     value = {key: generation.get(key, config.get(key, default)) for key, default in HF_DEFAULTS.items()}
