@@ -40,7 +40,7 @@ def train_spm(lines: list[str], vocab_size: int) -> bytes:
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type="unigram",
         character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
-    )  # fmt: skip
+    )
     return model.getvalue()
 
 
@@ -74,7 +74,7 @@ def build_marian_folder(folder: Path, seed: int = 0, **config_overrides) -> Path
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=48,
         max_position_embeddings=128, pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
         forced_eos_token_id=0, activation_function="swish", scale_embedding=True, init_std=1.0,
-    )  # fmt: skip
+    )
     torch.manual_seed(seed)
     model = MarianMTModel(MarianConfig(**{**settings, **config_overrides})).eval()
     with torch.no_grad():  # a bias that makes EOS likely enough for outputs of many lengths

@@ -69,13 +69,13 @@ def offline_env(hf_home: Path, torch_home: Path) -> dict[str, str]:
     """The environment of an offline run reading only these caches (and this tree's package)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
     return {**env, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(torch_home),
-            "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
+            "PYTHONPATH": str(REPO_ROOT)}
 
 
 def run_offline(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """``code`` in a new Python whose sockets all fail (``BLOCK_NETWORK`` runs first); ``args`` are its argv."""
     return subprocess.run([sys.executable, "-c", BLOCK_NETWORK + code, *args], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=REPO_ROOT)  # fmt: skip
+                          text=True, timeout=300, cwd=REPO_ROOT)
 
 
 def json_lines(output: str) -> list:

@@ -37,7 +37,7 @@ def test_a_negative_learning_rate_on_the_command_line_is_one_line_naming_the_key
         (("--trainer.gradient_clip_algorithm", "l2"), "trainer.gradient_clip_algorithm must be one of norm, value, "
                                                       "got 'l2'"),
     ],
-)  # fmt: skip
+)
 def test_bad_gradient_clipping_is_one_line_naming_the_trainer_key(tmp_path, capsys, overrides, message):
     code, lines = fit_error(tmp_path, capsys, *overrides)
     assert code == 1 and lines[-1] == f"mms2s fit: {message}"

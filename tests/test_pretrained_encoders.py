@@ -60,7 +60,7 @@ TIMM_CASES = [
 CLI = "import sys\nfrom multimodal_s2s.apps.cli import main\nsys.exit(main(sys.argv[1:]))"
 #: timm weights a user may have cached, checked in turn by the test on real weights.
 REAL_TIMM_WEIGHTS = {"resnet18.tv_in1k": "cnn_small", "resnet50.tv_in1k": "cnn_base", "resnet18.a1_in1k": "cnn_small",
-                     "resnet50.a1_in1k": "cnn_base", "resnet10t.c3_in1k": "cnn_tiny"}  # fmt: skip
+                     "resnet50.a1_in1k": "cnn_base", "resnet10t.c3_in1k": "cnn_tiny"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_pretrained_loads_the_cached_weights_offline_without_a_network(caches):
     weights = [report["weights"] for report in reports]
     assert [w["name"] for w in weights] == ["timm/test_resnet.r160_in1k", "timm/resnet10t.c3_in1k",
                                             "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
-                                            "torchvision/VGG16_BN_Weights.IMAGENET1K_V1"]  # fmt: skip
+                                            "torchvision/VGG16_BN_Weights.IMAGENET1K_V1"]
     assert weights[0]["mean"] == [0.5, 0.5, 0.5] and weights[0]["input_size"] == [160, 160]
     assert weights[3]["mean"] == [0.485, 0.456, 0.406] and weights[3]["input_size"] == [224, 224]
 
@@ -143,7 +143,7 @@ def test_timm_local_files_keep_working(tmp_path):
     folder.mkdir()
     safetensors.torch.save_file(source.state_dict(), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 1000,
-                                                    "pretrained_cfg": {"mean": [0.1, 0.2, 0.3]}}))  # fmt: skip
+                                                    "pretrained_cfg": {"mean": [0.1, 0.2, 0.3]}}))
     overlay = {"file": str(folder / "model.safetensors")}
     by_file = encoder_entry("cnn").factory(backbone="test_resnet", pretrained=True, pretrained_cfg_overlay=overlay)
     by_folder = encoder_entry("cnn").factory(backbone=f"local-dir:{folder}", pretrained=True)
@@ -175,7 +175,7 @@ def test_real_cached_weights_load_offline(tmp_path):
     cases = []
     for weights, encoder in REAL_TIMM_WEIGHTS.items():
         path = huggingface_hub.try_to_load_from_cache(timm.models.get_pretrained_cfg(weights).hf_hub_id,
-                                                      "model.safetensors")  # fmt: skip
+                                                      "model.safetensors")
         if isinstance(path, str):
             cases.append([encoder, {"pretrained": weights.split(".")[1]}, path])
     vgg = vgg16_bn_cache_file(Path(torch.hub.get_dir()).parent)
@@ -184,7 +184,7 @@ def test_real_cached_weights_load_offline(tmp_path):
     if not cases:
         pytest.skip(f"no real timm or torchvision weights cached here ({huggingface_hub.constants.HF_HUB_CACHE}, "
                     f"{vgg.parent}); download them once, e.g. python -c \"import timm; "
-                    "timm.create_model('resnet18.tv_in1k', pretrained=True)\"")  # fmt: skip
+                    "timm.create_model('resnet18.tv_in1k', pretrained=True)\"")
     env = offline_env(Path(huggingface_hub.constants.HF_HOME), Path(torch.hub.get_dir()).parent)
     done = run_offline(COMPARE_WEIGHTS, env, json.dumps(cases))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -81,7 +81,7 @@ def test_a_looping_model_stops_looping_with_the_ban_in_greedy_and_beam_search(be
     assert all(result.tokens == [loop_id] * MAX_LENGTH for result in unguarded)  # the loop
     for use_cache in (True, False):
         options = DecodingOptions(max_length=MAX_LENGTH, beam_size=beam_size, no_repeat_ngram_size=4,
-                                  use_cache=use_cache)  # fmt: skip
+                                  use_cache=use_cache)
         for result in decode(model, images, options):
             assert not has_repeated_ngram(result.tokens, 4) and longest_run(result.tokens) <= 4
             assert result.tokens.count(loop_id) < len(result.tokens)

@@ -63,13 +63,13 @@ def fitted(tmp_path_factory):
     safetensors.torch.save_file(timm.create_model("test_resnet").state_dict(), str(weights))
     encoder_args = {"backbone": "test_resnet", "pretrained": True, "pretrained_cfg_overlay": {"file": str(weights)}}
     module = SegmentationModule("cnn", "unet", encoder_args, {"min_channels": 8, "max_channels": 16}, lr=LR,
-                                warmup_steps=1, freeze_encoder_epochs=1, encoder_lr_scale=SCALE)  # fmt: skip
+                                warmup_steps=1, freeze_encoder_epochs=1, encoder_lr_scale=SCALE)
     data = SegmentationDataModule(image_size=(32, 32), augment=False, batch_size=8, num_workers=0,
-                                  shapes_train_size=16, shapes_val_size=8)  # fmt: skip
+                                  shapes_train_size=16, shapes_val_size=8)
     watch = EncoderWatch()
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        callbacks=[watch])  # fmt: skip
+                        callbacks=[watch])
     trainer.fit(module, datamodule=data)
     return module, trainer, watch, data
 
@@ -177,7 +177,7 @@ def test_pretrained_recipe_trains_from_cached_weights_offline(name, tmp_path):
                  "4" if "flickr" in name else "1",
                  "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
                  "--trainer.check_val_every_n_epoch", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-                 "--trainer.precision", "32-true", "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+                 "--trainer.precision", "32-true", "--trainer.default_root_dir", str(tmp_path / "runs")]
     env = offline_env(tmp_path / "hf", tmp_path / "torch")
     done = run_offline(CLI, env, "fit", "--config", str(recipe), *overrides)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length", type=int, default=None, help="most tokens per caption (default: the checkpoint's)"
     )
     parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
-                        help="ban repeating any N-gram of words (0: off; default: the checkpoint's)")  # fmt: skip
+                        help="ban repeating any N-gram of words (0: off; default: the checkpoint's)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line, with score and n-best list")
     add_batch_size_argument(parser, DEFAULT_BATCH_SIZE, "images")
     parser.add_argument(
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         captioner = Captioner.from_checkpoint(args.checkpoint, args.device)
         options = {"beam_size": args.beam_size, "n_best": args.n_best, "max_length": args.max_length,
-                   "no_repeat_ngram_size": args.no_repeat_ngram}  # fmt: skip
+                   "no_repeat_ngram_size": args.no_repeat_ngram}
         captioner.options(**options)  # checks the options before any image is read
     except (CheckpointError, DecodingOptionsError, ValueError) as error:
         return fail(str(error))

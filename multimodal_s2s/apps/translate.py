@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         translator = Translator.from_checkpoint(args.checkpoint, args.device)
         options = {"beam_size": args.beam_size, "n_best": 1, "max_length": args.max_length,
-                   "no_repeat_ngram_size": args.no_repeat_ngram}  # fmt: skip
+                   "no_repeat_ngram_size": args.no_repeat_ngram}
         translator.options(**options)  # checks the options before any input is read
         if args.attention_plot is not None:
             problem = OutputPlan([args.file] if args.file else [], args.overwrite).claim(args.attention_plot)

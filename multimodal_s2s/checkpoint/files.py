@@ -27,6 +27,7 @@ from multimodal_s2s.checkpoint.header import (
     Task,
     is_seconds,
 )
+from multimodal_s2s.errors import first_line
 
 #: Where a suite checkpoint keeps its header, its weights, and the prefixes of the model's and the CTC head's.
 CHECKPOINT_KEY = "mms2s"
@@ -66,8 +67,7 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
 
 
 def is_suite_checkpoint(raw: Any) -> bool:

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from multimodal_s2s.checkpoint.config import ModelConfig
+from multimodal_s2s.errors import first_line
 from multimodal_s2s.tokenizers import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 2
@@ -205,8 +206,7 @@ class CheckpointHeader:
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, CheckpointError):
                 raise
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CheckpointError(f"malformed header ({type(error).__name__}: {reason})") from None
+            raise CheckpointError(f"malformed header ({type(error).__name__}: {first_line(error)})") from None
 
 
 def _required_fields(task: Task) -> tuple[str, ...]:

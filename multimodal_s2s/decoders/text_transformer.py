@@ -280,7 +280,7 @@ def transformer(
     return TransformerDecoder(
         encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings,
         normalize_before, final_norm, scale_embedding, activation, output_bias,
-    )  # fmt: skip
+    )
 
 
 @register_decoder("transformer_tiny", requires={Emits.SEQUENCE}, output="text", attends=True)

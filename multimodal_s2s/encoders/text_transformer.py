@@ -76,7 +76,7 @@ class TextTransformerEncoder(Encoder):
         layer = nn.TransformerEncoderLayer(
             d_model, num_heads, ff_dim, dropout, activation_module(activation), batch_first=True,
             norm_first=normalize_before,
-        )  # fmt: skip
+        )
         # Nested tensors drop padded rows; off, so that pre-LN and post-LN layers take one path.
         norm = nn.LayerNorm(d_model) if final_norm else None
         self.layers = nn.TransformerEncoder(layer, num_layers, norm=norm, enable_nested_tensor=False)

@@ -25,6 +25,7 @@ from multimodal_s2s.checkpoint import (
     load_checkpoint_file,
     weights_under,
 )
+from multimodal_s2s.errors import first_line
 
 SAFETENSORS_SUFFIX = ".safetensors"
 #: Buffers that old checkpoints may lack and that BatchNorm fills in itself.
@@ -46,8 +47,7 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many types for unreadable files
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise WeightsError(f"cannot read weights file {path}: {reason}") from error
+        raise WeightsError(f"cannot read weights file {path}: {first_line(error)}") from error
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
     return dict(state)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults, Task, TrainingData
+from multimodal_s2s.errors import first_line
 from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights, read_json
 from multimodal_s2s.layers.activations import ACTIVATIONS
 from multimodal_s2s.layers.positional import sinusoidal_positions
@@ -57,8 +58,7 @@ def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     try:
         model.load_state_dict(suite_weights(weights, config, order))
     except (KeyError, RuntimeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ImportFailed(f"{folder}: weights do not fit the config ({reason})") from None
+        raise ImportFailed(f"{folder}: weights do not fit the config ({first_line(error)})") from None
     check_positions(weights, config, folder)
     header = CheckpointHeader(
         task=Task.TRANSLATION,
@@ -150,12 +150,12 @@ def suite_config(config: dict[str, Any], vocab_size: int, output_bias: bool) -> 
         "vocab_size": vocab_size, "d_model": config["d_model"], "num_layers": config["encoder_layers"],
         "num_heads": config["encoder_attention_heads"], "ff_dim": config["encoder_ffn_dim"],
         "max_length": config.get("max_position_embeddings", 512), **layout,
-    }  # fmt: skip
+    }
     decoder_args = {
         "d_model": config["d_model"], "num_layers": config["decoder_layers"],
         "num_heads": config["decoder_attention_heads"], "ff_dim": config["decoder_ffn_dim"],
         "tie_embeddings": bool(config.get("tie_word_embeddings", True)), "output_bias": output_bias, **layout,
-    }  # fmt: skip
+    }
     return ModelConfig("text_transformer_base", "transformer", encoder_args, decoder_args, vocab_size=vocab_size)
 
 
@@ -183,7 +183,7 @@ def _encoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str,
     """One post-LN ``nn.TransformerEncoderLayer`` (fused q, k, v) from a MarianEncoderLayer."""
     out = {f"{suite}self_attn.in_proj_{kind}": _cat(weights, hf + "self_attn.", "qkv", kind) for kind in _KINDS}
     pairs = {"self_attn.out_proj": "self_attn.out_proj", "linear1": "fc1", "linear2": "fc2",
-             "norm1": "self_attn_layer_norm", "norm2": "final_layer_norm"}  # fmt: skip
+             "norm1": "self_attn_layer_norm", "norm2": "final_layer_norm"}
     for kind in _KINDS:
         out.update({f"{suite}{ours}.{kind}": weights[f"{hf}{theirs}.{kind}"] for ours, theirs in pairs.items()})
     return out
@@ -198,7 +198,7 @@ def _decoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str,
         pairs = {"self_attention.out": "self_attn.out_proj", "cross_attention.query": "encoder_attn.q_proj",
                  "cross_attention.out": "encoder_attn.out_proj", "self_norm": "self_attn_layer_norm",
                  "cross_norm": "encoder_attn_layer_norm", "mlp_norm": "final_layer_norm", "mlp.0": "fc1",
-                 "mlp.3": "fc2"}  # fmt: skip
+                 "mlp.3": "fc2"}
         out.update({f"{suite}{ours}.{kind}": weights[f"{hf}{theirs}.{kind}"] for ours, theirs in pairs.items()})
     return out
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
 from multimodal_s2s.encoders.weights import WeightsError
+from multimodal_s2s.errors import first_line
 
 #: How a user provides weights when neither the cache nor a network has them.
 PROVIDE_WEIGHTS = (
@@ -80,10 +81,10 @@ def create_timm_model(name: str, pretrained: bool | str, **kwargs: Any) -> tuple
         model = timm.create_model(full_name, pretrained=True, **kwargs)
     except (HfHubHTTPError, OSError) as error:  # not cached and no network, or offline; a missing local-dir:
         if name.startswith("local-dir:"):
-            raise WeightsError(f"timm weights {name!r}: {_first_line(error)}") from None
+            raise WeightsError(f"timm weights {name!r}: {first_line(error)}") from None
         raise WeightsError(_not_found(_hub_id(full_name), error)) from None
     except RuntimeError as error:  # timm: an unknown model name or pretrained tag
-        raise WeightsError(f"timm weights {full_name!r}: {_first_line(error)}") from None
+        raise WeightsError(f"timm weights {full_name!r}: {first_line(error)}") from None
     return model, _timm_weights(model.pretrained_cfg)
 
 
@@ -121,9 +122,9 @@ def torchvision_state_dict(weights: WeightsEnum) -> tuple[dict[str, Tensor], Pre
     try:
         state = torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", check_hash=True, weights_only=True)
     except OSError as error:  # URLError: no network
-        raise WeightsError(_torchvision_not_found(name, cached, _first_line(error))) from None
+        raise WeightsError(_torchvision_not_found(name, cached, first_line(error))) from None
     except Exception as error:  # an unreadable or truncated file: torch raises many types
-        raise WeightsError(f"{name}: cannot read {cached}: {_first_line(error)}") from None
+        raise WeightsError(f"{name}: cannot read {cached}: {first_line(error)}") from None
     transforms = weights.transforms()
     side = int(transforms.crop_size[0])
     return state, PretrainedWeights(name, tuple(transforms.mean), tuple(transforms.std), (side, side))
@@ -135,6 +136,3 @@ def _torchvision_not_found(name: str, cached: Path, reason: str) -> str:
         + PROVIDE_WEIGHTS.format(cache=f"{cached.parent} (TORCH_HOME)")
     )
 
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

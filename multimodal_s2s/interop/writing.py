@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, CheckpointHeader
+from multimodal_s2s.errors import first_line
 from multimodal_s2s.outputs import atomic_write
 
 #: An HF folder's weights, best first: safetensors never runs code; the .bin is read with weights_only.
@@ -49,8 +50,7 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
         else:
             weights = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ImportFailed(f"{path}: unreadable or truncated weights ({reason})") from None
+        raise ImportFailed(f"{path}: unreadable or truncated weights ({first_line(error)})") from None
     if not isinstance(weights, dict) or not all(isinstance(value, Tensor) for value in weights.values()):
         raise ImportFailed(f"{path}: not a state dict of tensors")
     return weights

@@ -97,7 +97,7 @@ class Seq2SeqModule(SuiteModule):
         )
         self.loss_means = evaluation_loss_means()
         self.decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, length_penalty=length_penalty,
-                                        no_repeat_ngram_size=no_repeat_ngram_size or 0)  # fmt: skip
+                                        no_repeat_ngram_size=no_repeat_ngram_size or 0)
 
     def header_from_data(self) -> CheckpointHeader:
         data, hp = self.trainer.datamodule, self.hparams

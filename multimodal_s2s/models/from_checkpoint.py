@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from multimodal_s2s.checkpoint import CTC_HEAD_PREFIX, MODEL_PREFIX, Checkpoint, CheckpointError, CheckpointHeader
+from multimodal_s2s.errors import first_line
 from multimodal_s2s.models import build_model
 from multimodal_s2s.models.ctc import CTCHead
 
@@ -41,5 +42,4 @@ def ctc_head_from_checkpoint(checkpoint: Checkpoint, memory_dim: int) -> CTCHead
 
 def _cannot_rebuild(checkpoint: Checkpoint, what: str, error: Exception) -> CheckpointError:
     """One line naming the file, the part and the first line of the reason."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return CheckpointError(f"{checkpoint.path}: cannot rebuild {what} from this checkpoint ({reason})")
+    return CheckpointError(f"{checkpoint.path}: cannot rebuild {what} from this checkpoint ({first_line(error)})")

@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from multimodal_s2s.errors import first_line
+
 #: Longest side kept on load; larger images are downscaled (aspect kept) while decoding.
 DEFAULT_MAX_SIDE = 4096
 #: Colour that transparent pixels are composited over.
@@ -74,11 +76,11 @@ def load_image(
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"{name}: too many pixels to load safely ({_first_line(error)})") from None
+        raise ImageTooLargeError(f"{name}: too many pixels to load safely ({first_line(error)})") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not an image file (unknown or unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{name}: corrupt or unreadable image ({_first_line(error)})") from None
+        raise ImageLoadError(f"{name}: corrupt or unreadable image ({first_line(error)})") from None
 
 
 def _too_many_pixels(size: tuple[int, int], max_pixels: int) -> str:
@@ -144,7 +146,3 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     grey = np.clip(np.rint(values), 0, UINT8_MAX).astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -89,16 +89,16 @@ def matmul_graph(packaged: onnx.ModelProto) -> onnx.ModelProto:
     features, steps = _stft_magnitudes(graph, weights["stft.forward_basis_buffer"]), STFT_STEPS
     for prefix, stride in ENCODER:
         features, steps = _convolution(graph, features, steps, weights[f"{prefix}.weight"], weights[f"{prefix}.bias"],
-                                       stride)  # fmt: skip
+                                       stride)
     if steps != 1:
         raise ValueError(f"the encoder leaves {steps} steps per frame, not 1")
     lstm = [graph.constant(weights[name]) for name in LSTM_WEIGHTS]  # features: (N, 1, 128) = (seq, batch, in)
     graph.nodes.append(helper.make_node("LSTM", [features, *lstm, "", "h", "c"], ["lstm", "hn", "cn"],
-                                        hidden_size=HIDDEN))  # fmt: skip
+                                        hidden_size=HIDDEN))
     rows = graph.node("Relu", graph.node("Reshape", "lstm", graph.constant([-1, HIDDEN])))
     output_weight = weights["output.weight"].reshape(1, HIDDEN).T  # a 1x1 convolution (1, 128, 1)
     logits = graph.node("Add", graph.node("MatMul", rows, graph.constant(output_weight)),
-                        graph.constant(weights["output.bias"]))  # fmt: skip
+                        graph.constant(weights["output.bias"]))
     graph.node("Reshape", graph.node("Sigmoid", logits), graph.constant([-1]), output="speech_probs")
     state = [1, 1, HIDDEN]
     model = helper.make_model(
@@ -152,7 +152,7 @@ def _stft_magnitudes(graph: _GraphBuilder, basis: np.ndarray) -> str:
     padded = graph.node("Pad", "input", graph.constant([0, 0, 0, REFLECTED]), mode="reflect")
     hops = graph.node("Reshape", padded, graph.constant([-1, STFT_STEPS + 1, STFT_HOP]))
     windows = graph.node("Concat", graph.slice(hops, 0, STFT_STEPS, 1), graph.slice(hops, 1, STFT_STEPS + 1, 1),
-                         axis=2)  # fmt: skip
+                         axis=2)
     spectrum = graph.node("MatMul", windows, graph.constant(basis[:, 0, :].T))  # (N, 4, 2 F): real, imaginary
     power = graph.node("Mul", spectrum, spectrum)
     real, imaginary = graph.slice(power, 0, frequencies, 2), graph.slice(power, frequencies, 2 * frequencies, 2)
@@ -160,7 +160,7 @@ def _stft_magnitudes(graph: _GraphBuilder, basis: np.ndarray) -> str:
 
 
 def _convolution(graph: _GraphBuilder, features: str, steps: int, kernel: np.ndarray, bias: np.ndarray,
-                 stride: int) -> tuple[str, int]:  # fmt: skip
+                 stride: int) -> tuple[str, int]:
     """(N, steps, C) -> (N, steps', C') ReLU(1-D convolution, kernel (C', C, 3), padding 1) as one MatMul:
     the three taps' columns are strided slices of the padded input, concatenated on the channel axis."""
     if kernel.ndim != 3 or kernel.shape[2] != 3:

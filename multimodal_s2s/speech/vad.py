@@ -83,7 +83,7 @@ class VADOptions:
         if not 0 < self.threshold < 1:
             raise ValueError(f"VAD threshold must be in (0, 1), got {self.threshold}")
         for name in ("min_speech_seconds", "min_silence_seconds", "speech_pad_before_seconds",
-                     "speech_pad_after_seconds"):  # fmt: skip
+                     "speech_pad_after_seconds"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"VAD {name} must be a finite number >= 0, got {value}")
