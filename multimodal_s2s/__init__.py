@@ -28,8 +28,8 @@ _EXPORTS = {
     "build_model": "multimodal_s2s.models",
     "create_model": "multimodal_s2s.models",
     "decode": "multimodal_s2s.decoding",
-    "list_decoders": "multimodal_s2s.registry",
-    "list_encoders": "multimodal_s2s.registry",
+    "list_decoders": "multimodal_s2s.models",  # models/ registers the built-in encoders and decoders
+    "list_encoders": "multimodal_s2s.models",
     "load_pipeline": "multimodal_s2s.pipelines",
 }
 

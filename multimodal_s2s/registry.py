@@ -5,8 +5,8 @@ decoder requires, so that ``create_model`` can refuse a pair whose needs do not
 meet and name the encoders that would fit.
 
 This module imports nothing of the suite but its types: the built-in encoders and decoders
-register themselves when their packages are imported, which ``multimodal_s2s.models`` (and so
-``import multimodal_s2s``) does.
+register themselves when their packages are imported, which ``multimodal_s2s.models`` does (and so the
+first use of ``multimodal_s2s.create_model``, ``list_encoders`` or ``list_decoders``).
 """
 
 from __future__ import annotations

@@ -82,10 +82,12 @@ def test_mms2s_help_imports_no_ml_library():
 def test_public_names_import_on_first_use():
     code = (
         "import json, multimodal_s2s as mms\n"
+        "parts = [mms.list_encoders(), mms.list_decoders()]\n"  # first: the built-ins registered on first use
         "names = {name: type(getattr(mms, name)).__name__ for name in mms.__all__}\n"
-        "print(json.dumps(names))\n"
+        "print(json.dumps([names, parts]))\n"
     )
-    kinds = json.loads(_python(code))
+    kinds, (encoders, decoders) = json.loads(_python(code))
+    assert {"cnn", "vit_tiny", "audio_transformer_tiny"} <= set(encoders) and {"transformer", "unet"} <= set(decoders)
     assert kinds["Captioner"] == "type" and kinds["load_pipeline"] == kinds["create_model"] == "function"
     assert set(kinds) >= {"Segmenter", "Transcriber", "Translator", "DecodingOptions", "list_encoders"}
     with pytest.raises(AttributeError, match="has no attribute 'Captionr'"):

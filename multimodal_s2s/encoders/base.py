@@ -17,7 +17,7 @@ from multimodal_s2s.layers.positional import check_token_range
 from multimodal_s2s.types import EncoderInfo, Modality
 
 if TYPE_CHECKING:
-    from multimodal_s2s.interop.pretrained import PretrainedWeights
+    from multimodal_s2s.encoders.pretrained import PretrainedWeights
 
 
 class Encoder(nn.Module):
@@ -29,7 +29,7 @@ class Encoder(nn.Module):
     """
 
     info: EncoderInfo
-    #: What weights loaded by name expect of the inputs (``interop.pretrained``); None for all others.
+    #: What weights loaded by name expect of the inputs (``encoders.pretrained``); None for all others.
     pretrained_weights: PretrainedWeights | None = None
 
 

@@ -1,4 +1,4 @@
-"""CNN image encoders over any timm CNN (weights by name through timm, see interop/pretrained.py, or from a
+"""CNN image encoders over any timm CNN (weights by name through timm, see encoders/pretrained.py, or from a
 local file, see encoders/weights.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from timm.layers.pool2d_same import MaxPool2dSame
 from torch import Tensor, nn
 
 from multimodal_s2s.encoders.base import Encoder
+from multimodal_s2s.encoders.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.encoders.weights import load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.interop.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
@@ -60,7 +60,7 @@ class CNNEncoder(Encoder):
             position_channels: 0: positions added to the features; P > 0 (even): P channels of positions
                 appended to them, half for the row and half for the column.
             pretrained: True: timm's default weights of ``backbone``; a tag (e.g. "a1_in1k"): ``backbone.tag``;
-                downloaded into or read from the huggingface_hub cache (``interop.pretrained``).
+                downloaded into or read from the huggingface_hub cache (``encoders.pretrained``).
             timm_kwargs: passed on to ``timm.create_model``.
         """
         super().__init__()

@@ -16,9 +16,9 @@ from torchvision.ops import Conv2dNormActivation
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
+from multimodal_s2s.encoders.pretrained import check_pretrained, torchvision_state_dict
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.interop.pretrained import check_pretrained, torchvision_state_dict
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
@@ -163,7 +163,7 @@ def segnet_vgg16(
 
     ``channels`` (5 widths) can be shrunk for tests; ``pretrained_path`` reads torchvision's
     ``vgg16_bn`` state dict (or this encoder's own) from a local file; ``pretrained`` (True) torchvision's
-    ImageNet weights through ``$TORCH_HOME/hub/checkpoints`` (``interop.pretrained``).
+    ImageNet weights through ``$TORCH_HOME/hub/checkpoints`` (``encoders.pretrained``).
     """
     check_pretrained(pretrained, pretrained_path)
     encoder = SegNetEncoder(channels, VGG16_STAGE_DEPTHS, VGG_KERNEL_SIZE, in_channels, conv_bias=True)

@@ -11,9 +11,9 @@ from torch import Tensor
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
+from multimodal_s2s.encoders.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.interop.pretrained import check_pretrained, create_timm_model
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
 
@@ -74,7 +74,7 @@ class ViTEncoder(Encoder):
                 outputs are the feature maps (None: up to 4 evenly spaced, ``evenly_spaced_blocks``).
             pretrained: True: timm's default weights of the architecture of these dims (``TIMM_VITS``); a tag
                 (e.g. "augreg_in21k_ft_in1k"): those weights; through the huggingface_hub cache
-                (``interop.pretrained``), the position table resampled to ``img_size``.
+                (``encoders.pretrained``), the position table resampled to ``img_size``.
             vit_kwargs: passed on to timm's VisionTransformer (mlp_ratio, reg_tokens, ...).
         """
         super().__init__()

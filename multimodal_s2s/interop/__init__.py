@@ -1,2 +1,2 @@
-"""Weights and models of other libraries in: timm / torchvision encoders by name, and importers that turn
-other libraries' checkpoints (Marian) into suite checkpoints."""
+"""Models of other libraries in: importers that turn their checkpoints (Marian) into suite checkpoints.
+(Encoder weights by name, timm and torchvision, are read by the encoders themselves: encoders/pretrained.py.)"""

@@ -75,7 +75,7 @@ class SuiteModule(L.LightningModule, ABC):
 
     def _use_weights_preprocessing(self) -> None:
         """A new model whose encoder has weights by name: their normalisation goes into the header and the
-        data module (``interop.pretrained``)."""
+        data module (``encoders.pretrained``)."""
         preprocessing = with_weights_preprocessing(self.header.preprocessing, self.model.encoder.pretrained_weights)
         if preprocessing != self.header.preprocessing:
             rank_zero_info(f"images are normalised as the encoder's weights expect: {preprocessing}")

@@ -17,7 +17,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from multimodal_s2s.checkpoint import ImagePreprocessing
-from multimodal_s2s.interop.pretrained import PretrainedWeights
+from multimodal_s2s.encoders.pretrained import PretrainedWeights
 
 #: The DDP strategy under which parameters can stop receiving gradients mid-run.
 FIND_UNUSED_STRATEGY = "ddp_find_unused_parameters_true"

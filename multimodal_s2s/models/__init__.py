@@ -11,7 +11,7 @@ from multimodal_s2s.checkpoint import PRETRAINED_KEY, ModelConfig
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, suite_checkpoint_part
 from multimodal_s2s.models.encoder_decoder import EncoderDecoder
 from multimodal_s2s.models.segmentation_model import SegmentationModel, upgrade_legacy_keys
-from multimodal_s2s.registry import check_pair, decoder_entry, encoder_entry
+from multimodal_s2s.registry import check_pair, decoder_entry, encoder_entry, list_decoders, list_encoders
 from multimodal_s2s.types import DecoderOutput
 
 # The built-in encoders and decoders register themselves on import (after the registry, before any lookup).
@@ -95,4 +95,12 @@ def _start_from_checkpoint(args: dict[str, Any], part: str) -> tuple[dict[str, A
     return {key: value for key, value in args.items() if key != PRETRAINED_KEY}, weights
 
 
-__all__ = ["ModelConfig", "EncoderDecoder", "SegmentationModel", "create_model", "build_model"]
+__all__ = [
+    "ModelConfig",
+    "EncoderDecoder",
+    "SegmentationModel",
+    "create_model",
+    "build_model",
+    "list_decoders",
+    "list_encoders",
+]

@@ -24,8 +24,8 @@ from pretrained_fixtures import (
 from recipe_fixtures import write_recipe
 
 from multimodal_s2s.checkpoint import ImagePreprocessing
+from multimodal_s2s.encoders import pretrained as by_name
 from multimodal_s2s.encoders.weights import WeightsError
-from multimodal_s2s.interop import pretrained as interop
 from multimodal_s2s.lit.transfer import with_weights_preprocessing
 from multimodal_s2s.models import ModelConfig, create_model
 from multimodal_s2s.registry import encoder_entry
@@ -36,6 +36,7 @@ COMPARE_WEIGHTS = """
 import json, sys
 import safetensors.torch, torch
 from torch import nn
+import multimodal_s2s.models  # registers the built-in encoders
 from multimodal_s2s.registry import encoder_entry
 for name, args, path in json.loads(sys.argv[1]):
     encoder = encoder_entry(name).factory(**args)
@@ -158,7 +159,7 @@ def test_timm_local_files_keep_working(tmp_path):
 
 def test_the_weights_normalisation_replaces_the_data_options():
     data = ImagePreprocessing((64, 64), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    weights = interop.PretrainedWeights("timm/x.y", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (160, 160))
+    weights = by_name.PretrainedWeights("timm/x.y", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (160, 160))
     assert with_weights_preprocessing(data, weights) == ImagePreprocessing(
         (64, 64), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "timm/x.y", (160, 160)
     )

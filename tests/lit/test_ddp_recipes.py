@@ -17,7 +17,7 @@ import pytest
 import torch
 from recipe_fixtures import EVALUATION_SIZE, TASKS, write_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 COMMAND_TIMEOUT_S = 300
 

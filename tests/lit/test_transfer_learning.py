@@ -24,7 +24,7 @@ from multimodal_s2s.lit.seq2seq import Seq2SeqModule
 from multimodal_s2s.lit.transfer import check_strategy
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 LR, SCALE = 0.01, 0.25
 CLI = "import sys\nfrom multimodal_s2s.apps.cli import main\nsys.exit(main(sys.argv[1:]))"
 

@@ -10,7 +10,7 @@ from multimodal_s2s.apps.cli import main
 from multimodal_s2s.apps.training import config_error_line, input_error, max_time
 from multimodal_s2s.data.asr import ASRDataModule
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 SHAPES_RECIPE = TASKS / "segmentation" / "shapes.yaml"
 
 

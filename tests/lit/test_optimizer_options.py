@@ -11,7 +11,7 @@ from multimodal_s2s.apps.cli import main
 from multimodal_s2s.lit.segmentation import SegmentationModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 DATES_RECIPE = TASKS / "translation" / "dates.yaml"
 SEQ2SEQ = {"encoder": "text_lstm_tiny", "decoder": "transformer"}
 

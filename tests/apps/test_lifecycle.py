@@ -23,7 +23,7 @@ from multimodal_s2s.apps.training import suite_cli
 from multimodal_s2s.checkpoint import read_checkpoint
 from multimodal_s2s.lit.runs import latest_last_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEST_METRIC = {"captioning": "test/bleu4", "asr": "test/wer", "segmentation": "test/miou",
                "translation": "test/exact_match"}
 KILL_AFTER_STEP = 20

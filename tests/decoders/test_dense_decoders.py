@@ -34,7 +34,7 @@ DENSE_DECODERS = {"unet": {}, "mask_transformer": {"d_model": 32, "num_heads": 2
 ODD_SIZES = {"vit_tiny": [(24, 40), (40, 24)]}
 ANY_ODD_SIZES = [(37, 53), (45, 33)]
 TINY_VIT = dict(IMAGE_ENCODERS)["vit_tiny"]
-RECIPES = Path(__file__).resolve().parents[1] / "tasks" / "segmentation"
+RECIPES = Path(__file__).resolve().parents[2] / "tasks" / "segmentation"
 
 
 def _model(encoder: str, decoder: str, encoder_args: dict | None = None) -> nn.Module:

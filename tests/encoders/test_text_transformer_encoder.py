@@ -22,7 +22,7 @@ from multimodal_s2s.types import PAD_ID, Emits, Modality
 
 VOCAB = 50
 SIZES = ("tiny", "small", "base")
-RECIPES = Path(__file__).resolve().parents[1] / "tasks" / "translation"
+RECIPES = Path(__file__).resolve().parents[2] / "tasks" / "translation"
 
 
 def _encoder(**overrides) -> TextTransformerEncoder:
