@@ -6,8 +6,7 @@ The public names below are imported when first used (PEP 562), so that ``import 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from multimodal_s2s.lazy import lazy_exports
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -36,14 +35,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use (then kept in the package's namespace)."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -12,43 +12,32 @@ needs only the options of one pipeline (``mms2s transcribe --help``) does not lo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from multimodal_s2s.lazy import lazy_exports
 
 #: public name -> the module of this package that defines it
 _EXPORTS = {
-    "Caption": "captioning",
-    "Captioner": "captioning",
-    "Hypothesis": "text",
-    "PIPELINES": "loading",
-    "Pipeline": "base",
-    "Segment": "transcripts",
-    "Segmentation": "segmentation",
-    "Segmenter": "segmentation",
-    "TextGeneration": "text",
-    "Transcriber": "transcription",
-    "Transcript": "transcripts",
-    "TranscriptionItem": "transcripts",
-    "TranscriptionOptions": "transcription_options",
-    "Translation": "translation",
-    "Translator": "translation",
-    "ModelCard": "card",
-    "json_score": "text",
-    "load_pipeline": "loading",
-    "resolve_device": "base",
+    "Caption": "multimodal_s2s.pipelines.captioning",
+    "Captioner": "multimodal_s2s.pipelines.captioning",
+    "Hypothesis": "multimodal_s2s.pipelines.text",
+    "PIPELINES": "multimodal_s2s.pipelines.loading",
+    "Pipeline": "multimodal_s2s.pipelines.base",
+    "Segment": "multimodal_s2s.pipelines.transcripts",
+    "Segmentation": "multimodal_s2s.pipelines.segmentation",
+    "Segmenter": "multimodal_s2s.pipelines.segmentation",
+    "TextGeneration": "multimodal_s2s.pipelines.text",
+    "Transcriber": "multimodal_s2s.pipelines.transcription",
+    "Transcript": "multimodal_s2s.pipelines.transcripts",
+    "TranscriptionItem": "multimodal_s2s.pipelines.transcripts",
+    "TranscriptionOptions": "multimodal_s2s.pipelines.transcription_options",
+    "Translation": "multimodal_s2s.pipelines.translation",
+    "Translator": "multimodal_s2s.pipelines.translation",
+    "ModelCard": "multimodal_s2s.pipelines.card",
+    "json_score": "multimodal_s2s.pipelines.text",
+    "load_pipeline": "multimodal_s2s.pipelines.loading",
+    "resolve_device": "multimodal_s2s.pipelines.base",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use (then kept in the package's namespace)."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
