@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
 
+from multimodal_s2s.apps.common import fail
 from multimodal_s2s.outputs import OutputError, OutputPlan
 
 #: kind -> (module with ``import_checkpoint(source) -> (CheckpointHeader, model)``, what SOURCE is)
 IMPORTERS: dict[str, tuple[str, str]] = {
     "marian": ("multimodal_s2s.interop.marian", "an HF Marian (OPUS-MT) folder"),
 }
-EXIT_FAILED = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
         header, model = importer.import_checkpoint(args.source)
         write_suite_checkpoint(out, header, model)
     except (ImportFailed, OutputError) as error:
-        print(f"mms2s import: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(error))
     size = header.model.vocab_size
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {header.task.value}, vocabulary {size}")
     return 0

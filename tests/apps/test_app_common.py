@@ -67,7 +67,7 @@ def test_common_arguments():
         parser.parse_args([])  # --checkpoint is required
 
 
-@pytest.mark.parametrize("name", sorted(APPS))
+@pytest.mark.parametrize("name", sorted(set(APPS) - {"import"}))  # import writes a checkpoint from another's
 def test_every_app_takes_its_checkpoint_and_device_from_the_common_arguments(name):
     parser = argparse.ArgumentParser()
     importlib.import_module(APPS[name][0]).add_arguments(parser)
