@@ -33,8 +33,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PYTHON -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda,
 'lightning', lightning.__version__, torch.cuda.get_device_name())"
 
-stage "pytest -m gpu" 150 $PYTHON -m pytest -p no:cacheprovider -m gpu -q -W ignore tests/test_gpu.py \
-  tests/test_audio_encoder.py
+stage "pytest -m gpu" 150 $PYTHON -m pytest -p no:cacheprovider -m gpu -q -W ignore tests/lit/test_gpu.py \
+  tests/encoders/test_audio_encoder.py
 stage "training step, bf16-mixed, recipe batches" 60 $PYTHON benchmarks/training_step.py --device cuda \
   --precision bf16-mixed --repeats 5 --steps 10 --no-compile --out "$OUT_DIR/training_step.json"
 stage "training step, bf16-mixed, 8x batches" 50 $PYTHON benchmarks/training_step.py --device cuda \

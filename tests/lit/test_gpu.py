@@ -3,7 +3,7 @@ recipe trains with bf16-mixed on the GPU and validates there with the figures th
 checkpoint; prediction runs there; the pipelines give the CPU's answers on the GPU; the decoder's KV cache
 gives teacher forcing's logits on the GPU's attention kernels, over a long padded memory.
 
-    .venv/bin/python -m pytest -m gpu tests/test_gpu.py
+    .venv/bin/python -m pytest -m gpu tests/lit/test_gpu.py
 """
 
 from __future__ import annotations
