@@ -18,8 +18,8 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.ops import Conv2dNormActivation
 
+from multimodal_s2s.layers.conv import conv_norm_act
 from multimodal_s2s.layers.pooling import max_unpool2d
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps
@@ -35,7 +35,7 @@ def _mirrored_stages(channels: Sequence[int], stage_depths: Sequence[int], kerne
     for index in reversed(range(len(channels))):
         width, out_width = channels[index], channels[max(index - 1, 0)]
         out_widths = [width] * (stage_depths[index] - 1) + [out_width]
-        stages.append(nn.Sequential(*(Conv2dNormActivation(width, out, kernel_size) for out in out_widths)))
+        stages.append(nn.Sequential(*(conv_norm_act(width, out, kernel_size) for out in out_widths)))
     return stages
 
 
@@ -49,7 +49,7 @@ def _upsampling_blocks(in_width: int, reduction: int, min_channels: int, kernel_
     blocks, width = nn.ModuleList(), in_width
     for step in range(1, num_steps + 1):
         out_width = max(in_width // UPSAMPLE_FACTOR**step, floor)
-        blocks.append(Conv2dNormActivation(width, out_width, kernel_size))
+        blocks.append(conv_norm_act(width, out_width, kernel_size))
         width = out_width
     return blocks, width
 

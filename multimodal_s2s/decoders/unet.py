@@ -28,8 +28,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.ops import Conv2dNormActivation
 
+from multimodal_s2s.layers.conv import conv_norm_act
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps
 
@@ -51,8 +51,8 @@ class SkipStage(nn.Module):
     def __init__(self, in_width: int, skip_width: int, width: int, upsample: bool):
         super().__init__()
         self.upsample = upsample
-        self.reduce = Conv2dNormActivation(in_width, width, kernel_size=1)
-        self.fuse = Conv2dNormActivation(width + skip_width, width, kernel_size=3)
+        self.reduce = conv_norm_act(in_width, width, kernel_size=1)
+        self.fuse = conv_norm_act(width + skip_width, width, kernel_size=3)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = self.reduce(x)  # (B, width, h, w)
@@ -102,7 +102,7 @@ class UNetDecoder(nn.Module):
         for _ in range(_refine_steps(reduction, logit_reduction)):
             reduction /= REFINE_FACTOR
             out_width = stage_width(encoder_info, reduction, min_channels, max_channels)
-            self.refine.append(Conv2dNormActivation(width, out_width, kernel_size=3))
+            self.refine.append(conv_norm_act(width, out_width, kernel_size=3))
             width = out_width
         self.out_channels, self.out_reduction = width, reduction
 

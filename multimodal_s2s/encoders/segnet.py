@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 from torchvision.models import VGG16_BN_Weights
-from torchvision.ops import Conv2dNormActivation
 
 from multimodal_s2s.encoders.base import Encoder
 from multimodal_s2s.encoders.cnn import reject_lengths
 from multimodal_s2s.encoders.pretrained import check_pretrained, torchvision_state_dict
 from multimodal_s2s.encoders.weights import WeightsError, load_state_dict_checked, load_weights_file
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.layers.conv import conv_norm_act
 from multimodal_s2s.layers.image_positions import feature_map_to_sequence
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Grid, Modality, Rounding, SequenceOutput
@@ -58,7 +58,7 @@ class SegNetEncoder(Encoder):
         for stage_channels, depth in zip(channels, stage_depths, strict=True):
             blocks = []
             for _ in range(depth):
-                blocks.append(Conv2dNormActivation(width, stage_channels, kernel_size, bias=conv_bias))
+                blocks.append(conv_norm_act(width, stage_channels, kernel_size, bias=conv_bias))
                 width = stage_channels
             self.stages.append(nn.Sequential(*blocks))
         self.pool = nn.MaxPool2d(POOL_SIZE, POOL_SIZE, return_indices=True)

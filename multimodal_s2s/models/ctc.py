@@ -14,9 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from multimodal_s2s.types import EOS_ID, PAD_ID, SequenceOutput
-
-CTC_BLANK_ID = PAD_ID
+from multimodal_s2s.types import CTC_BLANK_ID, EOS_ID, PAD_ID, SequenceOutput
 
 
 class CTCHead(nn.Module):

@@ -32,10 +32,9 @@ from torch import Tensor
 from torchaudio.functional import forced_align, merge_tokens
 
 from multimodal_s2s.decoding.stepper import TextModel
-from multimodal_s2s.models.ctc import CTC_BLANK_ID
 from multimodal_s2s.preprocessing.audio import FRAMES_PER_SECOND
 from multimodal_s2s.tokenizers import Tokenizer
-from multimodal_s2s.types import BOS_ID, PAD_ID, EncoderInfo, SequenceOutput
+from multimodal_s2s.types import BOS_ID, CTC_BLANK_ID, PAD_ID, EncoderInfo, SequenceOutput
 
 #: whisper's median filter width over memory rows.
 MEDIAN_FILTER_WIDTH = 7
