@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 from checkpoint_helpers import SEGMENTATION_CLASSES, random_checkpoint, segmentation_header
+from decoder_contract import IMAGE_ENCODERS, DenseDecoderContract
 from PIL import Image
-from test_segnet_decoder import IMAGE_ENCODERS
 from torch import nn
 
 import multimodal_s2s
@@ -30,9 +30,6 @@ from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality
 
 NUM_CLASSES = 5
 DENSE_DECODERS = {"unet": {}, "mask_transformer": {"d_model": 32, "num_heads": 2}}
-#: Odd sizes each encoder accepts: any size for CNNs and SegNet encoders, multiples of the patch (8) for the ViT.
-ODD_SIZES = {"vit_tiny": [(24, 40), (40, 24)]}
-ANY_ODD_SIZES = [(37, 53), (45, 33)]
 TINY_VIT = dict(IMAGE_ENCODERS)["vit_tiny"]
 RECIPES = Path(__file__).resolve().parents[2] / "tasks" / "segmentation"
 
@@ -50,13 +47,12 @@ def _conv_widths(module: nn.Module) -> list[tuple[int, int]]:
     return [(conv.in_channels, conv.out_channels) for conv in module.modules() if isinstance(conv, nn.Conv2d)]
 
 
-@pytest.mark.parametrize("decoder", sorted(DENSE_DECODERS))
-@pytest.mark.parametrize("encoder", [name for name, _ in IMAGE_ENCODERS])
-def test_odd_input_sizes_give_logits_of_the_input_size(encoder, decoder):
-    model = _model(encoder, decoder).eval()
-    with torch.no_grad():
-        for height, width in ODD_SIZES.get(encoder, ANY_ODD_SIZES):
-            assert model(torch.randn(2, 3, height, width)).shape == (2, NUM_CLASSES, height, width)
+class TestUNetContract(DenseDecoderContract):
+    DECODER = ("unet", DENSE_DECODERS["unet"])
+
+
+class TestMaskTransformerContract(DenseDecoderContract):
+    DECODER = ("mask_transformer", DENSE_DECODERS["mask_transformer"])
 
 
 @pytest.mark.parametrize("decoder", sorted(DENSE_DECODERS))

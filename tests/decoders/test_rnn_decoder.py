@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from decoder_contract import TextDecoderContract
 
 from multimodal_s2s.decoders.rnn_attention import RNNDecoder
 from multimodal_s2s.errors import InputError
@@ -37,74 +38,19 @@ def seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
-def test_cached_steps_equal_teacher_forcing_and_recomputation(cell, attention):
-    decoder, encoded = make_decoder(cell, attention), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    with torch.no_grad():
-        full = decoder(tokens, encoded)
-        cache, stepped = None, []
-        for t in range(TOKENS):
-            out = decoder.step(tokens[:, t : t + 1], encoded, cache)
-            cache = out.cache
-            stepped.append(out.logits)
-            recomputed = decoder.step(tokens[:, : t + 1], encoded)
-            torch.testing.assert_close(recomputed.logits[:, -1], out.logits[:, 0], atol=ATOL, rtol=0)
-        chunked = decoder.step(tokens[:, 2:], encoded, decoder.step(tokens[:, :2], encoded).cache)
-    assert full.shape == (BATCH, TOKENS, VOCAB)
-    torch.testing.assert_close(torch.cat(stepped, dim=1), full, atol=ATOL, rtol=0)
-    torch.testing.assert_close(chunked.logits, full[:, 2:], atol=ATOL, rtol=0)
+class TestRNNDecoderContract(TextDecoderContract):
+    VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, VALID = VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, (6, 3, 1)
+    DECODERS = {
+        f"{cell}-{attention}": (
+            "rnn_attention" if attention == "additive" else "rnn",
+            {"cell": cell, "embed_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.1},
+        )
+        for cell, attention in VARIANTS
+    }
 
-
-@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
-def test_padded_memory_rows_do_not_change_outputs(cell, attention):
-    decoder = make_decoder(cell, attention)
-    short = make_encoded(batch=1, length=4, valid=(4,))
-    garbage = torch.randn(1, 2, MEMORY_DIM) * 100
-    padded = SequenceOutput(
-        torch.cat([short.memory, garbage], 1), torch.cat([short.mask, torch.zeros(1, 2, dtype=bool)], 1)
-    )
-    tokens = torch.randint(0, VOCAB, (1, TOKENS))
-    with torch.no_grad():
-        torch.testing.assert_close(decoder(tokens, padded), decoder(tokens, short), atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
-@pytest.mark.parametrize("index", [[2, 0, 0], [1, 2]], ids=["across-examples", "drop-rows"])
-def test_reordered_cache_equals_running_the_reordered_batch(cell, attention, index):
-    decoder, encoded = make_decoder(cell, attention), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    index = torch.tensor(index)
-    with torch.no_grad():
-        before = decoder.step(tokens[:, :2], encoded)
-        after = decoder.step(tokens[index, 2:], encoded, before.cache.reorder(index))
-        expected = decoder(tokens[index], rows(encoded, index))
-    torch.testing.assert_close(after.logits, expected[:, 2:], atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
-def test_rows_sharing_an_examples_memory_equal_the_repeated_memory(cell, attention):
-    decoder, encoded, group = make_decoder(cell, attention), make_encoded(), 3
-    tokens = torch.randint(0, VOCAB, (BATCH * group, TOKENS))
-    with torch.no_grad():
-        shared = decoder.step(tokens, encoded).logits
-        expected = decoder(tokens, encoded.repeat_interleave(group))
-    torch.testing.assert_close(shared, expected, atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_attention_weights_sum_to_one_over_valid_rows_and_zero_on_padding(cell):
-    decoder, encoded = make_decoder(cell, "additive"), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    with torch.no_grad():
-        first = decoder.step(tokens[:, :3], encoded, return_attention=True)
-        second = decoder.step(tokens[:, 3:4], encoded, first.cache, return_attention=True)
-        plain = decoder.step(tokens[:, :3], encoded)
-    for out, new in ((first, 3), (second, 1)):
-        assert out.attention.shape == (BATCH, new, MEMORY_LEN)
-        torch.testing.assert_close(out.attention.sum(-1), torch.ones(BATCH, new))
-        assert torch.all(out.attention.masked_select(~encoded.mask.unsqueeze(1)) == 0)
-    assert plain.attention is None
+    def bad_inputs(self, decoder, encoded):
+        one_row_cache = decoder.step(torch.zeros(1, 1, dtype=torch.long), rows(encoded, torch.tensor([0]))).cache
+        return [(lambda: decoder.step(torch.zeros(BATCH, 1, dtype=torch.long), encoded, one_row_cache), "batch size")]
 
 
 def test_fixed_context_decoder_has_no_attention_and_ignores_memory_beyond_its_mean():
@@ -136,17 +82,6 @@ def test_initial_state_comes_from_the_encoder_final_state(attention):
         decoder(tokens, make_encoded())  # no final state: the memory mean has the wrong width
 
 
-@pytest.mark.parametrize(("cell", "attention"), VARIANTS)
-def test_backward_reaches_every_parameter(cell, attention):
-    decoder, encoded = make_decoder(cell, attention).train(), make_encoded()
-    encoded.memory.requires_grad_(True)
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    logits = decoder(tokens, encoded)
-    torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
-    assert encoded.memory.grad is not None and encoded.memory.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in decoder.parameters())
-
-
 def test_registered_names_and_bad_arguments():
     from multimodal_s2s.registry import decoder_entry
 
@@ -160,12 +95,3 @@ def test_registered_names_and_bad_arguments():
         make_decoder("rnn_tanh", "additive")
     with pytest.raises(ValueError, match="unknown attention"):
         make_decoder("lstm", "dot")
-    decoder, encoded = make_decoder("lstm", "additive"), make_encoded()
-    with pytest.raises(InputError, match="batch size"):
-        decoder.step(
-            torch.zeros(BATCH, 1, dtype=torch.long),
-            encoded,
-            decoder.step(torch.zeros(1, 1, dtype=torch.long), rows(encoded, torch.tensor([0]))).cache,
-        )
-    with pytest.raises(InputError, match="memory must be"):
-        decoder(torch.zeros(BATCH, 2, dtype=torch.long), SequenceOutput(torch.randn(BATCH, 5), encoded.mask))

@@ -7,21 +7,13 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from decoder_contract import DenseDecoderContract
 from torch import nn
 
 import multimodal_s2s
 from multimodal_s2s.decoders.segnet import SegNetDecoder
 from multimodal_s2s.layers.pooling import max_unpool2d
 from multimodal_s2s.types import Emits, EncoderInfo, FeatureMaps, Modality
-
-NUM_CLASSES = 5
-#: (encoder, encoder_args): small versions of every image encoder.
-IMAGE_ENCODERS = [
-    ("cnn_tiny", {"channels": (8, 16, 32, 64), "stem_width": 8}),  # resnet10t at tiny widths
-    ("segnet_vgg16", {"channels": (4, 8, 8, 16, 16)}),
-    ("segnet_basic", {"channels": 8}),
-    ("vit_tiny", {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32, "patch_size": 8}),
-]
 
 
 def _conv_widths(module: nn.Module) -> list[tuple[int, int]]:
@@ -50,17 +42,8 @@ def test_max_unpool2d_refuses_mismatched_indices():
         max_unpool2d(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 2, dtype=torch.long), (6, 6))
 
 
-@pytest.mark.parametrize("encoder, encoder_args", IMAGE_ENCODERS)
-def test_segmenter_over_each_image_encoder(encoder, encoder_args):
-    model = multimodal_s2s.create_model(encoder, "segnet", encoder_args=encoder_args, num_classes=NUM_CLASSES)
-    images = torch.randn(2, 3, 32, 48)
-    logits = model(images)
-    assert logits.shape == (2, NUM_CLASSES, 32, 48)
-    logits.logsumexp(1).mean().backward()
-    for part in (model.encoder, model.decoder, model.head):
-        grads = [p.grad for p in part.parameters() if p.requires_grad]
-        assert grads and all(g is not None for g in grads)
-        assert any(g.abs().sum() > 0 for g in grads)
+class TestSegNetContract(DenseDecoderContract):
+    DECODER = ("segnet", {})
 
 
 def test_segnet_pair_restores_odd_sizes_through_the_indices():

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from decoder_contract import TextDecoderContract
 
 from multimodal_s2s.decoders.text_transformer import TransformerDecoder, transformer_tiny
-from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import KV_CAPACITY_MARGIN, KVCache
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
 VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS = 37, 24, 3, 7, 6
 ATOL = 1e-5
+SIZES = {"d_model": 32, "num_layers": 2, "num_heads": 4, "ff_dim": 64, "dropout": 0.1}
 
 
 def make_encoded(batch: int = BATCH, length: int = MEMORY_LEN, valid: tuple[int, ...] = (7, 4, 2)) -> SequenceOutput:
@@ -35,46 +36,6 @@ def seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("modality", [Modality.TEXT, Modality.IMAGE])
-def test_cached_steps_equal_teacher_forcing(modality):
-    decoder, encoded = make_decoder(modality), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    with torch.no_grad():
-        full = decoder(tokens, encoded)
-        cache, stepped = None, []
-        for t in range(TOKENS):
-            out = decoder.step(tokens[:, t : t + 1], encoded, cache)
-            cache = out.cache
-            stepped.append(out.logits)
-    assert full.shape == (BATCH, TOKENS, VOCAB)
-    torch.testing.assert_close(torch.cat(stepped, dim=1), full, atol=ATOL, rtol=0)
-    assert cache.length == TOKENS
-
-
-def test_uncached_recomputation_equals_cached_step():
-    decoder, encoded = make_decoder(), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    with torch.no_grad():
-        cache = None
-        for t in range(TOKENS):
-            cached = decoder.step(tokens[:, t : t + 1], encoded, cache)
-            cache = cached.cache
-            recomputed = decoder.step(tokens[:, : t + 1], encoded)
-            torch.testing.assert_close(recomputed.logits[:, -1], cached.logits[:, 0], atol=ATOL, rtol=0)
-
-
-def test_chunks_of_several_tokens_after_a_prefix():
-    """Multi-token steps after cached positions need the causal mask offset by the past."""
-    decoder, encoded = make_decoder(), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    with torch.no_grad():
-        full = decoder(tokens, encoded)
-        first = decoder.step(tokens[:, :2], encoded)
-        second = decoder.step(tokens[:, 2:5], encoded, first.cache)
-        third = decoder.step(tokens[:, 5:], encoded, second.cache)
-    torch.testing.assert_close(torch.cat([first.logits, second.logits, third.logits], 1), full, atol=ATOL, rtol=0)
-
-
 def test_cache_grows_past_its_capacity():
     decoder, encoded = make_decoder(num_layers=1), make_encoded()
     length = KV_CAPACITY_MARGIN + 3
@@ -88,78 +49,35 @@ def test_cache_grows_past_its_capacity():
     torch.testing.assert_close(torch.cat([first.logits, rest.logits], 1), full, atol=ATOL, rtol=0)
 
 
-def test_padded_memory_rows_do_not_change_outputs():
-    decoder = make_decoder()
-    short = make_encoded(batch=1, length=4, valid=(4,))
-    garbage = torch.randn(1, 3, MEMORY_DIM) * 100
-    padded = SequenceOutput(
-        torch.cat([short.memory, garbage], 1), torch.cat([short.mask, torch.zeros(1, 3, dtype=bool)], 1)
-    )
-    tokens = torch.randint(0, VOCAB, (1, TOKENS))
-    with torch.no_grad():
-        torch.testing.assert_close(decoder(tokens, padded), decoder(tokens, short), atol=ATOL, rtol=0)
-        step_short = decoder.step(tokens, short, return_attention=True)
-        step_padded = decoder.step(tokens, padded, return_attention=True)
-    torch.testing.assert_close(step_padded.logits, step_short.logits, atol=ATOL, rtol=0)
-    torch.testing.assert_close(step_padded.attention[..., :4], step_short.attention, atol=ATOL, rtol=0)
+class TestTransformerDecoderContract(TextDecoderContract):
+    VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, VALID = VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, (7, 4, 2)
+    DECODERS = {f"{m.value}-memory": ("transformer", {"modality": m, **SIZES}) for m in (Modality.TEXT, Modality.IMAGE)}
+
+    def bad_inputs(self, decoder, encoded):
+        empty_row = encoded.mask.clone()
+        empty_row[0] = False
+        empty = SequenceOutput(torch.zeros(0, MEMORY_LEN, MEMORY_DIM), torch.zeros(0, MEMORY_LEN, dtype=torch.bool))
+        return [
+            (lambda: decoder(torch.rand(BATCH, 4), encoded), "integer ids"),
+            (lambda: decoder(torch.zeros(BATCH + 1, 4, dtype=torch.long), encoded), "batch size"),
+            (lambda: decoder.step(torch.zeros(BATCH, 0, dtype=torch.long), encoded), "non-empty"),
+            (lambda: decoder(torch.full((BATCH, 2), VOCAB), encoded), r"\[0, 37\)"),
+            (lambda: decoder.step(torch.ones(BATCH, 1, dtype=torch.long), SequenceOutput(encoded.memory, empty_row)),
+             "no valid memory row"),
+            (lambda: decoder.step(torch.randint(0, VOCAB, (2, 2)), empty), "encoded memory is empty"),
+        ]
 
 
-def test_attention_weights_sum_to_one_over_valid_rows_and_zero_on_padding():
+def test_rows_sharing_an_examples_memory_do_not_repeat_its_keys_and_values():
     decoder, encoded = make_decoder(), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
     with torch.no_grad():
-        first = decoder.step(tokens[:, :3], encoded, return_attention=True)
-        second = decoder.step(tokens[:, 3:4], encoded, first.cache, return_attention=True)
-        plain = decoder.step(tokens[:, :3], encoded)
-    for out, new in ((first, 3), (second, 1)):
-        assert out.attention.shape == (BATCH, new, MEMORY_LEN)
-        torch.testing.assert_close(out.attention.sum(-1), torch.ones(BATCH, new))
-        assert torch.all(out.attention.masked_select(~encoded.mask.unsqueeze(1)) == 0)
-    assert plain.attention is None
-    torch.testing.assert_close(first.logits, plain.logits, atol=ATOL, rtol=0)  # the explicit path agrees with SDPA
-
-
-@pytest.mark.parametrize("index", [[2, 0, 0], [1, 2]], ids=["across-examples", "drop-rows"])
-def test_reordered_cache_equals_running_the_reordered_batch(index):
-    decoder, encoded = make_decoder(), make_encoded()
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    index = torch.tensor(index)
-    with torch.no_grad():
-        before = decoder.step(tokens[:, :3], encoded)
-        reordered = before.cache.reorder(index)
-        after = decoder.step(tokens[index, 3:], encoded, reordered)
-        expected = decoder(tokens[index], rows(encoded, index))
-        untouched = decoder.step(tokens[:, 3:], encoded, before.cache)  # the original cache still works
-    torch.testing.assert_close(after.logits, expected[:, 3:], atol=ATOL, rtol=0)
-    torch.testing.assert_close(untouched.logits, decoder(tokens, encoded)[:, 3:], atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize(
-    "index", [[1, 0, 2, 2, 5, 4], [2, 0, 0, 5, 1, 3], [4, 1]], ids=["within-examples", "across-examples", "drop-rows"]
-)
-def test_rows_sharing_an_examples_memory_equal_the_repeated_memory(index):
-    """Beam search steps g rows per example over unrepeated memory; any later reorder stays right."""
-    decoder, encoded, group = make_decoder(), make_encoded(), 2
-    tokens = torch.randint(0, VOCAB, (BATCH * group, TOKENS))
-    repeated = encoded.repeat_interleave(group)
-    index = torch.tensor(index)
-    with torch.no_grad():
-        shared = decoder.step(tokens[:, :3], encoded, return_attention=True)
-        copied = decoder.step(tokens[:, :3], repeated, return_attention=True)
-        after = decoder.step(tokens[index, 3:], encoded, shared.cache.reorder(index), return_attention=True)
-        expected = decoder(tokens[index], rows(repeated, index))
+        shared = decoder.step(torch.randint(0, VOCAB, (BATCH * 2, 3)), encoded)
     assert shared.cache.cross_kv[0].shape[1] == BATCH  # the memory's keys/values are not repeated
-    torch.testing.assert_close(shared.logits, copied.logits, atol=ATOL, rtol=0)
-    torch.testing.assert_close(shared.attention, copied.attention, atol=ATOL, rtol=0)
-    torch.testing.assert_close(after.logits, expected[:, 3:], atol=ATOL, rtol=0)
 
 
-def test_token_rows_must_be_a_multiple_of_the_examples():
-    with pytest.raises(InputError, match="not a multiple of the 3 examples"):
-        make_decoder().step(torch.randint(0, VOCAB, (4, 2)), make_encoded())
-    empty = SequenceOutput(torch.zeros(0, MEMORY_LEN, MEMORY_DIM), torch.zeros(0, MEMORY_LEN, dtype=torch.bool))
-    with pytest.raises(InputError, match="encoded memory is empty"):
-        make_decoder().step(torch.randint(0, VOCAB, (2, 2)), empty)
+def test_width_not_divisible_by_the_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        make_decoder(d_model=30)
 
 
 def test_kv_cache_reorder_keeps_length_and_capacity_and_selects_rows():
@@ -187,16 +105,6 @@ def test_memory_is_projected_when_widths_differ():
     assert isinstance(make_decoder(d_model=MEMORY_DIM, num_heads=4).memory_projection, torch.nn.Identity)
 
 
-def test_backward_reaches_every_parameter():
-    decoder, encoded = make_decoder().train(), make_encoded()
-    encoded.memory.requires_grad_(True)
-    tokens = torch.randint(0, VOCAB, (BATCH, TOKENS))
-    logits = decoder(tokens, encoded)
-    torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
-    assert encoded.memory.grad is not None and encoded.memory.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in decoder.parameters())
-
-
 def test_registered_presets():
     from multimodal_s2s.registry import decoder_entry
 
@@ -207,26 +115,6 @@ def test_registered_presets():
         decoder = entry.factory(info, vocab_size=VOCAB)
         assert decoder.embedding.weight.shape == (VOCAB, width) and len(decoder.blocks) == depth
     assert {"transformer_small", "transformer_base"} <= set(__import__("multimodal_s2s").list_decoders())
-
-
-def test_bad_inputs_raise_one_clear_error():
-    decoder, encoded = make_decoder(), make_encoded()
-    with pytest.raises(InputError, match="integer ids"):
-        decoder(torch.rand(BATCH, 4), encoded)
-    with pytest.raises(InputError, match="batch size"):
-        decoder(torch.zeros(BATCH + 1, 4, dtype=torch.long), encoded)
-    with pytest.raises(InputError, match="non-empty"):
-        decoder.step(torch.zeros(BATCH, 0, dtype=torch.long), encoded)
-    with pytest.raises(InputError, match=r"\[0, 37\)"):
-        decoder(torch.full((BATCH, 2), VOCAB), encoded)
-    with pytest.raises(InputError, match="memory must be"):
-        decoder(torch.zeros(BATCH, 2, dtype=torch.long), SequenceOutput(torch.randn(BATCH, 5, 3), encoded.mask))
-    empty_row = encoded.mask.clone()
-    empty_row[0] = False
-    with pytest.raises(InputError, match="no valid memory row"):
-        decoder.step(torch.zeros(BATCH, 1, dtype=torch.long), SequenceOutput(encoded.memory, empty_row))
-    with pytest.raises(ValueError, match="divisible"):
-        make_decoder(d_model=30)
 
 
 def test_preset_factory_builds_a_working_decoder():

@@ -7,14 +7,13 @@ import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
+from encoder_contract import EncoderContract
 from torch import nn
 from torchvision.models.vgg import make_layers
 
 from multimodal_s2s.encoders.weights import WeightsError
-from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.image_positions import grid_positions_2d
 from multimodal_s2s.registry import encoder_entry, list_encoders
-from multimodal_s2s.types import Emits
 
 TINY_CNN = {"channels": (8, 16, 32, 64), "stem_width": 8}  # resnet10t at tiny widths
 TINY_VIT = {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32, "patch_size": 8}
@@ -40,22 +39,28 @@ def test_all_sizes_are_registered_as_image_encoders():
     assert expected <= set(list_encoders("image"))
 
 
-@pytest.mark.parametrize("name, args", TINY_ENCODERS)
-def test_outputs_match_declared_info(name, args):
-    encoder = build(name, **args)
-    info = encoder.info
-    assert info.emits == encoder_entry(name).emits
-    images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        maps = encoder.encode_feature_maps(images)
-        encoded = encoder.encode_sequence(images)
-    assert [f.shape[1] for f in maps.features] == list(info.channels)
-    assert [64 // f.shape[-1] for f in maps.features] == list(info.reductions)
-    assert [64 // f.shape[-2] for f in maps.features] == list(info.reductions)
-    deepest = maps.features[-1]
-    assert encoded.memory.shape == (2, deepest.shape[-2] * deepest.shape[-1], info.out_dim)
-    assert encoded.mask.dtype == torch.bool and encoded.mask.shape == encoded.memory.shape[:2] and encoded.mask.all()
-    assert (Emits.POOL_INDICES in info.emits) == (maps.pool_indices is not None)
+class TestImageEncoderContract(EncoderContract):
+    ENCODERS = {name: (name, args) for name, args in TINY_ENCODERS}
+
+    def make_inputs(self, name, args):
+        return torch.randn(2, 3, 64, 64), None
+
+    def valid_rows(self, name, args, lengths, rows):
+        return [rows, rows]
+
+    def bad_inputs(self, name, args):
+        too_small = {"segnet_vgg16": (torch.randn(1, 3, 24, 40), "at least 32x32 for 5 poolings")}
+        too_small["segnet_basic"] = (torch.randn(1, 3, 12, 40), "at least 16x16")
+        too_small["vit_tiny"] = (torch.randn(1, 3, 30, 32), "divisible by the patch size 8")
+        cases = [
+            (torch.randn(1, 3, 32, 32), torch.tensor([32]), "no lengths"),
+        ]
+        if name in too_small:
+            cases.append((*too_small[name][:1], None, too_small[name][1]))
+        return cases
+
+    def declared_bad_inputs(self, name, args):
+        return [(torch.randn(1, 4, 32, 32), None, "must have 3 channels"), (torch.randn(1, 3, 0, 32), None, "zero")]
 
 
 def test_cnn_info_comes_from_timm_feature_info():
@@ -89,11 +94,6 @@ def test_cnn_positions_in_channels_of_their_own():
         build("cnn_tiny", **TINY_CNN, position_channels=5)
 
 
-def test_image_encoders_refuse_lengths():
-    with pytest.raises(InputError, match="no lengths"):
-        build("cnn_tiny", **TINY_CNN).encode_sequence(torch.randn(1, 3, 32, 32), torch.tensor([32]))
-
-
 def test_segnet_vgg16_declares_the_paper_topology():
     info = build("segnet_vgg16").info
     assert info.stage_depths == (2, 2, 3, 3, 3)
@@ -115,11 +115,6 @@ def test_segnet_pool_indices_unpool_odd_sizes():
         torch.testing.assert_close(F.max_pool2d(unpooled, 2, 2), pooled)
 
 
-def test_segnet_refuses_images_smaller_than_its_poolings():
-    with pytest.raises(InputError, match="at least 16x16"):
-        build("segnet_basic", **TINY_BASIC).encode_feature_maps(torch.randn(1, 3, 12, 40))
-
-
 @pytest.mark.parametrize("height, width", [(32, 32), (48, 64)])
 def test_vit_any_size_divisible_by_patch(height, width):
     encoder = build("vit_tiny", **TINY_VIT)
@@ -131,11 +126,6 @@ def test_vit_any_size_divisible_by_patch(height, width):
     assert encoded.memory.shape == (2, rows * cols, 32)  # patch tokens only: no class token
     assert grid.shape == (2, 32, rows, cols)
     torch.testing.assert_close(grid.flatten(2).transpose(1, 2), encoded.memory)  # row-major patch grid
-
-
-def test_vit_refuses_sizes_not_divisible_by_patch():
-    with pytest.raises(InputError, match="divisible by the patch size 8"):
-        build("vit_tiny", **TINY_VIT).encode_sequence(torch.randn(1, 3, 30, 32))
 
 
 def test_vit_tiny_defaults_are_timms():
