@@ -10,7 +10,7 @@ import torch
 from multimodal_s2s.encoders.base import check_inputs
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.registry import encoder_entry
-from multimodal_s2s.types import Emits, Modality
+from multimodal_s2s.types import PAD_ID, Emits, Modality
 
 Case = tuple[torch.Tensor, "torch.Tensor | None", str]  # inputs, lengths, the InputError's message
 
@@ -141,3 +141,19 @@ class PaddedEncoderContract(EncoderContract):
         torch.testing.assert_close(batched.memory[1][mask], valid, atol=self.ATOL, rtol=self.RTOL)
         if alone.final_state is not None:
             torch.testing.assert_close(batched.final_state[1:], alone.final_state, atol=self.ATOL, rtol=self.RTOL)
+
+
+class TokenEncoderContract(PaddedEncoderContract):
+    """Text encoders: token ids (1, T) from 4 to ``VOCAB`` - 1 (past the special ids), padded with PAD_ID;
+    every valid token is a memory row."""
+
+    VOCAB: int
+
+    def make_input(self, name, args, length):
+        return torch.randint(4, self.VOCAB, (1, length))
+
+    def make_padding(self, name, args, length):
+        return torch.full((1, length), PAD_ID)
+
+    def valid_rows(self, name, args, lengths, rows):
+        return lengths.tolist()

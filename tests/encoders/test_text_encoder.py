@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from encoder_contract import PaddedEncoderContract
+from encoder_contract import TokenEncoderContract
 
 from multimodal_s2s.encoders.text_lstm import TextRNNEncoder, reverse_valid_tokens
 from multimodal_s2s.registry import encoder_entry, list_encoders
-from multimodal_s2s.types import PAD_ID, Emits, Modality
+from multimodal_s2s.types import Emits, Modality
 
 VOCAB = 50
 CELLS = ("lstm", "gru")
@@ -30,7 +30,8 @@ def test_registered_names_and_sizes():
         encoder_entry("text_lstm_tiny").factory()
 
 
-class TestTextRNNEncoderContract(PaddedEncoderContract):
+class TestTextRNNEncoderContract(TokenEncoderContract):
+    VOCAB = VOCAB
     ATOL, RTOL = 1e-6, 0
     ENCODERS = {
         f"{cell}-{layout}": (f"text_{cell}_tiny", {"vocab_size": VOCAB, **args})
@@ -41,15 +42,6 @@ class TestTextRNNEncoderContract(PaddedEncoderContract):
             ("reversed", {"reverse_source": True}),
         ]
     }
-
-    def make_input(self, name, args, length):
-        return torch.randint(4, VOCAB, (1, length))
-
-    def make_padding(self, name, args, length):
-        return torch.full((1, length), PAD_ID)
-
-    def valid_rows(self, name, args, lengths, rows):
-        return lengths.tolist()
 
     def bad_inputs(self, name, args):
         return [

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from encoder_contract import PaddedEncoderContract
+from encoder_contract import TokenEncoderContract
 
 from multimodal_s2s import create_model
 from multimodal_s2s.data.translation import TranslationDataModule
@@ -41,17 +41,9 @@ def test_registered_sizes_and_pairs():
         check_pair("text_transformer_small", "unet")
 
 
-class TestTextTransformerEncoderContract(PaddedEncoderContract):
+class TestTextTransformerEncoderContract(TokenEncoderContract):
+    VOCAB = VOCAB
     ENCODERS = {"tiny": ("text_transformer_tiny", {"vocab_size": VOCAB, "max_length": 12})}
-
-    def make_input(self, name, args, length):
-        return torch.randint(4, VOCAB, (1, length))
-
-    def make_padding(self, name, args, length):
-        return torch.full((1, length), PAD_ID)
-
-    def valid_rows(self, name, args, lengths, rows):
-        return lengths.tolist()
 
     def bad_inputs(self, name, args):
         return [
