@@ -16,15 +16,14 @@ CLIP_ALGORITHMS = ("norm", "value")
 def check_optimizer_options(lr: float, weight_decay: float, warmup_steps: int) -> None:
     """A ValueError in one line naming the recipe key for a value that AdamW or the schedule cannot use
     (before any data is read, instead of torch.optim's traceback at the first step)."""
-    _check_number("lr", lr, lowest=0.0, inclusive=False)
-    _check_number("weight_decay", weight_decay, lowest=0.0)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"model.init_args.warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    check_number("model.init_args.lr", lr, lowest=0.0, inclusive=False)
+    check_number("model.init_args.weight_decay", weight_decay, lowest=0.0)
+    check_count("model.init_args.warmup_steps", warmup_steps)
 
 
 def check_label_smoothing(label_smoothing: float) -> None:
     """``label_smoothing`` in [0, 1): 1 would train towards the uniform distribution."""
-    _check_number("label_smoothing", label_smoothing, lowest=0.0)
+    check_number("model.init_args.label_smoothing", label_smoothing, lowest=0.0)
     if label_smoothing >= 1:
         raise ValueError(f"model.init_args.label_smoothing must be in [0, 1), got {label_smoothing!r}")
 
@@ -40,10 +39,18 @@ def check_gradient_clipping(clip_val: float | None, algorithm: str | None) -> No
         raise ValueError(f"trainer.gradient_clip_algorithm must be one of {choices}, got {algorithm!r}")
 
 
-def _check_number(name: str, value: object, lowest: float, inclusive: bool = True) -> None:
+def check_number(key: str, value: object, lowest: float, inclusive: bool = True) -> None:
+    """ValueError naming the recipe ``key`` unless ``value`` is a finite number >= ``lowest`` (> when not
+    ``inclusive``)."""
     if not (_is_number(value) and (value >= lowest if inclusive else value > lowest)):
         bound = f"{'>=' if inclusive else '>'} {lowest:g}"
-        raise ValueError(f"model.init_args.{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{key} must be a finite number {bound}, got {value!r}")
+
+
+def check_count(key: str, value: object) -> None:
+    """ValueError naming the recipe ``key`` unless ``value`` is a whole number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
 
 
 def _is_number(value: object) -> bool:

@@ -9,7 +9,6 @@ An encoder with weights by name brings their input normalisation (``with_weights
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from multimodal_s2s.checkpoint import ImagePreprocessing
 from multimodal_s2s.encoders.pretrained import PretrainedWeights
+from multimodal_s2s.lit.optim import check_count, check_number
 
 #: The DDP strategy under which parameters can stop receiving gradients mid-run.
 FIND_UNUSED_STRATEGY = "ddp_find_unused_parameters_true"
@@ -25,12 +25,8 @@ FIND_UNUSED_STRATEGY = "ddp_find_unused_parameters_true"
 
 def check_transfer_options(freeze_encoder_epochs: Any, encoder_lr_scale: Any) -> None:
     """One line naming the key when an option is out of range (before any data is read)."""
-    epochs = freeze_encoder_epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"model.freeze_encoder_epochs must be an integer >= 0, got {freeze_encoder_epochs!r}")
-    finite = isinstance(encoder_lr_scale, int | float) and not isinstance(encoder_lr_scale, bool)
-    if not finite or not math.isfinite(encoder_lr_scale) or encoder_lr_scale <= 0:
-        raise ValueError(f"model.encoder_lr_scale must be a finite number > 0, got {encoder_lr_scale!r}")
+    check_count("model.freeze_encoder_epochs", freeze_encoder_epochs)
+    check_number("model.encoder_lr_scale", encoder_lr_scale, lowest=0.0, inclusive=False)
 
 
 def set_encoder_frozen(encoder: nn.Module, frozen: bool, training: bool) -> None:
