@@ -15,7 +15,9 @@ WEIGHTS_KEYS = (PRETRAINED_KEY, "pretrained")
 class ModelConfig:
     """Everything ``create_model`` needs to rebuild a model.
 
-    Exactly one of ``vocab_size`` (text out) and ``num_classes`` (dense out) is set.
+    Exactly one of ``vocab_size`` (text out) and ``num_classes`` (dense out) is set. ``shared_embeddings``:
+    a text encoder and the decoder read one token embedding table (a joint source/target vocabulary, as in
+    Marian and the tiny Multi30k Transformers); with a tied output it is also the output projection.
     """
 
     encoder: str
@@ -24,6 +26,7 @@ class ModelConfig:
     decoder_args: dict[str, Any] = field(default_factory=dict)
     vocab_size: int | None = None
     num_classes: int | None = None
+    shared_embeddings: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,11 +1,12 @@
-"""DataLoaders shared by the data modules: shuffled training batches (optionally of similar lengths)
-and evaluation batches in order.
+"""DataLoaders shared by the data modules: shuffled training batches (optionally of similar lengths, or
+of a token budget) and evaluation batches in order.
 
 Under DDP, Lightning puts a DistributedSampler under the training loaders (inside
 ``LengthBucketBatchSampler`` too): every rank gets the same number of indices, hence the same number of
 batches. Evaluation loaders split the examples between the ranks themselves, without the repeated
 examples that a DistributedSampler pads with, so that metrics reduced over the ranks count each example
-exactly once. ``num_workers`` None: ``threads.default_num_workers()``."""
+exactly once. Token-budget batches (``TokenBudgetBatchSampler``) differ in count between ranks, so each
+epoch every rank keeps the smallest count of any rank. ``num_workers`` None: ``threads.default_num_workers()``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from multimodal_s2s.threads import default_num_workers
 
 #: A length-bucketing pool holds this many batches: sorted by length inside, shuffled across.
 BUCKET_POOL_BATCHES = 50
+#: A token-budget pool holds this many examples (fairseq sorts the whole set; pools keep some randomness).
+TOKEN_POOL_EXAMPLES = 4096
 
 
 class LengthBucketBatchSampler(BatchSampler):
@@ -51,19 +54,71 @@ class LengthBucketBatchSampler(BatchSampler):
             yield batches[position]
 
 
+class TokenBudgetBatchSampler(BatchSampler):
+    """Batches of at most ``max_tokens`` padded tokens (fairseq's ``--max-tokens``): the indices of ``sampler``
+    are cut into pools of ``pool_examples``, each pool is sorted by length and cut greedily into batches whose
+    size times their longest example stays within the budget (an example longer than the budget is a batch
+    of its own), and the batches are shuffled. Short sentences make big batches and long ones small, so every
+    step sees about the same number of tokens. ``lengths``: one per example, in tokens (a pair's longer side).
+    ``len()`` is the count of a plan drawn once with a fixed seed; an epoch yields at most that many."""
+
+    def __init__(
+        self, sampler: Any, max_tokens: int, lengths: Sequence[int], pool_examples: int = TOKEN_POOL_EXAMPLES
+    ):
+        super().__init__(sampler, batch_size=1, drop_last=False)
+        self.max_tokens, self.lengths, self.pool_examples = max_tokens, lengths, pool_examples
+        planned = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
+        self.planned_batches = len(self._batches(planned[: len(sampler)]))
+
+    def _batches(self, indices: list[int]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        for start in range(0, len(indices), self.pool_examples):
+            batch: list[int] = []
+            for index in sorted(indices[start : start + self.pool_examples], key=self.lengths.__getitem__):
+                if batch and (len(batch) + 1) * self.lengths[index] > self.max_tokens:
+                    batches.append(batch)
+                    batch = []
+                batch.append(index)
+            batches += [batch] if batch else []
+        return batches
+
+    def __len__(self) -> int:
+        return self.planned_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches(list(self.sampler))
+        count = _fewest_across_ranks(min(len(batches), self.planned_batches))
+        for position in torch.randperm(len(batches)).tolist()[:count]:
+            yield batches[position]
+
+
+def _fewest_across_ranks(count: int) -> int:
+    """The smallest ``count`` of any rank under torch.distributed (so that DDP ranks step together), else ``count``."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return count
+    fewest = torch.tensor([count], device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(fewest, op=torch.distributed.ReduceOp.MIN)
+    return int(fewest.item())
+
+
 def training_loader(
     dataset: Dataset,
     batch_size: int,
     num_workers: int | None,
     collate_fn: Callable | None = None,
     lengths: Sequence[int] | None = None,
+    max_tokens: int | None = None,
 ) -> DataLoader:
     """Shuffled batches of ``batch_size``, the last partial one dropped; with ``lengths`` (one per
-    example), batches of similar lengths (``LengthBucketBatchSampler``), which cuts padding."""
+    example), batches of similar lengths (``LengthBucketBatchSampler``), which cuts padding; with
+    ``max_tokens`` too, batches of at most that many padded tokens instead (``TokenBudgetBatchSampler``)."""
     common = _common(num_workers, collate_fn)
     if lengths is None:
         return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, **common)
-    batches = LengthBucketBatchSampler(RandomSampler(dataset), batch_size, drop_last=True, lengths=lengths)
+    if max_tokens is not None:
+        batches = TokenBudgetBatchSampler(RandomSampler(dataset), max_tokens, lengths)
+    else:
+        batches = LengthBucketBatchSampler(RandomSampler(dataset), batch_size, drop_last=True, lengths=lengths)
     return DataLoader(dataset, batch_sampler=batches, **common)
 
 

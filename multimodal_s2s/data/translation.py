@@ -27,7 +27,7 @@ from multimodal_s2s.checkpoint import CheckpointHeader, Task, TrainingData
 from multimodal_s2s.data.base import SuiteDataModule, check_loader_options, warn_unknown_tokens
 from multimodal_s2s.data.dates import date_pairs
 from multimodal_s2s.data.loaders import evaluation_loader, training_loader
-from multimodal_s2s.data.text_batches import TextTargetCollator
+from multimodal_s2s.data.text_batches import TextTargetCollator, encode_target
 from multimodal_s2s.preprocessing.files import GZIP_SUFFIX, read_lines
 from multimodal_s2s.preprocessing.tokens import encode_source
 from multimodal_s2s.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer
@@ -134,6 +134,9 @@ class TranslationDataModule(SuiteDataModule):
             test are never filtered.
         max_train_pairs: use only the first N training pairs (None = all).
         batch_size: loaders; ``bucket_by_length`` batches training pairs of similar length.
+        max_batch_tokens: training batches of at most this many padded tokens (a pair counts its longer
+            side, target with BOS/EOS) instead of ``batch_size`` pairs (fairseq's ``--max-tokens``); None:
+            ``batch_size`` pairs. Validation and test keep ``batch_size``.
         num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
         dates_train_size, dates_val_size, dates_seed: the embedded dates task.
     """
@@ -160,6 +163,7 @@ class TranslationDataModule(SuiteDataModule):
         batch_size: int = 64,
         num_workers: int | None = None,
         bucket_by_length: bool = True,
+        max_batch_tokens: int | None = None,
         dates_train_size: int = 20000,
         dates_val_size: int = 1000,
         dates_seed: int = 0,
@@ -172,6 +176,10 @@ class TranslationDataModule(SuiteDataModule):
         if format != "dates" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
         check_loader_options(batch_size, num_workers)
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1
+        ):
+            raise ValueError(f"data.max_batch_tokens must be None or an integer >= 1, got {max_batch_tokens!r}")
         self.save_hyperparameters()
         self.texts: dict[str, list[Pair]] = {}
         self.datasets: dict[str, SourceEncodedPairs] = {}
@@ -239,8 +247,16 @@ class TranslationDataModule(SuiteDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset, hp = self.dataset("train"), self.hparams
-        lengths = dataset.source_lengths() if hp.bucket_by_length else None
-        return training_loader(dataset, hp.batch_size, hp.num_workers, self._collator(), lengths)
+        if hp.max_batch_tokens is not None:
+            lengths = self._pair_lengths(dataset)
+        else:
+            lengths = dataset.source_lengths() if hp.bucket_by_length else None
+        return training_loader(dataset, hp.batch_size, hp.num_workers, self._collator(), lengths, hp.max_batch_tokens)
+
+    def _pair_lengths(self, dataset: SourceEncodedPairs) -> list[int]:
+        """Each training pair's longer side in tokens (the target with BOS and EOS): what it adds to a token budget."""
+        targets = (len(encode_target(self.tokenizer, target)) for _, target in dataset.pairs)
+        return [max(source, target) for source, target in zip(dataset.source_lengths(), targets, strict=True)]
 
     def val_dataloader(self) -> DataLoader:
         return self.evaluation_loader("val")

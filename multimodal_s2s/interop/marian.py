@@ -4,8 +4,9 @@ A Marian folder (``MarianMTModel.save_pretrained`` and the Hub's ``Helsinki-NLP/
 config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json (and
 generation_config.json). It becomes the suite's ``text_transformer`` encoder and ``transformer`` decoder
 in Marian's layout (post-LN, no final LayerNorm, sinusoidal positions, its activation and embedding
-scale, the final-logits bias as the output projection's bias, one embedding shared by the encoder, the
-decoder and the output), with a ``SentencePieceTokenizer`` for each side.
+scale, the final-logits bias as the output projection's bias, one embedding table shared by the encoder,
+the decoder and the output, so it stays one table when the model is fine-tuned), with a
+``SentencePieceTokenizer`` for each side.
 
 Ids: the suite keeps PAD, BOS, EOS, UNK at 0..3. Marian's pad token is also its decoder start token,
 so it becomes the suite's BOS (which decoding never emits: Marian's generation bans pad too), Marian's
@@ -156,7 +157,9 @@ def suite_config(config: dict[str, Any], vocab_size: int, output_bias: bool) -> 
         "num_heads": config["decoder_attention_heads"], "ff_dim": config["decoder_ffn_dim"],
         "tie_embeddings": bool(config.get("tie_word_embeddings", True)), "output_bias": output_bias, **layout,
     }
-    return ModelConfig("text_transformer_base", "transformer", encoder_args, decoder_args, vocab_size=vocab_size)
+    return ModelConfig(
+        "text_transformer_base", "transformer", encoder_args, decoder_args, vocab_size, shared_embeddings=True
+    )
 
 
 def suite_weights(weights: dict[str, Tensor], config: dict[str, Any], order: list[int | None]) -> dict[str, Tensor]:

@@ -43,7 +43,8 @@ class Seq2SeqModule(SuiteModule):
     and test (logged as ``val/<name>``, ``test/<name>``); decoded texts in predict.
 
     Args:
-        encoder, decoder, encoder_args, decoder_args: as for ``multimodal_s2s.create_model``.
+        encoder, decoder, encoder_args, decoder_args, shared_embeddings: as for ``multimodal_s2s.create_model``
+            (``shared_embeddings`` needs a joint source/target vocabulary: ``data.joint_vocab``).
         lr, weight_decay, warmup_steps: AdamW with linear warmup, then cosine decay to 0.
         label_smoothing: for the cross-entropy over target tokens.
         freeze_encoder_epochs, encoder_lr_scale: transfer learning (``lit.transfer``): the encoder frozen for
@@ -78,6 +79,7 @@ class Seq2SeqModule(SuiteModule):
         spec_augment: dict[str, Any] | None = None,
         freeze_encoder_epochs: int = 0,
         encoder_lr_scale: float = 1.0,
+        shared_embeddings: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -105,7 +107,7 @@ class Seq2SeqModule(SuiteModule):
         if encoder_entry(hp.encoder).modality == Modality.TEXT:
             encoder_args["vocab_size"] = data.source_tokenizer.vocab_size
         config = ModelConfig(hp.encoder, hp.decoder, encoder_args, dict(hp.decoder_args or {}),
-                             vocab_size=data.tokenizer.vocab_size)
+                             vocab_size=data.tokenizer.vocab_size, shared_embeddings=hp.shared_embeddings)
         return CheckpointHeader(
             task=data.task,
             model=config,

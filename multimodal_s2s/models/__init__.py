@@ -26,11 +26,14 @@ def create_model(
     decoder_args: dict[str, Any] | None = None,
     vocab_size: int | None = None,
     num_classes: int | None = None,
+    shared_embeddings: bool = False,
 ) -> nn.Module:
     """Build an EncoderDecoder (text decoder, needs ``vocab_size``) or a SegmentationModel (dense
     decoder, needs ``num_classes``). Raises IncompatiblePairError, before building anything,
-    when the encoder does not emit what the decoder requires."""
-    config = ModelConfig(encoder, decoder, dict(encoder_args or {}), dict(decoder_args or {}), vocab_size, num_classes)
+    when the encoder does not emit what the decoder requires. ``shared_embeddings``: see ``ModelConfig``."""
+    config = ModelConfig(
+        encoder, decoder, dict(encoder_args or {}), dict(decoder_args or {}), vocab_size, num_classes, shared_embeddings
+    )
     return build_model(config)
 
 
@@ -56,6 +59,10 @@ def build_model(config: ModelConfig) -> nn.Module:
     if text_out:
         model = EncoderDecoder(enc, dec_entry.factory(enc.info, vocab_size=size, **decoder_args), config)
         decoder_part = model.decoder
+        if config.shared_embeddings:
+            share_embeddings(model)
+    elif config.shared_embeddings:
+        raise ValueError(f"shared_embeddings needs a text decoder; {config.decoder!r} makes {dec_entry.output.value}")
     else:  # the head after a dense decoder knows the classes, unless the decoder makes class scores itself
         classes = {"num_classes": size} if dec_entry.makes_class_scores else {}
         model = SegmentationModel(enc, dec_entry.factory(enc.info, **classes, **decoder_args), config)
@@ -66,6 +73,20 @@ def build_model(config: ModelConfig) -> nn.Module:
         if start is not None:
             load_state_dict_checked(module, start, config.to_dict()[f"{part}_args"][PRETRAINED_KEY], part)
     return model
+
+
+def share_embeddings(model: EncoderDecoder) -> None:
+    """The encoder reads the decoder's token embedding (one (V, D) table, and one parameter for the optimizer:
+    it belongs to the encoder for ``freeze_encoder_epochs`` and ``encoder_lr_scale``). ValueError (one line)
+    unless both parts have token embeddings of one vocabulary and width."""
+    source, target = (getattr(part, "embedding", None) for part in (model.encoder, model.decoder))
+    shapes = [None if table is None else tuple(table.weight.shape) for table in (source, target)]
+    if None in shapes or shapes[0] != shapes[1]:
+        raise ValueError(
+            f"shared_embeddings needs a text encoder and a decoder with token embeddings of one vocabulary and "
+            f"width (joint vocabulary, equal widths); got encoder {shapes[0]} and decoder {shapes[1]}"
+        )
+    model.encoder.embedding = target
 
 
 def _dense_decoder_start(decoder: dict[str, Tensor], path: str, head: nn.Module) -> dict[str, Tensor]:
@@ -101,6 +122,7 @@ __all__ = [
     "SegmentationModel",
     "create_model",
     "build_model",
+    "share_embeddings",
     "list_decoders",
     "list_encoders",
 ]

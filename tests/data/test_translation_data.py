@@ -15,7 +15,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 
 from multimodal_s2s.checkpoint import Task, TrainingData
 from multimodal_s2s.data.dates import FORMATS, cardinal, date_pairs, ordinal, ordinal_suffix, split_of, year_words
-from multimodal_s2s.data.loaders import LengthBucketBatchSampler
+from multimodal_s2s.data.loaders import LengthBucketBatchSampler, TokenBudgetBatchSampler
 from multimodal_s2s.data.translation import (
     TranslationDataModule,
     read_parallel,
@@ -232,6 +232,31 @@ def test_length_buckets_cover_every_index_once():
     dropping = LengthBucketBatchSampler(SequentialSampler(range(1000)), 16, drop_last=True, lengths=lengths)
     assert len(list(dropping)) == len(dropping) == 62
     assert all(len(batch) == 16 for batch in dropping)
+
+
+def test_token_budget_batches_hold_the_budget_and_every_index_once():
+    lengths = [random.Random(i).randint(1, 60) for i in range(1000)]
+    sampler = TokenBudgetBatchSampler(RandomSampler(range(1000)), max_tokens=300, lengths=lengths, pool_examples=256)
+    batches = list(sampler)
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))  # nothing dropped, nothing twice
+    assert all(len(batch) * max(lengths[i] for i in batch) <= 300 for batch in batches)
+    sizes = {max(lengths[i] for i in batch): len(batch) for batch in batches}
+    assert sizes[min(sizes)] > 5 * sizes[max(sizes)]  # short pairs make big batches, long ones small
+    assert abs(len(batches) - len(sampler)) <= 2  # the planned count, drawn once with a fixed seed
+    assert len(list(TokenBudgetBatchSampler(SequentialSampler(range(3)), 10, [50, 1, 2]))) == 2  # over budget: alone
+
+
+def test_token_budget_training_loader(tmp_path):
+    write_parallel(tmp_path, "train", TRAIN)
+    write_parallel(tmp_path, "val", VAL)
+    data = TranslationDataModule(format="parallel", root=str(tmp_path), tokenizer="word", max_batch_tokens=12)
+    data.setup("fit")
+    batches = list(data.train_dataloader())
+    assert sum(len(batch["references"]) for batch in batches) == len(data.texts["train"])
+    for batch in batches:
+        assert batch["tokens"].numel() <= 12 and batch["inputs"].numel() <= 12
+    with pytest.raises(ValueError, match=r"data.max_batch_tokens must be None or an integer >= 1, got 0"):
+        TranslationDataModule(format="parallel", root=str(tmp_path), max_batch_tokens=0)
 
 
 # --- the real dataset ----------------------------------------------------------------------------

@@ -112,6 +112,9 @@ def test_checkpoint_header_carries_marian_decoding(reference):
     assert decoding.end_at_max_length  # MarianConfig's forced_eos_token_id is its eos
     assert reference.header.model.decoder_args["normalize_before"] is False
     assert reference.header.source_tokenizer != reference.header.tokenizer  # source.spm and target.spm differ
+    model = reference.model  # Marian's one table stays one table when the imported model is fine-tuned
+    assert reference.header.model.shared_embeddings
+    assert model.encoder.embedding.weight is model.decoder.embedding.weight is model.decoder.output.weight
 
 
 def test_sentencepiece_tokenizer_round_trips_and_refuses_bad_models(reference):
