@@ -4,10 +4,10 @@
 - ``header``: ``CheckpointHeader`` and its parts (task, preprocessing, tokenizers, decoding defaults,
   labels, training data), their plain-data form and the upgrades of older formats.
 - ``files``: the file's keys, ``read_checkpoint`` / ``load_checkpoint_file`` (``weights_only=True``),
-  ``is_suite_checkpoint``, ``header_of``.
+  ``save_suite_checkpoint`` (a checkpoint made outside a fit), ``is_suite_checkpoint``, ``header_of``.
 
-It imports nothing of the suite but the contract's types and the tokenizers; building a model from a
-checkpoint is ``multimodal_s2s.models.from_checkpoint``, above it.
+It imports nothing of the suite but the contract's types, the tokenizers and ``outputs`` (atomic writes);
+building a model from a checkpoint is ``multimodal_s2s.models.from_checkpoint``, above it.
 """
 
 from multimodal_s2s.checkpoint.config import PRETRAINED_KEY, ModelConfig
@@ -24,6 +24,7 @@ from multimodal_s2s.checkpoint.files import (
     load_checkpoint_file,
     read_checkpoint,
     recipe_silence_pad,
+    save_suite_checkpoint,
     weights_under,
 )
 from multimodal_s2s.checkpoint.header import (
@@ -68,5 +69,6 @@ __all__ = [
     "read_checkpoint",
     "recipe_silence_pad",
     "same_model",
+    "save_suite_checkpoint",
     "weights_under",
 ]

@@ -10,6 +10,7 @@ encoders' ``pretrained_path``) reads it here.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import pickle
 import zipfile
@@ -28,6 +29,7 @@ from multimodal_s2s.checkpoint.header import (
     is_seconds,
 )
 from multimodal_s2s.errors import first_line
+from multimodal_s2s.outputs import atomic_write
 
 #: Where a suite checkpoint keeps its header, its weights, and the prefixes of the model's and the CTC head's.
 CHECKPOINT_KEY = "mms2s"
@@ -37,6 +39,8 @@ CTC_HEAD_PREFIX = "ctc_head."
 #: Where Lightning saves its optimizer step count, and a data module's hyper-parameters (the recipe's ``data:``).
 GLOBAL_STEP_KEY = "global_step"
 DATAMODULE_HPARAMS_KEY = "datamodule_hyper_parameters"
+#: The key Lightning reads first in any checkpoint it restores (``--ckpt_path``).
+LIGHTNING_VERSION_KEY = "pytorch-lightning_version"
 
 
 @dataclass
@@ -68,6 +72,21 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
+
+
+def save_suite_checkpoint(
+    path: str | Path, header: CheckpointHeader, state_dict: dict[str, Tensor], global_step: int = 0
+) -> None:
+    """A suite checkpoint written atomically (OutputError when it cannot be): ``state_dict`` keyed as a task
+    module's (``model.``, ``ctc_head.``), the header, and what Lightning needs to restore it for
+    ``mms2s validate|test|predict --ckpt_path`` (a checkpoint made outside a fit: an import, an average)."""
+    checkpoint = {
+        STATE_DICT_KEY: state_dict,
+        CHECKPOINT_KEY: header.to_dict(),
+        GLOBAL_STEP_KEY: global_step,
+        LIGHTNING_VERSION_KEY: importlib.metadata.version("lightning"),
+    }
+    atomic_write(path, lambda file: torch.save(checkpoint, file))
 
 
 def is_suite_checkpoint(raw: Any) -> bool:

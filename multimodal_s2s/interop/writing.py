@@ -13,9 +13,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, CheckpointHeader
+from multimodal_s2s.checkpoint import MODEL_PREFIX, CheckpointHeader, save_suite_checkpoint
 from multimodal_s2s.errors import first_line
-from multimodal_s2s.outputs import atomic_write
 
 #: An HF folder's weights, best first: safetensors never runs code; the .bin is read with weights_only.
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -59,6 +58,4 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
 def write_suite_checkpoint(out: Path, header: CheckpointHeader, model: nn.Module) -> None:
     """``model``'s weights and ``header`` as a suite checkpoint at ``out``, written atomically (a temporary
     file renamed into place; OutputError when it cannot be written)."""
-    state_dict = {MODEL_PREFIX + key: value for key, value in model.state_dict().items()}
-    checkpoint = {"state_dict": state_dict, CHECKPOINT_KEY: header.to_dict()}
-    atomic_write(out, lambda file: torch.save(checkpoint, file))
+    save_suite_checkpoint(out, header, {MODEL_PREFIX + key: value for key, value in model.state_dict().items()})
