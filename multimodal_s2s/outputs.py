@@ -63,7 +63,9 @@ def write_folder(folder: str | os.PathLike, files: dict[str, bytes], overwrite: 
         raise OutputError(f"{folder}: not written, it is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()):
         if not overwrite:
-            raise OutputError(f"{folder}: not written, the folder has files (overwrite to replace them)")
+            raise OutputError(
+                f"{folder}: not written, the folder has files (overwrite=True or --overwrite replaces them)"
+            )
         for name, data in files.items():
             atomic_write(folder / name, lambda file, data=data: file.write(data))
         return folder

@@ -179,10 +179,11 @@ def download_repo(repo_id: str) -> Path:
         return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_FILES, library_name=LIBRARY_NAME))
     except (HfHubHTTPError, OSError, ValueError) as error:  # not cached and no network, no such repository
         offline = ", HF_HUB_OFFLINE=1" if huggingface_hub.constants.HF_HUB_OFFLINE else ""
+        cache, reason = huggingface_hub.constants.HF_HUB_CACHE, f"{type(error).__name__}{offline}"
         raise CheckpointError(
-            f"{repo_id}: this Hub repository is not in the Hugging Face cache {huggingface_hub.constants.HF_HUB_CACHE} "
-            f"and cannot be downloaded ({type(error).__name__}{offline}): run once with a network (and a token for "
-            f"a private one) to cache it, copy a cache that has it to HF_HOME or HF_HUB_CACHE, or give a folder "
+            f"{repo_id}: no file or folder of this name, and this Hub repository is not in the Hugging Face cache "
+            f"{cache} and cannot be downloaded ({reason}): run once with a network (and a token for "
+            "a private one) to cache it, copy a cache that has it to HF_HOME or HF_HUB_CACHE, or give a folder "
             "written by save_pretrained or 'mms2s export --format hub'"
         ) from None
 
