@@ -20,10 +20,11 @@ from hub_fixtures import LINES, LOAD_AND_PRINT, outputs, write_checkpoints, writ
 from pretrained_fixtures import REPO_ROOT, REVISION, json_lines, offline_env, run_offline
 
 import multimodal_s2s as mms
+from multimodal_s2s import outputs as outputs_module
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.checkpoint import CheckpointError, Task, TrainingData
 from multimodal_s2s.checkpoint.hub import CONFIG_NAME, TIED_KEY, WEIGHTS_NAME
-from multimodal_s2s.outputs import OutputError
+from multimodal_s2s.outputs import OutputError, write_folder
 from multimodal_s2s.pipelines import PIPELINES
 
 CLI = "import sys\nfrom multimodal_s2s.apps.cli import main\nsys.exit(main(sys.argv[1:]))"
@@ -187,6 +188,21 @@ def test_save_pretrained_writes_a_folder_whole_and_over_files_only_when_asked(sa
     assert (folder / WEIGHTS_NAME).read_bytes() == b"old"
     pipeline.save_pretrained(folder, overwrite=True)
     assert (folder / ".git").is_dir() and mms.load_pipeline(folder, device="cpu").header.task == Task.SEGMENTATION
+
+
+def test_a_folder_that_fails_half_written_leaves_nothing(tmp_path, monkeypatch):
+    written = []
+
+    def write_or_fail(path, write):  # the second file cannot be written (a full disk, say)
+        if written:
+            raise OutputError(f"{path}: could not be written (No space left on device)")
+        written.append(path)
+        Path(path).write_bytes(b"")
+
+    monkeypatch.setattr(outputs_module, "atomic_write", write_or_fail)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_folder(tmp_path / "model", {CONFIG_NAME: b"{}", WEIGHTS_NAME: b""})
+    assert written and list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
 
 
 def test_the_model_card_says_what_the_model_is_and_how_to_load_it(saved, tmp_path):
