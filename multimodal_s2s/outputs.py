@@ -10,6 +10,7 @@ file or the new one, never a truncated file under the final name.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -49,9 +50,49 @@ def _file_mode(path: Path) -> int:
     """The mode a new file gets here: an existing target's own, else 0666 less the process's umask."""
     if path.exists():
         return path.stat().st_mode & 0o777
+    return 0o666 & ~_umask()
+
+
+def write_folder(folder: str | os.PathLike, files: dict[str, bytes], overwrite: bool = False) -> Path:
+    """Write ``files`` (name -> bytes) into ``folder``. A new or empty folder is written whole beside it and
+    renamed into place (a crash leaves no half-written folder under its name); a folder with files is
+    refused unless ``overwrite``, which replaces the named files one by one, atomically, and keeps the others
+    (e.g. a git clone's ``.git``). OutputError (one line naming the folder) when it cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: not written, it is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise OutputError(
+                f"{folder}: not written, the folder has files (overwrite=True or --overwrite replaces them)"
+            )
+        for name, data in files.items():
+            atomic_write(folder / name, lambda file, data=data: file.write(data))
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".partial"))
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write here ({error.strerror or error})") from None
+    try:
+        for name, data in files.items():
+            atomic_write(staging / name, lambda file, data=data: file.write(data))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+        if folder.is_dir():
+            folder.rmdir()  # empty: checked above
+        os.replace(staging, folder)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise OutputError(f"{folder}: could not be written ({error.strerror or error})") from None
+        raise
+    return folder
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -28,7 +28,7 @@ from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, ImageLoadError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or folders whose images to caption")
-    add_checkpoint_arguments(parser, "a captioning checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a captioning checkpoint (.ckpt), Hub folder or Hub repository id")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
     parser.add_argument("--n-best", type=int, default=None, help="alternatives in --json output (default: beam size)")
     parser.add_argument(

@@ -12,6 +12,12 @@ writing, the file is run in onnxruntime (when installed) at the training size an
 and compared with PyTorch.
 Text-out checkpoints are not exported yet. An existing --out file is replaced only with
 --overwrite; the file is written atomically.
+
+    mms2s export --checkpoint runs/.../best.ckpt --format hub --out my-model/ [--overwrite]
+
+writes a checkpoint of any task as a Hub folder (config.json, model.safetensors, tokenizer files, a
+README.md model card: ``Pipeline.save_pretrained``), ready for ``hf upload USER/NAME my-model/`` and for
+``--checkpoint my-model/`` of every app; a folder with files is written into only with --overwrite.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, r
 from multimodal_s2s.errors import first_line
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write
+from multimodal_s2s.pipelines import load_pipeline
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "hub")
 DEFAULT_OPSET = 18
 VERIFY_BATCH = 2
 #: The second size checked, as (extra rows, extra columns) over the export size, in multiples of this.
@@ -40,15 +47,17 @@ TOLERANCE = 1e-3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(parser, "a segmentation checkpoint (.ckpt)", device=False)
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx)")
-    parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
+    add_checkpoint_arguments(parser, "a checkpoint (.ckpt; onnx: segmentation only)", device=False)
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx, or hub: a Hub folder)")
+    parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx (hub: a folder)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "hub":
+        return export_hub(args)
     out = Path(args.out)
     problem = OutputPlan([args.checkpoint], args.overwrite).claim(out)
     if problem is not None:
@@ -78,6 +87,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"onnxruntime vs PyTorch at {size}: max |difference| {difference:.2e}")
     if max(differences.values()) > TOLERANCE:
         return fail(f"{out}: onnxruntime outputs differ from PyTorch by more than {TOLERANCE}", EXIT_FAILED)
+    return 0
+
+
+def export_hub(args: argparse.Namespace) -> int:
+    """--format hub: the checkpoint (any task) as a Hub folder at --out."""
+    try:
+        pipeline = load_pipeline(args.checkpoint, device="cpu")
+        folder = pipeline.save_pretrained(args.out, overwrite=args.overwrite)
+    except (CheckpointError, OutputError) as error:  # the checkpoint, or the folder, cannot be used
+        return fail(str(error))
+    files = ", ".join(sorted(path.name for path in folder.iterdir()))
+    print(f"wrote the {pipeline.task.value} Hub folder {folder} ({files}): --checkpoint {folder} loads it")
     return 0
 
 

@@ -29,7 +29,7 @@ from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, ImageLoadError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or folders whose images to segment")
-    add_checkpoint_arguments(parser, "a segmentation checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a segmentation checkpoint (.ckpt), Hub folder or Hub repository id")
     add_output_arguments(parser, "the PNGs")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="opacity of the colours in overlays")
     parser.add_argument(

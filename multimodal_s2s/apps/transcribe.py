@@ -71,7 +71,7 @@ def optional(kind: type[float] | type[int]):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", help="audio files, or folders whose audio files to transcribe")
-    add_checkpoint_arguments(parser, "a speech-recognition checkpoint (.ckpt)")
+    add_checkpoint_arguments(parser, "a speech-recognition checkpoint (.ckpt), Hub folder or Hub repository id")
     parser.add_argument("--output-format", "--format", dest="output_format", default="txt",
                         choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")
     add_output_arguments(parser, "transcripts")

@@ -6,7 +6,9 @@
 
 Every pipeline has ``from_checkpoint(path, device="auto")``, is called on a list of inputs (paths or
 in-memory objects), batches inside and returns typed results; ``load_pipeline`` picks the class from
-the checkpoint's task. The names below are imported when first used (PEP 562), so that an app that
+the checkpoint's task. Both also take a Hub folder or a Hub repository id (``from_pretrained`` is the
+same under huggingface_hub's name), which ``save_pretrained`` and ``push_to_hub`` write (``checkpoint.hub``).
+The names below are imported when first used (PEP 562), so that an app that
 needs only the options of one pipeline (``mms2s transcribe --help``) does not load every model.
 """
 

@@ -1,4 +1,5 @@
-"""``load_pipeline``: the pipeline class of a checkpoint's task, built from the checkpoint alone."""
+"""``load_pipeline``: the pipeline class of a checkpoint's task, built from the checkpoint alone (a file, a
+Hub folder or a Hub repository id)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from multimodal_s2s.checkpoint import Task, read_checkpoint
+from multimodal_s2s.checkpoint import Task
+from multimodal_s2s.checkpoint.hub import read_model
 from multimodal_s2s.pipelines.base import Pipeline
 from multimodal_s2s.pipelines.captioning import Captioner
 from multimodal_s2s.pipelines.segmentation import Segmenter
@@ -22,6 +24,7 @@ PIPELINES: dict[Task, type[Pipeline]] = {
 
 
 def load_pipeline(path: str | Path, device: str | torch.device = "auto") -> Pipeline:
-    """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator)."""
-    checkpoint = read_checkpoint(path)
+    """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator); ``path``: a
+    checkpoint file, a Hub folder or a Hub repository id ("user/name"), as ``Pipeline.from_checkpoint`` takes."""
+    checkpoint = read_model(path)
     return PIPELINES[checkpoint.header.task](checkpoint, device)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from multimodal_s2s.checkpoint import Checkpoint
+from multimodal_s2s.checkpoint import CTC_HEAD_PREFIX, Checkpoint
 from multimodal_s2s.decoding import CTCHybridRanker, DecodingOptions, DecodingResult, decode_encoded
 from multimodal_s2s.models.from_checkpoint import ctc_head_from_checkpoint
 from multimodal_s2s.pipelines.text import TextOutPipeline
@@ -60,6 +60,11 @@ class WindowDecodingPipeline(TextOutPipeline):
         audio = self.header.preprocessing
         self.max_seconds = min(audio.max_seconds, MAX_WINDOW_SECONDS)
         self.merge_seconds = min(audio.median_seconds, self.max_seconds)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The model's weights and the CTC head's (``ctc_head.*``) when it has one."""
+        head = {} if self.ctc_head is None else self.ctc_head.state_dict()
+        return super().weights() | {f"{CTC_HEAD_PREFIX}{key}": value for key, value in head.items()}
 
     def window_options(self, beam_size: int | None = None, window_seconds: float | None = None) -> DecodingOptions:
         """Decoding options for windows of up to ``window_seconds`` (default: the longest window)."""
