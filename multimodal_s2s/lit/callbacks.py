@@ -4,9 +4,10 @@
 fit began) and writes ``curve.json`` and ``curve.png`` into the run's ``version_N`` folder, so a user sees
 where the budget went. Its points live in the checkpoints too: a resumed run goes on with its curve and clock.
 
-``AverageCheckpoints`` keeps the weights of the last ``last`` validations (CPU copies) and writes their mean
-as ``checkpoints/averaged.ckpt`` when the fit ends (fairseq's ``average_checkpoints.py``, without the
-files in between): a suite checkpoint that ``mms2s validate/test --ckpt_path`` and the pipelines read.
+``AverageCheckpoints`` keeps the weights at the end of the last ``last`` training epochs (CPU copies) and
+writes their mean as ``checkpoints/averaged.ckpt`` when the fit ends (fairseq's ``average_checkpoints.py``
+over its epoch checkpoints, without the files in between): a suite checkpoint that
+``mms2s validate/test --ckpt_path`` and the pipelines read.
 """
 
 from __future__ import annotations
@@ -101,18 +102,16 @@ def plot_curve(points: list[dict[str, float]]) -> bytes:
 
 
 class AverageCheckpoints(L.Callback):
-    """The mean of the module's weights at its last ``last`` validations, written when the fit ends as
-    ``<checkpoint dir>/averaged.ckpt`` with the module's header (no metrics: score it with ``mms2s test``).
-    Integer buffers (counters) are the latest validation's. Costs ``last`` CPU copies of the weights."""
+    """The mean of the module's weights at the end of its last ``last`` training epochs, written when the fit
+    ends as ``<checkpoint dir>/averaged.ckpt`` with the module's header (no metrics: score it with ``mms2s test``).
+    Integer buffers (counters) are the latest epoch's. Costs ``last`` CPU copies of the weights."""
 
     def __init__(self, last: int = 5) -> None:
         if isinstance(last, bool) or not isinstance(last, int) or last < 1:
             raise ValueError(f"AverageCheckpoints last must be an integer >= 1, got {last!r}")
         self.kept: deque[dict[str, Tensor]] = deque(maxlen=last)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not fitting(trainer):
-            return
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.kept.append({key: value.detach().to("cpu", copy=True) for key, value in pl_module.state_dict().items()})
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
