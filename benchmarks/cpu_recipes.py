@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", choices=sorted(RECIPES))
     parser.add_argument("--minutes", type=float, help="wall-clock cap of the fit (default: the recipe's)")
     parser.add_argument("--out", type=Path, help="the JSON report (default benchmarks/results/cpu_<recipe>.json)")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: options for mms2s fit")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, overrides = parser.parse_args(argv[:split]), argv[split + 1 :]  # after --: options for mms2s fit
     recipe = RECIPES[args.recipe]
-    overrides = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
     RUNS.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"cpu_{args.recipe}_", dir=RUNS))
     trained = fit(recipe, run_dir, args.minutes, overrides)
