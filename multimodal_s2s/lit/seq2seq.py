@@ -121,12 +121,12 @@ class Seq2SeqModule(SuiteModule):
         self.model = build_model(header.model)
         ngram = self.hparams.get("no_repeat_ngram_size")  # the recipe's, else the checkpoint's
         ngram = header.decoding.no_repeat_ngram_size if ngram is None else ngram
-        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram)
+        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram, **header.decoding.rules())
         info = self.model.encoder.info
         self.ctc_head = new_ctc_head(header, info.out_dim)
         self.audio_features = None
         if info.modality == Modality.AUDIO:
-            self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment)
+            self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment, header.preprocessing.log_mel)
 
     def encoder_inputs(self, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """What the encoder reads: audio waveforms (B, S) become log-mel (B, n_mels, frames); else unchanged."""
