@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, CheckpointHe
 from multimodal_s2s.errors import first_line
 from multimodal_s2s.outputs import atomic_write
 
+#: What Lightning reads first in any checkpoint it restores (``mms2s validate|test --ckpt_path OUT``).
+LIGHTNING_VERSION_KEY = "pytorch-lightning_version"
 #: An HF folder's weights, best first: safetensors never runs code; the .bin is read with weights_only.
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -58,7 +61,8 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
 
 def write_suite_checkpoint(out: Path, header: CheckpointHeader, model: nn.Module) -> None:
     """``model``'s weights and ``header`` as a suite checkpoint at ``out``, written atomically (a temporary
-    file renamed into place; OutputError when it cannot be written)."""
+    file renamed into place; OutputError when it cannot be written). It names the Lightning version, as
+    Lightning's own checkpoints do, so that ``mms2s validate`` and ``test`` take it as ``--ckpt_path``."""
     state_dict = {MODEL_PREFIX + key: value for key, value in model.state_dict().items()}
-    checkpoint = {"state_dict": state_dict, CHECKPOINT_KEY: header.to_dict()}
+    checkpoint = {"state_dict": state_dict, CHECKPOINT_KEY: header.to_dict(), LIGHTNING_VERSION_KEY: version("lightning")}
     atomic_write(out, lambda file: torch.save(checkpoint, file))

@@ -57,6 +57,8 @@ class Seq2SeqModule(SuiteModule):
         spec_augment: audio encoders: keyword arguments of ``audio.SpecAugment`` (None: its defaults).
             Audio batches carry waveforms; ``audio.AudioFeatures`` turns them into normalized log-mel
             on the module's device (SpecAugment in training only) before the encoder, everywhere.
+        init_checkpoint: a suite checkpoint to fine-tune (``mms2s import`` output, or an earlier run): its
+            model, weights, tokenizer, preprocessing and decoding rules replace the recipe's (``lit.base``).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Seq2SeqModule(SuiteModule):
         spec_augment: dict[str, Any] | None = None,
         freeze_encoder_epochs: int = 0,
         encoder_lr_scale: float = 1.0,
+        init_checkpoint: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
