@@ -215,7 +215,9 @@ class TransformerDecoder(nn.Module):
         self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
         self.embedding = token_embedding(vocab_size, d_model)
-        self.positions = SinusoidalPositions(d_model) if positions == "sinusoidal" else LearnedPositions(max_positions, d_model)
+        self.positions = (
+            SinusoidalPositions(d_model) if positions == "sinusoidal" else LearnedPositions(max_positions, d_model)
+        )
         self.register_buffer("prompt", torch.tensor(list(prompt), dtype=torch.long), persistent=False)
         self.embed_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(

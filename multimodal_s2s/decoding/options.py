@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-
 #: How a beam search finishes hypotheses (``decoding.beam``): HF's rule, or whisper's ``BeamSearchDecoder``.
 BEAM_RULES = ("hf", "whisper")
 

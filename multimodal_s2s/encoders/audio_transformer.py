@@ -23,10 +23,9 @@ training (30 s = 3000 frames and beyond) work. Padded frames never change valid 
 from __future__ import annotations
 
 import math
-
-import torch
 from functools import partial
 
+import torch
 from timm.layers import LayerNorm as TimmLayerNorm
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
@@ -200,7 +199,8 @@ class AudioTransformerEncoder(Encoder):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, not {frontend!r}")
-        min_mels = {"conv": min_conv_size(SUBSAMPLING_FACTORS.get(subsampling, 2)), "patch": PATCH_SIZE}.get(frontend, 1)
+        conv_mels = min_conv_size(SUBSAMPLING_FACTORS.get(subsampling, 2))
+        min_mels = {"conv": conv_mels, "patch": PATCH_SIZE}.get(frontend, 1)
         if n_mels < min_mels:
             raise ValueError(f"the {frontend} frontend needs n_mels >= {min_mels}, got {n_mels}")
         if d_model % num_heads:

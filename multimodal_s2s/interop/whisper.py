@@ -47,7 +47,8 @@ HF_DIMS = {"n_mels": "num_mel_bins", "n_audio_ctx": "max_source_positions", "n_a
 HF_ARCHITECTURES = ("WhisperForConditionalGeneration", "WhisperModel")
 #: HF Whisper's parameter names -> whisper's (the inverse of HF's convert_openai_to_hf script).
 HF_RENAMES = [
-    (r"^model\.", ""), (r"^proj_out\.weight$", ""), (r"\.layers\.", ".blocks."), (r"encoder_attn_layer_norm", "cross_attn_ln"),
+    (r"^model\.", ""), (r"^proj_out\.weight$", ""), (r"\.layers\.", ".blocks."),
+    (r"encoder_attn_layer_norm", "cross_attn_ln"),
     (r"self_attn_layer_norm", "attn_ln"), (r"final_layer_norm", "mlp_ln"), (r"encoder_attn\.", "cross_attn."),
     (r"self_attn\.", "attn."), (r"q_proj", "query"), (r"k_proj", "key"), (r"v_proj", "value"), (r"out_proj", "out"),
     (r"\.fc1\.", ".mlp.0."), (r"\.fc2\.", ".mlp.2."), (r"^encoder\.layer_norm", "encoder.ln_post"),
@@ -137,7 +138,7 @@ def read_whisper_file(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         raise ImportFailed(f"{path}: unreadable or truncated (not a whisper checkpoint? {first_line(error)})") from None
     if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= set(checkpoint):
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ImportFailed(f"{path}: not a whisper checkpoint (expected the keys dims and model_state_dict, got {keys})")
+        raise ImportFailed(f"{path}: not a whisper checkpoint (expected keys dims and model_state_dict, got {keys})")
     dims, weights = checkpoint["dims"], checkpoint["model_state_dict"]
     if not isinstance(dims, dict) or not isinstance(weights, dict):
         raise ImportFailed(f"{path}: dims and model_state_dict must be dicts")
@@ -152,7 +153,8 @@ def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         raise ImportFailed(f"{config_path}: model_type is {config.get('model_type')!r}, not 'whisper'")
     architectures = config.get("architectures") or list(HF_ARCHITECTURES[:1])
     if not set(architectures) & set(HF_ARCHITECTURES):
-        raise ImportFailed(f"{config_path}: architectures {architectures} include none of {', '.join(HF_ARCHITECTURES)}")
+        known = ", ".join(HF_ARCHITECTURES)
+        raise ImportFailed(f"{config_path}: architectures {architectures} include none of {known}")
     problems = {
         "d_model": config.get("encoder_ffn_dim") != 4 * config.get("d_model", 0)
         or config.get("decoder_ffn_dim") != 4 * config.get("d_model", 0),
@@ -185,7 +187,8 @@ def check_dims(dims: dict[str, Any], path: Path) -> None:
         or dims["n_audio_state"] < 4,
         f"n_audio_state is not divisible by n_audio_head {dims['n_audio_head']}":
             dims["n_audio_state"] % dims["n_audio_head"],
-        f"n_text_state is not divisible by n_text_head {dims['n_text_head']}": dims["n_text_state"] % dims["n_text_head"],
+        f"n_text_state is not divisible by n_text_head {dims['n_text_head']}":
+            dims["n_text_state"] % dims["n_text_head"],
         f"n_audio_ctx {dims['n_audio_ctx']} is not whisper's 30 s (1500 rows)": 2 * dims["n_audio_ctx"]
         != MAX_WINDOW_SECONDS * SAMPLE_RATE // 160,
         f"n_text_ctx {dims['n_text_ctx']} leaves no room to decode after the prompt": dims["n_text_ctx"] < 16,
@@ -209,7 +212,8 @@ def suite_config(dims: dict[str, Any], tokenizer: Any, language: str) -> ModelCo
         "dropout": 0.0, "tie_embeddings": True, "scale_embedding": False, "positions": "learned",
         "max_positions": dims["n_text_ctx"], "prompt": [tokenizer.token_id(token) for token in prompt],
     }
-    return ModelConfig("audio_transformer_base", "transformer", encoder_args, decoder_args, vocab_size=tokenizer.vocab_size)
+    vocab_size = tokenizer.vocab_size
+    return ModelConfig("audio_transformer_base", "transformer", encoder_args, decoder_args, vocab_size=vocab_size)
 
 
 def suite_weights(weights: dict[str, Tensor], dims: dict[str, Any], order: list[int]) -> dict[str, Tensor]:
@@ -240,8 +244,9 @@ def suite_weights(weights: dict[str, Tensor], dims: dict[str, Any], order: list[
         )
         renames.update({ours + "self_attention.out": theirs + "attn.out", ours + "self_norm": theirs + "attn_ln",
                         ours + "cross_attention.query": theirs + "cross_attn.query",
-                        ours + "cross_attention.out": theirs + "cross_attn.out", ours + "cross_norm": theirs + "cross_attn_ln",
-                        ours + "mlp.0": theirs + "mlp.0", ours + "mlp.3": theirs + "mlp.2", ours + "mlp_norm": theirs + "mlp_ln"})
+                        ours + "cross_attention.out": theirs + "cross_attn.out",
+                        ours + "cross_norm": theirs + "cross_attn_ln", ours + "mlp.0": theirs + "mlp.0",
+                        ours + "mlp.3": theirs + "mlp.2", ours + "mlp_norm": theirs + "mlp_ln"})
     for ours, theirs in renames.items():
         for kind in ("weight", "bias"):
             out[f"{ours}.{kind}"] = weights.pop(f"{theirs}.{kind}")

@@ -41,16 +41,14 @@ def tokenizer_for(n_vocab: int, path: Path) -> WhisperTokenizer:
     except (OSError, TokenizerFormatError) as error:
         raise ImportFailed(f"{ranks}: whisper's vocabulary file cannot be read ({error})") from None
     if n_vocab < ENGLISH_VOCAB or tokenizer.vocab_size != n_vocab:
-        raise ImportFailed(f"{path}: n_vocab {n_vocab} is no whisper vocabulary (51864 English-only, 51865 + languages)")
+        raise ImportFailed(f"{path}: n_vocab {n_vocab} is no whisper vocabulary (51864 English-only, 51865 and up)")
     return tokenizer
 
 
 def suppression(tokenizer: WhisperTokenizer) -> dict[str, tuple[int, ...]]:
     """whisper's decoding rules in suite ids: ``suppress_tokens`` (its default "-1": the non-speech tokens, the
     task and start tokens and no-speech) and ``suppress_at_start`` (``SuppressBlank``: a space, EOS)."""
-    original = _whisper().get_tokenizer(
-        tokenizer.multilingual, num_languages=len(tokenizer.languages), language="en" if tokenizer.multilingual else None
-    )
+    original = _whisper().get_tokenizer(tokenizer.multilingual, num_languages=len(tokenizer.languages))
     banned = {*original.non_speech_tokens, original.transcribe, original.translate, original.sot, original.sot_prev,
               original.sot_lm, original.no_speech}
     at_start = [*original.encode(" "), original.eot]

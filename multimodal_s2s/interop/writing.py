@@ -64,5 +64,7 @@ def write_suite_checkpoint(out: Path, header: CheckpointHeader, model: nn.Module
     file renamed into place; OutputError when it cannot be written). It names the Lightning version, as
     Lightning's own checkpoints do, so that ``mms2s validate`` and ``test`` take it as ``--ckpt_path``."""
     state_dict = {MODEL_PREFIX + key: value for key, value in model.state_dict().items()}
-    checkpoint = {"state_dict": state_dict, CHECKPOINT_KEY: header.to_dict(), LIGHTNING_VERSION_KEY: version("lightning")}
+    checkpoint = {
+        "state_dict": state_dict, CHECKPOINT_KEY: header.to_dict(), LIGHTNING_VERSION_KEY: version("lightning")
+    }
     atomic_write(out, lambda file: torch.save(checkpoint, file))

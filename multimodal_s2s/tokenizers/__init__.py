@@ -1,4 +1,5 @@
-"""Tokenizers (character, word, byte-level BPE, SentencePiece, whisper's tiktoken) with one JSON format: ``save`` / ``load_tokenizer``.
+"""Tokenizers (character, word, byte-level BPE, SentencePiece, whisper's tiktoken) with one JSON format:
+``save`` / ``load_tokenizer``.
 
 All put the special tokens of ``types.SPECIAL_TOKENS`` at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3).
 """

@@ -13,7 +13,6 @@ from multimodal_s2s.decoding import DecodingOptions, DecodingOptionsError, decod
 from multimodal_s2s.decoding.filters import NEVER_GENERATED, SuppressAtStart
 from multimodal_s2s.types import BOS_ID, EOS_ID
 
-
 #: whisper's ranker divides with numpy, which warns about torch scalars.
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
 
@@ -82,7 +81,8 @@ def test_suppressed_tokens_never_appear_and_blank_waits_for_the_second_step():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"beam_rule": "fairseq"}, "beam_rule must be one of hf, whisper"),
-     ({"suppress_tokens": [3]}, "suppress_tokens must be a tuple"), ({"suppress_at_start": (-1,)}, "suppress_at_start")],
+     ({"suppress_tokens": [3]}, "suppress_tokens must be a tuple"),
+     ({"suppress_at_start": (-1,)}, "suppress_at_start")],
 )
 def test_bad_rule_options_raise_clear_errors(kwargs, message):
     with pytest.raises(DecodingOptionsError, match=message):

@@ -36,7 +36,8 @@ def test_encode_and_decode_as_whisper_does(pair):
         assert ours.to_whisper(ids) == theirs.encode(text if text.startswith(" ") else " " + text)
         assert ours.decode(ids) == text.strip()
     with_specials = [BOS_ID, *ours.encode("hi"), ours.token_id("<|0.00|>"), EOS_ID]
-    assert ours.decode(with_specials) == "hi" and ours.encode("hi", add_special=True)[::len(with_specials) - 2] == [1, 2]
+    assert ours.decode(with_specials) == "hi"
+    assert ours.encode("hi", add_special=True) == [BOS_ID, *ours.encode("hi"), EOS_ID]
 
 
 def test_round_trip_through_a_dict(pair):
