@@ -1,12 +1,17 @@
 """Import another library's checkpoint as a self-contained suite checkpoint.
 
     mms2s import marian path/to/opus-mt-en-de en-de.ckpt [--overwrite]
+    mms2s import whisper ~/.cache/whisper/tiny.pt tiny.ckpt
+    mms2s import whisper openai-whisper:tiny tiny.ckpt
 
 KIND names the importer (``IMPORTERS``); SOURCE is what it reads (for ``marian``: an HF Marian folder with
-config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json). Nothing is
+config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json; for
+``whisper``: a whisper .pt file, an HF Whisper folder, or a model name that whisper's loader finds in its
+cache or downloads). Nothing is
 unpickled (safetensors, or torch.load with weights_only). OUT is written atomically and only when the
 import succeeded; an existing OUT is replaced only with --overwrite. The result works with every suite
-path: ``mms2s translate --checkpoint OUT``, ``Translator.from_checkpoint(OUT)``.
+path: ``mms2s translate --checkpoint OUT``, ``Translator.from_checkpoint(OUT)``; ``mms2s transcribe
+--checkpoint OUT``, ``Transcriber.from_checkpoint(OUT)``, ``mms2s fit`` with ``model.init_checkpoint: OUT``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from multimodal_s2s.outputs import OutputError, OutputPlan
 #: kind -> (module with ``import_checkpoint(source) -> (CheckpointHeader, model)``, what SOURCE is)
 IMPORTERS: dict[str, tuple[str, str]] = {
     "marian": ("multimodal_s2s.interop.marian", "an HF Marian (OPUS-MT) folder"),
+    "whisper": (
+        "multimodal_s2s.interop.whisper",
+        "an openai-whisper .pt file, an HF Whisper folder, or openai-whisper:NAME (e.g. openai-whisper:tiny)",
+    ),
 }
 
 

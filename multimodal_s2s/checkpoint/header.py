@@ -68,6 +68,8 @@ class AudioPreprocessing:
         silence_pad_seconds: the most digital silence training put before and after each utterance (the
             recipe's ``data.silence_pad``; 0: none, or not recorded): transcription windows keep as much
             after speech (``Transcriber.default_pad_after_seconds``).
+        log_mel: the features' front end (``preprocessing.audio.AudioFeatures``): "normalized" (the suite's)
+            or "whisper" (whisper's 30 s log-mel: imported whisper models), in training and inference alike.
     """
 
     sample_rate: int
@@ -75,6 +77,7 @@ class AudioPreprocessing:
     median_seconds: float
     tokens_per_second: float
     silence_pad_seconds: float = 0.0
+    log_mel: str = "normalized"
 
     def __post_init__(self) -> None:
         if not is_seconds(self.silence_pad_seconds):
@@ -90,13 +93,27 @@ def is_seconds(value: Any) -> bool:
 class DecodingDefaults:
     """The decoding options used in validation: the pipelines' defaults. ``no_repeat_ngram_size`` None
     (a header that does not record it) becomes the task's default in ``CheckpointHeader``;
-    ``end_at_max_length``: see ``DecodingOptions`` (imported Marian models set it)."""
+    ``end_at_max_length``: see ``DecodingOptions`` (imported Marian models set it); ``suppress_tokens``,
+    ``suppress_at_start`` and ``beam_rule``: see ``DecodingOptions`` (imported whisper models set them: its
+    suppression rules and beam search), the model's rules, which every decoding of it follows (``rules``)."""
 
     beam_size: int = 1
     max_length: int = 64
     length_penalty: float = 1.0
     no_repeat_ngram_size: int | None = None
     end_at_max_length: bool = False
+    suppress_tokens: tuple[int, ...] = ()
+    suppress_at_start: tuple[int, ...] = ()
+    beam_rule: str = "hf"
+
+    def __post_init__(self) -> None:
+        for name in ("suppress_tokens", "suppress_at_start"):  # lists when read back from JSON
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def rules(self) -> dict[str, Any]:
+        """The ``DecodingOptions`` fields that belong to the model, not to a search: suppression, beam rule."""
+        return {"suppress_tokens": self.suppress_tokens, "suppress_at_start": self.suppress_at_start,
+                "beam_rule": self.beam_rule}
 
 
 #: The repeated n-gram ban of captions and translations in words or BPE pieces, on by default: it stops

@@ -15,7 +15,9 @@ Formats (``ASRDataModule(format=...)``):
 Each example is ``{"inputs": (S,) float32 waveform at 16 kHz, "target": str, "references": [str], "id": str}``
 (the id is the audio file):
 the target is the transcript after ``metrics.text.normalize_transcript`` (lower case, punctuation but
-apostrophes removed), the reference is the transcript as written (WER/CER normalize it the same way).
+apostrophes removed), or, for whisper's tokenizer (an imported whisper model being fine-tuned), the
+transcript as written with its white space collapsed, as whisper was trained on cased and punctuated text
+(``target_normalizer``); the reference is the transcript as written (WER/CER normalize it the same way).
 ``data.text_batches.TextTargetCollator`` pads the waveforms into ``inputs`` (B, S) + ``lengths`` (B,).
 Training batches gather utterances of similar duration (so that padding stays small), in random order.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from multimodal_s2s.data.translation import train_tokenizer
 from multimodal_s2s.metrics.text import normalize_transcript
 from multimodal_s2s.preprocessing.audio import SAMPLE_RATE, AudioLoadError, load_audio
 from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES
-from multimodal_s2s.tokenizers import Tokenizer
+from multimodal_s2s.tokenizers import Tokenizer, WhisperTokenizer
 
 FORMATS = ("espeak", "librispeech", "manifest", "fsdd")
 TOKENIZERS = ("char", "bpe")
@@ -152,19 +154,38 @@ def read_fsdd(root: str | Path, indices: Sequence[int]) -> list[Utterance]:
     return utterances
 
 
+def written_transcript(text: str) -> str:
+    """The transcript as written, white space collapsed: whisper's targets."""
+    return " ".join(text.split())
+
+
+def target_normalizer(tokenizer: Tokenizer | None) -> Callable[[str], str]:
+    """How transcripts become targets for ``tokenizer``: as written for whisper's (its models write case and
+    punctuation), ``normalize_transcript`` for the suite's own."""
+    return written_transcript if isinstance(tokenizer, WhisperTokenizer) else normalize_transcript
+
+
 class SpeechDataset(Dataset):
     """Utterances -> examples (see the module docstring), decoded on access.
 
     ``cache_audio`` keeps each decoded waveform in memory (16-bit) after its first read: worth it when
     decoding (opus, mp3) costs more than training on it, and the corpus fits in RAM (1 h = 115 MB);
     with loader workers each worker holds its own cache. ``silence_pad``: up to this many seconds of
-    silence (uniform, drawn on every access) before and after each waveform.
+    silence (uniform, drawn on every access) before and after each waveform. ``normalize``: transcript ->
+    target text (``target_normalizer``).
     """
 
-    def __init__(self, utterances: Sequence[Utterance], cache_audio: bool = False, silence_pad: float = 0.0):
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        cache_audio: bool = False,
+        silence_pad: float = 0.0,
+        normalize: Callable[[str], str] = normalize_transcript,
+    ):
         if not utterances:
             raise ValueError("no utterances")
         self.utterances = list(utterances)
+        self.normalize = normalize
         self.cache: dict[int, np.ndarray] | None = {} if cache_audio else None
         self.max_pad_samples = round(silence_pad * SAMPLE_RATE)
 
@@ -188,7 +209,7 @@ class SpeechDataset(Dataset):
             waveform = F.pad(waveform, (before, after))
         return {
             "inputs": waveform,
-            "target": normalize_transcript(utterance.text),
+            "target": self.normalize(utterance.text),
             "references": [utterance.text],
             "id": str(utterance.audio_path),
         }
@@ -274,6 +295,8 @@ class ASRDataModule(SuiteDataModule):
     def use_header(self, header: CheckpointHeader) -> None:
         """The checkpoint's tokenizer and preprocessing replace the ones learned from the training split."""
         super().use_header(header)
+        if header.tokenizer != self.tokenizer:
+            self.datasets.clear()  # built for another tokenizer's targets
         self.tokenizer, self.preprocessing = header.tokenizer, header.preprocessing
 
     def setup(self, stage: str | None = None) -> None:
@@ -315,7 +338,8 @@ class ASRDataModule(SuiteDataModule):
             self.splits[split] = sorted(self.read_split(split), key=lambda u: u.duration)
         if split not in self.datasets:
             silence_pad = self.hparams.silence_pad if split == "train" else 0.0
-            self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio, silence_pad)
+            normalize = target_normalizer(self.tokenizer)
+            self.datasets[split] = SpeechDataset(self.splits[split], self.hparams.cache_audio, silence_pad, normalize)
         return self.datasets[split]
 
     def has_split(self, split: str) -> bool:

@@ -8,6 +8,7 @@ cross-attention keys/values are projected from the memory once, on the first ste
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,25 @@ from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import Emits, EncoderInfo, SequenceOutput
 
 DEFAULT_DROPOUT = 0.1
+POSITIONS = ("sinusoidal", "learned")
+#: Rows of a learned position table by default (whisper's n_text_ctx).
+MAX_POSITIONS = 448
+
+
+class LearnedPositions(nn.Module):
+    """Adds row ``offset + i`` of a learned table (max_positions, D) to position i of x (B, L, D) (whisper's
+    decoder positions); InputError past the table."""
+
+    def __init__(self, max_positions: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_positions, dim))
+        nn.init.normal_(self.weight, std=dim**-0.5)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.shape[1]
+        if end > self.weight.shape[0]:
+            raise InputError(f"decoder positions up to {end}, the learned table has {self.weight.shape[0]}")
+        return x + self.weight[offset:end].to(x.dtype)
 
 
 def check_tokens(tokens: Tensor, batch: int | None = None) -> None:
@@ -157,6 +177,10 @@ class TransformerDecoder(nn.Module):
     Marian's layout (``interop.marian``): ``normalize_before=False`` (post-LN blocks), ``final_norm=False``
     (no LayerNorm after the last block), ``scale_embedding=False`` (embeddings times 1), ``activation``
     (gelu, relu, swish) and ``output_bias`` (a bias on the output projection: Marian's final-logits bias).
+    Options for whisper's (``interop.whisper``): ``positions="learned"`` (a table of ``max_positions`` rows)
+    and ``prompt``: token ids read after BOS at the start of every sequence (whisper's language, task and
+    no-timestamps tokens), in training and decoding alike; their outputs are dropped, so the output at BOS
+    predicts the first token after the prompt, and callers never see it.
     """
 
     def __init__(
@@ -174,8 +198,15 @@ class TransformerDecoder(nn.Module):
         scale_embedding: bool = True,
         activation: str = "gelu",
         output_bias: bool = False,
+        positions: str = "sinusoidal",
+        max_positions: int = MAX_POSITIONS,
+        prompt: Sequence[int] = (),
     ):
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, not {positions!r}")
+        if any(not 0 <= token < vocab_size for token in prompt):
+            raise ValueError(f"prompt ids {list(prompt)} must be in 0..{vocab_size - 1}")
         if encoder_info.out_dim is None or Emits.SEQUENCE not in encoder_info.emits:
             raise ValueError(f"the transformer decoder needs an encoder that emits a sequence, got {encoder_info}")
         self.memory_dim = encoder_info.out_dim
@@ -184,7 +215,10 @@ class TransformerDecoder(nn.Module):
         self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
         self.embedding = token_embedding(vocab_size, d_model)
-        self.positions = SinusoidalPositions(d_model)
+        self.positions = (
+            SinusoidalPositions(d_model) if positions == "sinusoidal" else LearnedPositions(max_positions, d_model)
+        )
+        self.register_buffer("prompt", torch.tensor(list(prompt), dtype=torch.long), persistent=False)
         self.embed_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             DecoderBlock(d_model, num_heads, ff_dim, dropout, normalize_before, activation) for _ in range(num_layers)
@@ -200,6 +234,13 @@ class TransformerDecoder(nn.Module):
         """tokens (B, L) at positions offset .. offset+L-1 -> (B, L, D)."""
         return self.embed_dropout(self.positions(self.embedding(tokens) * self.embed_scale, offset))
 
+    def _with_prompt(self, tokens: Tensor) -> Tensor:
+        """tokens (B, L) starting with BOS -> (B, L + P): the prompt inserted after BOS."""
+        if not len(self.prompt):
+            return tokens
+        prompt = self.prompt.to(tokens.device).expand(tokens.shape[0], -1)
+        return torch.cat([tokens[:, :1], prompt, tokens[:, 1:]], dim=1)
+
     def _memory(self, encoded: SequenceOutput) -> tuple[Tensor, Tensor]:
         """-> memory (B, T, D) in the model width and its bias (B, 1, 1, T)."""
         check_encoded(encoded, self.memory_dim)
@@ -211,10 +252,10 @@ class TransformerDecoder(nn.Module):
         check_tokens(tokens, encoded.memory.shape[0])
         check_token_range(tokens, self.vocab_size)
         memory, memory_bias = self._memory(encoded)
-        x = self._embed(tokens, 0)
+        x = self._embed(self._with_prompt(tokens), 0)
         for block in self.blocks:
             x, _ = block(x, block.cross_attention.project_memory(memory), memory_bias)
-        return self.output(self.final_norm(x))
+        return self.output(self.final_norm(x[:, len(self.prompt) :]))
 
     def start_cache(self, encoded: SequenceOutput, length: int, rows_per_example: int = 1) -> TransformerCache:
         """An empty cache for ``rows_per_example`` token rows per example of ``encoded``, with room for
@@ -238,11 +279,13 @@ class TransformerDecoder(nn.Module):
         g of the B examples of ``encoded`` (see ``rows_per_example``), whose memory the g rows of
         an example then share. The cache is updated in place and returned; ``cache.reorder``
         gives an independent copy. ``attention``: (N, L_new, T) cross-attention of the last
-        block, mean over heads.
+        block, mean over heads. A new cache starts with BOS: the prompt follows it (outputs not returned).
         """
+        skipped = 0
         if cache is None:
             group = rows_per_example(tokens, encoded.memory.shape[0])
             check_token_range(tokens, self.vocab_size)
+            tokens, skipped = self._with_prompt(tokens), len(self.prompt)
             cache = self.start_cache(encoded, tokens.shape[1], group)
         else:
             check_tokens(tokens, cache.rows)
@@ -255,8 +298,8 @@ class TransformerDecoder(nn.Module):
                 x, cache.cross_kv[i], cache.memory_bias, cache.self_kv.buffers[i], start, return_attention and i == last
             )
         cache.self_kv.advance(new)
-        attention = weights.mean(dim=1) if return_attention else None
-        return StepOutput(self.output(self.final_norm(x)), cache, attention)
+        attention = weights.mean(dim=1)[:, skipped:] if return_attention else None
+        return StepOutput(self.output(self.final_norm(x[:, skipped:])), cache, attention)
 
 
 @register_decoder("transformer", requires={Emits.SEQUENCE}, output="text", attends=True)
@@ -275,11 +318,14 @@ def transformer(
     scale_embedding: bool = True,
     activation: str = "gelu",
     output_bias: bool = False,
+    positions: str = "sinusoidal",
+    max_positions: int = MAX_POSITIONS,
+    prompt: Sequence[int] = (),
 ) -> TransformerDecoder:
     """Any size; the defaults are those of ``transformer_small``; the layout options are TransformerDecoder's."""
     return TransformerDecoder(
         encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings,
-        normalize_before, final_norm, scale_embedding, activation, output_bias,
+        normalize_before, final_norm, scale_embedding, activation, output_bias, positions, max_positions, prompt,
     )
 
 

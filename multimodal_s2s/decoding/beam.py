@@ -7,6 +7,11 @@ cache follows through ``cache.reorder``). An example is done when it holds K fin
 and its best live beam, scored at its current length, does not beat the worst of them (exact for
 length_penalty 0, where scores only fall; HF's default rule otherwise). At ``max_length`` the live
 beams of unfinished examples are ranked too. Everything is tensor ops over the batch.
+
+``beam_rule="whisper"`` follows whisper's ``BeamSearchDecoder`` (patience 1) instead: the EOS extensions
+that score above the K-th best non-EOS extension are finished, the first K of an example to finish are kept
+(the best first among those finishing together) and it is done with them; at ``max_length`` its best live
+beams fill the places left; scores divide by the output length without the EOS.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ def beam_search(
         model, encoded, options.max_length, options.use_cache, options.return_attention, rows_per_example=beams
     )
     constraints = constraint_filters(options)
+    whisper = options.beam_rule == "whisper"
     finished = Hypotheses.empty(batch, beams, options.max_length + 1, device)
+    counts = torch.zeros(batch, dtype=torch.long, device=device)  # finished hypotheses kept (whisper's rule)
     # Only beam 0 of each example is live at first, so the first step expands one beam per example.
     beam_sums = torch.full((batch, beams), NEG_INF, device=device)  # (B, K) summed log-probs
     beam_sums[:, 0] = 0.0
@@ -43,37 +50,43 @@ def beam_search(
         log_probs = logits.log_softmax(dim=-1)
         candidates = (beam_sums.view(-1, 1) + log_probs).view(batch, -1)  # (B, K*V)
         top_sums, top_index = candidates.topk(2 * beams, dim=1)  # (B, 2K)
-        finished = _set_aside_finished(finished, stepper, beam_sums, log_probs, top_sums, done, options)
-        beam_sums, source_beams, next_tokens = _continue_best(top_sums, top_index, log_probs.shape[1], beams)
+        next_sums, source_beams, next_tokens = _continue_best(top_sums, top_index, log_probs.shape[1], beams)
+        eos_sums = beam_sums + log_probs[:, EOS_ID].view(batch, beams)  # (B, K)
+        if whisper:
+            ends = _whisper_ends(eos_sums, next_sums[:, beams - 1 :], counts, done)
+            counts += ends.sum(dim=1)
+        else:
+            ends = (eos_sums >= top_sums[:, beams - 1 : beams]) & (eos_sums > NEG_INF) & ~done.unsqueeze(1)
+        if bool(ends.any()):
+            finished = finished.merge(_hypotheses(stepper, eos_sums, ends, stepper.generated, options, ended=True))
+        beam_sums = next_sums
         stepper.reorder((first_row + source_beams).view(-1))
         stepper.append(next_tokens.view(-1))
-        best_live = ranking_score(beam_sums[:, 0], stepper.generated, options.length_penalty)  # (B,)
-        full = finished.scores[:, -1] > NEG_INF
-        done |= (full & (best_live <= finished.scores[:, -1])) | (beam_sums[:, 0] == NEG_INF)
+        if whisper:
+            done |= counts >= beams
+        else:
+            best_live = ranking_score(beam_sums[:, 0], stepper.generated, options.length_penalty)  # (B,)
+            full = finished.scores[:, -1] > NEG_INF
+            done |= full & (best_live <= finished.scores[:, -1])
+        done |= beam_sums[:, 0] == NEG_INF
         if bool(done.all()):
             return ranked_results(finished, encoded, options, ranker)
-    live = _hypotheses(stepper, beam_sums, ~done.unsqueeze(1), options.max_length, options.length_penalty, ended=False)
+    unfinished = ~done.unsqueeze(1)
+    if whisper:  # the best live beams fill the places left
+        unfinished = unfinished & (torch.arange(beams, device=device) < (beams - counts).unsqueeze(1))
+    live = _hypotheses(stepper, beam_sums, unfinished, options.max_length, options, ended=False)
     return ranked_results(finished.merge(live), encoded, options, ranker)
 
 
-def _set_aside_finished(
-    finished: Hypotheses,
-    stepper: TokenStepper,
-    beam_sums: Tensor,
-    log_probs: Tensor,
-    top_sums: Tensor,
-    done: Tensor,
-    options: DecodingOptions,
-) -> Hypotheses:
-    """Merge into ``finished`` every beam whose EOS extension ranks in its example's top K."""
-    batch, beams = beam_sums.shape
-    eos_sums = beam_sums + log_probs[:, EOS_ID].view(batch, beams)  # (B, K)
-    kth_best = top_sums[:, beams - 1 : beams]  # (B, 1)
-    ends = (eos_sums >= kth_best) & (eos_sums > NEG_INF) & ~done.unsqueeze(1)  # (B, K)
-    if not bool(ends.any()):
-        return finished
-    ended = _hypotheses(stepper, eos_sums, ends, stepper.generated, options.length_penalty, ended=True)
-    return finished.merge(ended)
+def _whisper_ends(eos_sums: Tensor, kth_live: Tensor, counts: Tensor, done: Tensor) -> Tensor:
+    """(B, K) bool: the beams whose EOS extension (sums (B, K)) scores above the K-th best non-EOS extension
+    (B, 1), best first up to the places left (K - counts (B,)) of examples not done."""
+    beams = eos_sums.shape[1]
+    ends = (eos_sums > kth_live) & (eos_sums > NEG_INF) & ~done.unsqueeze(1)
+    scores = eos_sums.masked_fill(~ends, NEG_INF)
+    order = scores.argsort(dim=1, descending=True, stable=True)  # (B, K)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(beams, device=order.device).expand_as(order))
+    return ends & (rank < (beams - counts).unsqueeze(1))
 
 
 def _continue_best(top_sums: Tensor, top_index: Tensor, vocab: int, beams: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,12 +98,13 @@ def _continue_best(top_sums: Tensor, top_index: Tensor, vocab: int, beams: int) 
 
 
 def _hypotheses(
-    stepper: TokenStepper, sums: Tensor, valid: Tensor, out_length: int, alpha: float, ended: bool
+    stepper: TokenStepper, sums: Tensor, valid: Tensor, out_length: int, options: DecodingOptions, ended: bool
 ) -> Hypotheses:
     """The stepper's current beams as hypotheses: sums (B, K), valid (B, K) or (B, 1) bool, ``out_length``
-    output tokens each (+1 scored token for the EOS when ``ended``)."""
+    output tokens each (+1 scored token for the EOS when ``ended``, except under whisper's rule)."""
     batch, beams = sums.shape
-    scores = ranking_score(sums, out_length + int(ended), alpha).masked_fill(~valid, NEG_INF)
+    length = max(out_length, 1) if options.beam_rule == "whisper" else out_length + int(ended)
+    scores = ranking_score(sums, length, options.length_penalty).masked_fill(~valid, NEG_INF)
     attention = stepper.attention
     return Hypotheses(
         scores=scores,

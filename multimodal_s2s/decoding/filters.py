@@ -44,6 +44,16 @@ class SuppressTokens:
         return logits.index_fill(1, self.token_ids, NEG_INF)
 
 
+class SuppressAtStart:
+    """Ban ``token_ids`` at the first step only (tokens hold BOS alone): whisper's ``SuppressBlank``."""
+
+    def __init__(self, token_ids: Sequence[int]):
+        self.suppress = SuppressTokens(token_ids)
+
+    def __call__(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        return self.suppress(logits, tokens) if tokens.shape[1] == 1 else logits
+
+
 class MinLength:
     """Ban EOS until the output has ``min_length`` tokens (tokens hold BOS + the output so far)."""
 
@@ -145,7 +155,9 @@ def apply_filters(filters: Sequence[LogitFilter], logits: Tensor, tokens: Tensor
 
 def constraint_filters(options: DecodingOptions) -> list[LogitFilter]:
     """Filters that every search applies before computing log-probabilities."""
-    filters: list[LogitFilter] = [SuppressTokens(NEVER_GENERATED)]
+    filters: list[LogitFilter] = [SuppressTokens((*NEVER_GENERATED, *options.suppress_tokens))]
+    if options.suppress_at_start:
+        filters.append(SuppressAtStart(options.suppress_at_start))
     if options.min_length > 0:
         filters.append(MinLength(options.min_length))
     if options.no_repeat_ngram_size > 0:

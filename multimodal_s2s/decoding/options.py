@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+#: How a beam search finishes hypotheses (``decoding.beam``): HF's rule, or whisper's ``BeamSearchDecoder``.
+BEAM_RULES = ("hf", "whisper")
+
 
 class DecodingOptionsError(ValueError):
     """Decoding options that cannot work together or are out of range."""
@@ -32,6 +35,13 @@ class DecodingOptions:
         no_repeat_ngram_size: n > 0 bans any token that would repeat an n-gram already in the output.
         end_at_max_length: the last of the ``max_length`` steps may emit EOS only (with log-probability 0),
             so every output ends with EOS (HF's ``forced_eos_token_id``, which Marian's configs set).
+        suppress_tokens: ids banned at every step (whisper's ``suppress_tokens``; PAD and BOS always are).
+        suppress_at_start: ids banned at the first step only (whisper's ``SuppressBlank``: the space and EOS).
+        beam_rule: "hf" (the EOS extensions in the top K are finished; a search stops when no live beam can
+            beat its K finished ones; a score's length counts the EOS) or "whisper" (its ``BeamSearchDecoder``:
+            the EOS extensions scoring above the K-th best other extension are finished, the first K to finish
+            are kept and the search stops with them; a score's length leaves the EOS out, as whisper's
+            ``MaximumLikelihoodRanker``; beams left unfinished at max_length fill the free places).
         use_cache: True feeds only the new token with the decoder cache; False feeds the whole prefix
             with no cache at every step (recomputation; same result, slower).
         return_attention: fill ``DecodingResult.attention`` (when the decoder attends).
@@ -48,6 +58,9 @@ class DecodingOptions:
     top_p: float | None = None
     no_repeat_ngram_size: int = 0
     end_at_max_length: bool = False
+    suppress_tokens: tuple[int, ...] = ()
+    suppress_at_start: tuple[int, ...] = ()
+    beam_rule: str = "hf"
     use_cache: bool = True
     return_attention: bool = False
     seed: int | None = None
@@ -72,6 +85,12 @@ class DecodingOptions:
             _check_int("top_k", self.top_k, minimum=1)
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise DecodingOptionsError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.beam_rule not in BEAM_RULES:
+            raise DecodingOptionsError(f"beam_rule must be one of {', '.join(BEAM_RULES)}, got {self.beam_rule!r}")
+        for name in ("suppress_tokens", "suppress_at_start"):
+            ids = getattr(self, name)
+            if not isinstance(ids, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+                raise DecodingOptionsError(f"{name} must be a tuple of token ids >= 0, got {ids!r}")
         if (self.top_k is not None or self.top_p is not None) and not self.sampling:
             raise DecodingOptionsError("top_k and top_p apply to sampling only: set temperature > 0")
 

@@ -9,6 +9,10 @@ Two frontends turn frames into rows before a pre-LN Transformer:
   stride 10 in both axes; one row per (frequency patch, time patch) pair, frequency-major;
   a learned embedding of the frequency-patch index plus sinusoidal positions over the
   time-patch index.
+- ``"whisper"``: whisper's (Radford et al. 2022): a fixed 30 s input (log-mel padded or cut to 3000
+  frames), two 1-D convolutions over time (kernel 3, the second stride 2) with GELU, and whisper's own
+  sinusoid table (``whisper_sinusoids``, a buffer that imported weights overwrite) over its 1500 rows,
+  all of which are attended to, as whisper does (the mask is all True).
 
 The Transformer is a stack of timm's pre-LN ViT blocks (attention through PyTorch's
 scaled_dot_product_attention, padded rows masked by an additive -inf bias on the keys)
@@ -18,7 +22,11 @@ training (30 s = 3000 frames and beyond) work. Padded frames never change valid 
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
+from timm.layers import LayerNorm as TimmLayerNorm
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -36,7 +44,10 @@ SUBSAMPLING_FACTORS = {4: 2, 8: 3}  # time subsampling of the conv frontend -> i
 PATCH_SIZE, PATCH_STRIDE = 16, 10  # AST: 16x16 patches, overlap 6 in both axes
 FF_MULTIPLIER = 4
 DEFAULT_DROPOUT = 0.1
-FRONTENDS = ("conv", "patch")
+FRONTENDS = ("conv", "patch", "whisper")
+WHISPER_ROWS = 1500  # whisper's n_audio_ctx: 30 s of 100 frames per second, halved by its strided conv
+#: LayerNorm epsilon of the blocks: timm's (1e-6) unless given (whisper's is PyTorch's 1e-5).
+TIMM_NORM_EPS = 1e-6
 
 
 def min_conv_size(num_convs: int) -> int:
@@ -116,6 +127,40 @@ class PatchEmbedding(nn.Module):
         return rows, valid_time.repeat(1, self.freq_patches)  # (B, F_p * T_p)
 
 
+def whisper_sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """whisper's position table (length, channels): sin half then cos half, timescales spaced over
+    channels // 2 - 1 steps (the suite's ``sinusoidal_positions`` spaces them over channels // 2)."""
+    increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-increment * torch.arange(channels // 2))
+    scaled_time = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([scaled_time.sin(), scaled_time.cos()], dim=1)
+
+
+class WhisperFrontend(nn.Module):
+    """(B, n_mels, frames) + lengths (B,) -> rows (B, rows, d_model) + an all-True mask (B, rows).
+
+    whisper's fixed input: the log-mel is cut or zero-padded to ``2 * rows`` frames (whisper's
+    ``pad_or_trim``; the whisper log-mel of ``preprocessing.audio`` already covers 30 s), then conv1
+    (n_mels -> d, kernel 3, padding 1) + GELU, conv2 (d -> d, kernel 3, stride 2, padding 1) + GELU, plus
+    the position table. Every row is valid: whisper attends to the padding of its 30 s window too.
+    """
+
+    def __init__(self, n_mels: int, d_model: int, rows: int = WHISPER_ROWS):
+        super().__init__()
+        if d_model % 2 or d_model < 4:
+            raise ValueError(f"the whisper frontend needs an even d_model >= 4, got {d_model}")
+        self.frames = 2 * rows
+        self.conv1 = nn.Conv1d(n_mels, d_model, CONV_KERNEL, padding=1)
+        self.conv2 = nn.Conv1d(d_model, d_model, CONV_KERNEL, stride=CONV_STRIDE, padding=1)
+        self.register_buffer("positions", whisper_sinusoids(rows, d_model))
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        features = nn.functional.pad(features[..., : self.frames], (0, max(self.frames - features.shape[-1], 0)))
+        maps = nn.functional.gelu(self.conv2(nn.functional.gelu(self.conv1(features))))  # (B, d, rows)
+        rows = maps.transpose(1, 2) + self.positions.to(maps.dtype)  # (B, rows, d)
+        return rows, torch.ones(rows.shape[:2], dtype=torch.bool, device=rows.device)
+
+
 def _ceil_div(numerator: int | Tensor, denominator: int) -> int | Tensor:
     return -(-numerator // denominator)
 
@@ -133,6 +178,8 @@ class AudioTransformerEncoder(Encoder):
             patches: T = F_p * ceil(frames / 10), F_p = (n_mels - 16) // 10 + 1).
         conv_channels: channels of the conv frontend (default d_model).
         subsampling: time subsampling of the conv frontend, 4 or 8.
+        audio_rows: the rows of the whisper frontend (whisper's n_audio_ctx, 1500 = 30 s).
+        norm_eps: epsilon of the blocks' LayerNorms (None: timm's 1e-6; whisper's weights want 1e-5).
     """
 
     def __init__(
@@ -146,11 +193,14 @@ class AudioTransformerEncoder(Encoder):
         frontend: str = "conv",
         conv_channels: int | None = None,
         subsampling: int = 4,
+        audio_rows: int = WHISPER_ROWS,
+        norm_eps: float | None = None,
     ):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {', '.join(FRONTENDS)}, not {frontend!r}")
-        min_mels = min_conv_size(SUBSAMPLING_FACTORS.get(subsampling, 2)) if frontend == "conv" else PATCH_SIZE
+        conv_mels = min_conv_size(SUBSAMPLING_FACTORS.get(subsampling, 2))
+        min_mels = {"conv": conv_mels, "patch": PATCH_SIZE}.get(frontend, 1)
         if n_mels < min_mels:
             raise ValueError(f"the {frontend} frontend needs n_mels >= {min_mels}, got {n_mels}")
         if d_model % num_heads:
@@ -159,12 +209,15 @@ class AudioTransformerEncoder(Encoder):
             self.frontend = ConvSubsampling(n_mels, d_model, conv_channels, subsampling)
         elif conv_channels is not None or subsampling != 4:
             raise ValueError("conv_channels and subsampling apply to the conv frontend only")
+        elif frontend == "whisper":
+            self.frontend = WhisperFrontend(n_mels, d_model, audio_rows)
         else:
             self.frontend = PatchEmbedding(n_mels, d_model)
         self.dropout = nn.Dropout(dropout)
         mlp_ratio = (ff_dim or FF_MULTIPLIER * d_model) / d_model
+        norm = partial(TimmLayerNorm, eps=TIMM_NORM_EPS if norm_eps is None else norm_eps)
         self.blocks = nn.ModuleList(
-            Block(d_model, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout)
+            Block(d_model, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout, norm_layer=norm)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
@@ -173,7 +226,7 @@ class AudioTransformerEncoder(Encoder):
             emits=frozenset({Emits.SEQUENCE}),
             out_dim=d_model,
             n_mels=n_mels,
-            frames_per_row=subsampling if frontend == "conv" else None,  # patch rows are frequency-major
+            frames_per_row={"conv": subsampling, "whisper": CONV_STRIDE}.get(frontend),  # patch rows: frequency-major
         )
 
     def encode_sequence(self, features: Tensor, lengths: Tensor | None = None) -> SequenceOutput:

@@ -3,7 +3,10 @@
 A module's model is built in ``setup``: from the checkpoint that the run starts from when there is one
 (``trainer.ckpt_path``, which ``mms2s`` sets before the run: validate, test, predict and resuming then
 use the checkpoint's tokenizers, preprocessing and labels, never ones rebuilt from data), else from
-the recipe and the data module (``header_from_data``). A checkpoint given to Lightning another way
+the recipe and the data module (``header_from_data``). ``model.init_checkpoint`` (text-out modules) names a
+suite checkpoint to fine-tune as a new run (an imported whisper or Marian model, or an earlier run): its
+model, weights, tokenizers, preprocessing and decoding rules replace the recipe's, in this module and in the
+data module, and the optimizer, schedule and epochs start afresh. A checkpoint given to Lightning another way
 (``trainer.validate(model, ckpt_path=...)`` from Python, ``load_from_checkpoint``) is caught in
 ``on_load_checkpoint``: its header replaces one built from data before any weight is loaded, and the
 data module adopts it too. Every checkpoint written carries the header with the latest validation
@@ -21,7 +24,15 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, CheckpointHeader, header_for_trainer, header_of, same_model
+from multimodal_s2s.checkpoint import (
+    CHECKPOINT_KEY,
+    MODEL_PREFIX,
+    CheckpointHeader,
+    header_for_trainer,
+    header_of,
+    read_checkpoint,
+    same_model,
+)
 from multimodal_s2s.data.base import SuiteDataModule
 from multimodal_s2s.lit.optim import adamw_warmup_cosine
 from multimodal_s2s.lit.transfer import check_strategy, set_encoder_frozen, with_weights_preprocessing
@@ -61,7 +72,9 @@ class SuiteModule(L.LightningModule, ABC):
         if self.model is not None:
             return
         header = header_for_trainer(self.trainer)
-        if header is None:
+        if header is None and self.hparams.get("init_checkpoint"):
+            self._start_from(self.hparams.init_checkpoint)
+        elif header is None:
             self.use_header(self.header_from_data())
             self._use_weights_preprocessing()
         else:
@@ -72,6 +85,18 @@ class SuiteModule(L.LightningModule, ABC):
         """Build everything from ``header``."""
         self.header = header
         self.build(header)
+
+    def _start_from(self, path: str) -> None:
+        """Fine-tune checkpoint ``path`` (``model.init_checkpoint``): its header and weights, adopted by the data
+        module too. CheckpointError (one line) for a missing file or one of another task."""
+        datamodule = self.trainer.datamodule
+        checkpoint = read_checkpoint(path, getattr(datamodule, "task", None))
+        self._warn_if_recipe_differs(checkpoint.header)
+        self.use_header(_weights_from_checkpoint(checkpoint.header))
+        self.model.load_state_dict(checkpoint.weights(MODEL_PREFIX))
+        if isinstance(datamodule, SuiteDataModule):
+            datamodule.use_header(checkpoint.header)
+        rank_zero_info(f"fine-tuning {path}: its model, weights, tokenizer and preprocessing")
 
     def _use_weights_preprocessing(self) -> None:
         """A new model whose encoder has weights by name: their normalisation goes into the header and the

@@ -58,6 +58,8 @@ class Seq2SeqModule(SuiteModule):
         spec_augment: audio encoders: keyword arguments of ``audio.SpecAugment`` (None: its defaults).
             Audio batches carry waveforms; ``audio.AudioFeatures`` turns them into normalized log-mel
             on the module's device (SpecAugment in training only) before the encoder, everywhere.
+        init_checkpoint: a suite checkpoint to fine-tune (``mms2s import`` output, or an earlier run): its
+            model, weights, tokenizer, preprocessing and decoding rules replace the recipe's (``lit.base``).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Seq2SeqModule(SuiteModule):
         freeze_encoder_epochs: int = 0,
         encoder_lr_scale: float = 1.0,
         shared_embeddings: bool = False,
+        init_checkpoint: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -123,12 +126,12 @@ class Seq2SeqModule(SuiteModule):
         self.model = build_model(header.model)
         ngram = self.hparams.get("no_repeat_ngram_size")  # the recipe's, else the checkpoint's
         ngram = header.decoding.no_repeat_ngram_size if ngram is None else ngram
-        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram)
+        self.decoding = replace(self.decoding, no_repeat_ngram_size=ngram, **header.decoding.rules())
         info = self.model.encoder.info
         self.ctc_head = new_ctc_head(header, info.out_dim)
         self.audio_features = None
         if info.modality == Modality.AUDIO:
-            self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment)
+            self.audio_features = AudioFeatures(info.n_mels, self.hparams.spec_augment, header.preprocessing.log_mel)
 
     def encoder_inputs(self, inputs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """What the encoder reads: audio waveforms (B, S) become log-mel (B, n_mels, frames); else unchanged."""

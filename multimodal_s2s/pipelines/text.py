@@ -73,6 +73,7 @@ class TextOutPipeline(Pipeline):
             no_repeat_ngram_size=ngram,
             end_at_max_length=defaults.end_at_max_length,
             return_attention=return_attention,
+            **defaults.rules(),
         )
 
     def token_texts(self, tokens: list[int]) -> list[str]:

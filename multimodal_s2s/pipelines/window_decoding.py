@@ -54,7 +54,8 @@ class WindowDecodingPipeline(TextOutPipeline):
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto"):
         super().__init__(checkpoint, device)
-        self.features = AudioFeatures(self.model.encoder.info.n_mels).to(self.device).eval()
+        log_mel = self.header.preprocessing.log_mel
+        self.features = AudioFeatures(self.model.encoder.info.n_mels, log_mel=log_mel).to(self.device).eval()
         head = ctc_head_from_checkpoint(checkpoint, self.model.encoder.info.out_dim)
         self.ctc_head = None if head is None else head.to(self.device)
         audio = self.header.preprocessing

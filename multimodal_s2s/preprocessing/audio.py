@@ -37,6 +37,11 @@ LOG_FLOOR = 1e-10
 #: Smallest standard deviation used to scale an utterance (a silent one would divide by 0).
 MIN_STD = 1e-5
 
+#: The log-mel front ends (``AudioFeatures``): the suite's per-utterance normalized one, or whisper's.
+LOG_MELS = ("normalized", "whisper")
+#: whisper's dynamic range below the loudest bin (log10 units), and its shift and scale of log10 power.
+WHISPER_RANGE, WHISPER_SHIFT = 8.0, 4.0
+
 #: SpecAugment defaults: the LibriSpeech "LD" policy of Park et al. 2019 (F=27, T=100, 2 + 2 masks).
 FREQ_MASK_WIDTH = 27
 TIME_MASK_WIDTH = 100
@@ -169,6 +174,36 @@ class LogMelFrontend(nn.Module):
         return normalized * frame_mask, frame_lengths
 
 
+class WhisperLogMel(nn.Module):
+    """Waveforms (B, S) + lengths (B,) -> whisper's log-mel (B, n_mels, 3000) + frame lengths (B,).
+
+    As ``whisper.log_mel_spectrogram(whisper.pad_or_trim(audio))``: each waveform (zeroed past its length) is
+    zero-padded or cut to 30 s, a centred STFT (400-sample Hann window, 160 hop, reflect padding) gives 3001
+    frames of which the last is dropped, whisper's mel filters (librosa's slaney filters for n_fft 400, which
+    its ``mel_filters.npz`` holds), log10 of the power clamped at 1e-10, floored at the utterance's maximum
+    minus 8, then (x + 4) / 4. Frame lengths count the frames of the waveform itself (at most 3000).
+    """
+
+    def __init__(self, n_mels: int = N_MELS, sample_rate: int = SAMPLE_RATE):
+        super().__init__()
+        self.samples = MAX_WINDOW_SECONDS * sample_rate
+        filters = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=n_mels)
+        self.register_buffer("filters", torch.from_numpy(filters), persistent=False)  # (n_mels, n_fft // 2 + 1)
+        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+
+    def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        lengths = _check_waveforms(waveform, lengths).clamp_max(self.samples)
+        waveform = waveform.float()[:, : self.samples] * lengths_to_mask(lengths, min(waveform.shape[1], self.samples))
+        waveform = nn.functional.pad(waveform, (0, self.samples - waveform.shape[1]))  # (B, 30 s)
+        stft = torch.stft(waveform, N_FFT, HOP_LENGTH, window=self.window, return_complex=True)
+        power = stft[..., :-1].abs() ** 2  # (B, n_fft // 2 + 1, 3000)
+        log_spec = (self.filters @ power).clamp_min(LOG_FLOOR).log10()  # (B, n_mels, 3000)
+        loudest = log_spec.amax(dim=(1, 2), keepdim=True)
+        log_spec = torch.maximum(log_spec, loudest - WHISPER_RANGE)
+        frames = (lengths // HOP_LENGTH + 1).clamp_max(log_spec.shape[-1])
+        return (log_spec + WHISPER_SHIFT) / WHISPER_SHIFT, frames
+
+
 class SpecAugment(nn.Module):
     """SpecAugment (Park et al. 2019) on log-mel (B, n_mels, frames): frequency and time masks.
 
@@ -212,11 +247,15 @@ class AudioFeatures(nn.Module):
         n_mels: mel bins (the encoder's ``info.n_mels``).
         spec_augment: keyword arguments of ``SpecAugment`` (None: its defaults).
             ``{"num_freq_masks": 0, "num_time_masks": 0}`` turns it off.
+        log_mel: "normalized" (``LogMelFrontend``) or "whisper" (``WhisperLogMel``): the checkpoint header's
+            ``AudioPreprocessing.log_mel``, so that training and inference compute the same features.
     """
 
-    def __init__(self, n_mels: int = N_MELS, spec_augment: dict[str, Any] | None = None):
+    def __init__(self, n_mels: int = N_MELS, spec_augment: dict[str, Any] | None = None, log_mel: str = "normalized"):
         super().__init__()
-        self.frontend = LogMelFrontend(n_mels)
+        if log_mel not in LOG_MELS:
+            raise ValueError(f"log_mel must be one of {', '.join(LOG_MELS)}, not {log_mel!r}")
+        self.frontend = LogMelFrontend(n_mels) if log_mel == "normalized" else WhisperLogMel(n_mels)
         self.spec_augment = SpecAugment(**(spec_augment or {}))
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:

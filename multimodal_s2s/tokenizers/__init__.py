@@ -1,4 +1,5 @@
-"""Tokenizers (character, word, byte-level BPE, SentencePiece) with one JSON format: ``save`` / ``load_tokenizer``.
+"""Tokenizers (character, word, byte-level BPE, SentencePiece, whisper's tiktoken) with one JSON format:
+``save`` / ``load_tokenizer``.
 
 All put the special tokens of ``types.SPECIAL_TOKENS`` at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3).
 """
@@ -7,6 +8,7 @@ from multimodal_s2s.tokenizers.base import Tokenizer, TokenizerFormatError, load
 from multimodal_s2s.tokenizers.bpe import BPETokenizer
 from multimodal_s2s.tokenizers.sentencepiece import SentencePieceTokenizer
 from multimodal_s2s.tokenizers.vocabulary import CharTokenizer, VocabularyTokenizer, WordTokenizer
+from multimodal_s2s.tokenizers.whisper import WhisperTokenizer
 
 __all__ = [
     "BPETokenizer",
@@ -15,6 +17,7 @@ __all__ = [
     "Tokenizer",
     "TokenizerFormatError",
     "VocabularyTokenizer",
+    "WhisperTokenizer",
     "WordTokenizer",
     "load_tokenizer",
     "tokenizer_from_dict",

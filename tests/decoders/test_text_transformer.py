@@ -7,6 +7,7 @@ import torch
 from decoder_contract import TextDecoderContract
 
 from multimodal_s2s.decoders.text_transformer import TransformerDecoder, transformer_tiny
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.attention import KV_CAPACITY_MARGIN, KVCache
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
@@ -52,6 +53,9 @@ def test_cache_grows_past_its_capacity():
 class TestTransformerDecoderContract(TextDecoderContract):
     VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, VALID = VOCAB, MEMORY_DIM, BATCH, MEMORY_LEN, TOKENS, (7, 4, 2)
     DECODERS = {f"{m.value}-memory": ("transformer", {"modality": m, **SIZES}) for m in (Modality.TEXT, Modality.IMAGE)}
+    #: whisper's layout (interop.whisper): learned positions, no embedding scale, a prompt read after BOS.
+    DECODERS["whisper-layout"] = ("transformer", {**SIZES, "positions": "learned", "max_positions": 64,
+                                                  "scale_embedding": False, "prompt": [5, 6, 7]})
 
     def bad_inputs(self, decoder, encoded):
         empty_row = encoded.mask.clone()
@@ -123,3 +127,27 @@ def test_preset_factory_builds_a_working_decoder():
     with torch.no_grad():
         out = decoder.step(torch.ones(BATCH, 1, dtype=torch.long), encoded)
     assert out.logits.shape == (BATCH, 1, VOCAB) and torch.isfinite(out.logits).all()
+
+
+def test_prompt_is_read_after_bos_and_its_outputs_dropped():
+    """tokens [BOS, a, b] with prompt [p, q] give the logits of [BOS, p, q, a, b] at q, a, b."""
+    prompted = make_decoder(positions="learned", max_positions=16, prompt=[5, 6])
+    plain = make_decoder(positions="learned", max_positions=16)
+    plain.load_state_dict(prompted.state_dict())
+    encoded, tokens = make_encoded(), torch.randint(4, VOCAB, (BATCH, 3))
+    with torch.no_grad():
+        full = plain(torch.cat([tokens[:, :1], torch.tensor([[5, 6]] * BATCH), tokens[:, 1:]], 1), encoded)
+        torch.testing.assert_close(prompted(tokens, encoded), full[:, 2:], atol=ATOL, rtol=0)
+        stepped = prompted.step(tokens[:, :1], encoded, return_attention=True)
+        assert stepped.logits.shape == (BATCH, 1, VOCAB) and stepped.attention.shape[1] == 1
+        assert stepped.cache.length == 3  # BOS and the prompt
+
+
+def test_learned_positions_stop_at_their_table():
+    decoder = make_decoder(positions="learned", max_positions=4, prompt=[5])
+    with pytest.raises(InputError, match="decoder positions up to 5, the learned table has 4"):
+        decoder(torch.ones(BATCH, 4, dtype=torch.long), make_encoded())
+    with pytest.raises(ValueError, match="positions must be one of"):
+        make_decoder(positions="rotary")
+    with pytest.raises(ValueError, match="prompt ids"):
+        make_decoder(prompt=[VOCAB])

@@ -145,3 +145,19 @@ def test_frontend_and_encoder_on_cuda_match_cpu():
         actual = encoder.cuda().encode_sequence(features_gpu, frames_gpu)
         assert torch.equal(actual.mask.cpu(), expected.mask)
         torch.testing.assert_close(actual.memory.cpu(), expected.memory, atol=1e-3, rtol=1e-3)
+
+
+def test_whisper_frontend_reads_30_seconds_and_attends_to_every_row():
+    """whisper's fixed input: frames cut or zero-padded to 3000, 1500 valid rows, whisper's own sinusoids."""
+    torch.manual_seed(0)
+    encoder = AudioTransformerEncoder(frontend="whisper", norm_eps=1e-5, dropout=0.0, **TINY).eval()
+    short = torch.randn(1, N_MELS, 300)
+    padded = torch.nn.functional.pad(short, (0, MAX_WINDOW_FRAMES - 300))
+    out = encoder.encode_sequence(short, torch.tensor([300]))
+    assert out.memory.shape == (1, 1500, 32) and bool(out.mask.all()) and encoder.info.frames_per_row == 2
+    torch.testing.assert_close(out.memory, encoder.encode_sequence(padded).memory)
+    longer = encoder.encode_sequence(torch.cat([padded, torch.randn(1, N_MELS, 50)], -1)).memory
+    torch.testing.assert_close(longer, out.memory)
+    table = encoder.frontend.positions
+    assert table.shape == (1500, 32) and torch.equal(table[0, 16:], torch.ones(16))
+    assert encoder.blocks[0].norm1.eps == 1e-5 and _tiny("conv").blocks[0].norm1.eps == 1e-6

@@ -143,7 +143,8 @@ def test_load_errors_name_file_and_problem(tmp_path, tokenizers):
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"type": "wordpiece", "version": 1}))
     with pytest.raises(
-        TokenizerFormatError, match=r"unknown.json.*unknown tokenizer type 'wordpiece'.*bpe, char, sentencepiece, word"
+        TokenizerFormatError,
+        match=r"unknown.json.*unknown tokenizer type 'wordpiece'.*bpe, char, sentencepiece, whisper, word",
     ):
         load_tokenizer(unknown)
     bad_vocab = tmp_path / "bad_vocab.json"
