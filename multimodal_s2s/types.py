@@ -13,11 +13,10 @@ from enum import Enum
 import torch
 from torch import Tensor
 
-#: Special token ids shared by every tokenizer and every text decoder.
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+from multimodal_s2s.token_ids import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+
 #: The CTC head's blank: the padding id, which is never a target (``models.ctc``, ``speech.word_timing``).
 CTC_BLANK_ID = PAD_ID
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 
 class Emits(str, Enum):
