@@ -38,8 +38,8 @@ class Alternative:
 
 @dataclass
 class OnnxGeneration:
-    """One input's text: as ``pipelines.TextGeneration`` (text, score, tokens, n_best, words) and the attention
-    (len(tokens), T_valid) over the memory rows when asked for."""
+    """One input's text: as ``pipelines.TextGeneration`` (text, score, tokens, n_best, words), the attention
+    (len(tokens), T_valid) over the memory rows when asked for, and a translation's ``source_tokens`` as text."""
 
     text: str
     score: float
@@ -47,6 +47,7 @@ class OnnxGeneration:
     n_best: list[Alternative] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     attention: np.ndarray | None = None
+    source_tokens: list[str] = field(default_factory=list)
 
 
 class OnnxTextPipeline:
@@ -76,9 +77,14 @@ class OnnxTextPipeline:
 
     def generation(self, result: SearchResult) -> OnnxGeneration:
         decode = self.tokenizer.decode
-        words = [decode([t]) if t >= len(SPECIAL_TOKENS) else SPECIAL_TOKENS[t] for t in result.tokens]
         alternatives = [Alternative(decode(tokens), score) for tokens, score in result.n_best]
+        words = self.token_texts(result.tokens, self.tokenizer)
         return OnnxGeneration(decode(result.tokens), result.score, result.tokens, alternatives, words, result.attention)
+
+    @staticmethod
+    def token_texts(tokens: list[int], tokenizer) -> list[str]:
+        """Each token id as text on its own (special ids by name)."""
+        return [tokenizer.decode([t]) if t >= len(SPECIAL_TOKENS) else SPECIAL_TOKENS[t] for t in tokens]
 
 
 class OnnxCaptioner(OnnxTextPipeline):
@@ -126,6 +132,7 @@ class OnnxTranslator(OnnxTextPipeline):
             ids, lengths = pad_ids([sources[i] for i in indices])
             for index, result in zip(indices, search(self.model, self.model.encode(ids, lengths), options), strict=True):
                 translations[index] = self.generation(result)
+                translations[index].source_tokens = self.token_texts(sources[index], self.source_tokenizer)
         return translations
 
 

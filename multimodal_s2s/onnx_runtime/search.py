@@ -3,7 +3,8 @@ constraints, scores and attention), so that the tokens are PyTorch's. Beam searc
 
 Options: any object with the fields of ``decoding.DecodingOptions`` that apply here (``SearchOptions``, or a
 ``DecodingOptions`` itself): max_length, min_length, beam_size, n_best, length_penalty, no_repeat_ngram_size,
-end_at_max_length, return_attention. Sampling (temperature > 0) is not offered on an export.
+end_at_max_length, return_attention, and for sampling (greedy path, temperature > 0) top_k, top_p and seed: the
+same filters as ``decoding.filters``, drawn with numpy's generator (so not torch's draws).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class SearchOptions:
     no_repeat_ngram_size: int = 0
     end_at_max_length: bool = False
     return_attention: bool = False
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name, minimum in (("max_length", 1), ("min_length", 0), ("beam_size", 1), ("n_best", 1),
@@ -39,8 +44,10 @@ class SearchOptions:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         if self.n_best > self.beam_size or self.min_length > self.max_length:
             raise ValueError(f"need n_best <= beam_size and min_length <= max_length, got {self}")
-        if not self.length_penalty >= 0:
-            raise ValueError(f"length_penalty must be a number >= 0, got {self.length_penalty}")
+        if not self.length_penalty >= 0 or not self.temperature >= 0:
+            raise ValueError(f"length_penalty and temperature must be numbers >= 0, got {self}")
+        if self.temperature > 0 and self.beam_size != 1:
+            raise ValueError("sampling (temperature > 0) works with beam_size 1 only")
 
 
 @dataclass
@@ -141,9 +148,11 @@ def greedy_search(model: OnnxTextModel, memory: EncodedMemory, options) -> list[
     sums = np.zeros(batch, dtype=np.float32)
     finished = np.zeros(batch, dtype=bool)
     out_lengths = np.full(batch, options.max_length, dtype=np.int64)
+    sampler = Sampler(options) if options.temperature > 0 else None
     for step in range(options.max_length):
-        log_probs = log_softmax(constrain(stepper.next_logits(), stepper.prefix, options))
-        next_tokens = log_probs.argmax(axis=1)
+        logits = constrain(stepper.next_logits(), stepper.prefix, options)
+        log_probs = log_softmax(logits)
+        next_tokens = log_probs.argmax(axis=1) if sampler is None else sampler(logits)
         chosen = log_probs[np.arange(batch), next_tokens]
         sums += np.where(finished, np.float32(0), chosen)
         ends_now = (next_tokens == EOS_ID) & ~finished
@@ -164,10 +173,41 @@ def greedy_search(model: OnnxTextModel, memory: EncodedMemory, options) -> list[
     return results
 
 
+class Sampler:
+    """Draw the next token from softmax(logits / temperature), top-k then top-p filtered (``decoding.filters``)."""
+
+    def __init__(self, options):
+        self.options, self.generator = options, np.random.default_rng(options.seed)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """logits (N, V) -> (N,) drawn ids."""
+        logits = logits / np.float32(self.options.temperature)
+        if self.options.top_k is not None:
+            k = min(self.options.top_k, logits.shape[1])
+            kth_best = -np.partition(-logits, k - 1, axis=1)[:, k - 1 : k]  # (N, 1)
+            logits = np.where(logits < kth_best, NEG_INF, logits)
+        probs = np.exp(log_softmax(logits))
+        if self.options.top_p is not None:
+            order = np.argsort(-logits, axis=1, kind="stable")
+            sorted_probs = np.take_along_axis(probs, order, axis=1)
+            drop_sorted = np.cumsum(sorted_probs, axis=1) - sorted_probs >= self.options.top_p
+            drop = np.zeros_like(drop_sorted)
+            np.put_along_axis(drop, order, drop_sorted, axis=1)
+            probs = np.where(drop, 0.0, probs)
+        cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+        draws = self.generator.random((logits.shape[0], 1))
+        return np.minimum((cumulative < draws).sum(axis=1), logits.shape[1] - 1)
+
+
+def no_speech_probabilities(model: OnnxTextModel, memory: EncodedMemory) -> np.ndarray:
+    """(B,) the probability of EOS right after BOS (``speech.fallback.no_speech_probabilities``): one step."""
+    bos = np.full(memory.batch, BOS_ID, dtype=np.int64)
+    probabilities = np.exp(log_softmax(model.step(bos, 0, model.empty_cache(memory.batch), memory).logits))
+    return probabilities[:, EOS_ID]
+
+
 def search(model: OnnxTextModel, memory: EncodedMemory, options) -> list[SearchResult]:
-    """Greedy (beam_size 1) or beam search, as ``decoding.decode_encoded`` picks (no sampling on an export)."""
-    if getattr(options, "temperature", 0) > 0:
-        raise ValueError("sampling (temperature > 0) is not offered on an ONNX export: use greedy or beam search")
+    """Greedy or sampling (beam_size 1) or beam search, as ``decoding.decode_encoded`` picks."""
     if options.beam_size == 1:
         return greedy_search(model, memory, options)
     from multimodal_s2s.onnx_runtime.beam import beam_search

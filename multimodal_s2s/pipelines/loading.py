@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 
 from multimodal_s2s.checkpoint import Task, read_checkpoint
+from multimodal_s2s.onnx_runtime.manifest import is_export
+from multimodal_s2s.onnx_runtime.pipelines import load_export
 from multimodal_s2s.pipelines.base import Pipeline
 from multimodal_s2s.pipelines.captioning import Captioner
 from multimodal_s2s.pipelines.segmentation import Segmenter
@@ -22,6 +24,9 @@ PIPELINES: dict[Task, type[Pipeline]] = {
 
 
 def load_pipeline(path: str | Path, device: str | torch.device = "auto") -> Pipeline:
-    """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator)."""
+    """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator); given an ONNX
+    export folder, its onnxruntime pipeline (``onnx_runtime.load_export``; CPU)."""
+    if is_export(path):
+        return load_export(path)
     checkpoint = read_checkpoint(path)
     return PIPELINES[checkpoint.header.task](checkpoint, device)
