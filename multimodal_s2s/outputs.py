@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-
 #: Decimals of the scores written as JSON.
 SCORE_DIGITS = 4
 

@@ -13,7 +13,12 @@ from enum import Enum
 import torch
 from torch import Tensor
 
-from multimodal_s2s.token_ids import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+# Offered here too, as every model module reads them from ``types``.
+from multimodal_s2s.token_ids import BOS_ID as BOS_ID
+from multimodal_s2s.token_ids import EOS_ID as EOS_ID
+from multimodal_s2s.token_ids import PAD_ID as PAD_ID
+from multimodal_s2s.token_ids import SPECIAL_TOKENS as SPECIAL_TOKENS
+from multimodal_s2s.token_ids import UNK_ID as UNK_ID
 
 #: The CTC head's blank: the padding id, which is never a target (``models.ctc``, ``speech.word_timing``).
 CTC_BLANK_ID = PAD_ID

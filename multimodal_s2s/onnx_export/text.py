@@ -110,7 +110,8 @@ def example_inputs(header, model) -> list[tuple[np.ndarray, np.ndarray | None]]:
         return [(rng.standard_normal((2, mels, 160), dtype=np.float32), np.array([160, 120])),
                 (rng.standard_normal((3, mels, 230), dtype=np.float32), np.array([90, 230, 200]))]
     vocab = header.source_tokenizer.vocab_size
-    return [(rng.integers(4, vocab, (2, 12)), np.array([12, 7])), (rng.integers(4, vocab, (3, 19)), np.array([5, 19, 11]))]
+    return [(rng.integers(4, vocab, (2, 12)), np.array([12, 7])),
+            (rng.integers(4, vocab, (3, 19)), np.array([5, 19, 11]))]
 
 
 def _export_graphs(model, task: Task, example: tuple[np.ndarray, np.ndarray | None], folder: Path, opset: int) -> None:

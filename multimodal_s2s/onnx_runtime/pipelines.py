@@ -99,7 +99,8 @@ class OnnxCaptioner(OnnxTextPipeline):
         options = self.options(beam_size, n_best, max_length, return_attention, no_repeat_ngram_size)
         captions = []
         for start in range(0, len(images), batch_size):
-            pixels = np.stack([self.prepare(as_rgb_image(item, max_side)) for item in images[start : start + batch_size]])
+            batch = images[start : start + batch_size]
+            pixels = np.stack([self.prepare(as_rgb_image(item, max_side)) for item in batch])  # (B, 3, H, W)
             captions += [self.generation(r) for r in search(self.model, self.model.encode(pixels), options)]
         return captions
 
@@ -124,13 +125,15 @@ class OnnxTranslator(OnnxTextPipeline):
         if isinstance(lines, str):
             raise TypeError("OnnxTranslator takes a list of lines; wrap a single line in a list")
         options = self.options(beam_size, n_best, max_length, return_attention, no_repeat_ngram_size)
-        sources = {i: self.source_tokenizer.encode(line, add_special=True) for i, line in enumerate(lines) if line.strip()}
+        encode = self.source_tokenizer.encode
+        sources = {i: encode(line, add_special=True) for i, line in enumerate(lines) if line.strip()}
         order = sorted(sources, key=lambda i: len(sources[i]))
         translations = [OnnxGeneration("", 0.0, []) for _ in lines]
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             ids, lengths = pad_ids([sources[i] for i in indices])
-            for index, result in zip(indices, search(self.model, self.model.encode(ids, lengths), options), strict=True):
+            results = search(self.model, self.model.encode(ids, lengths), options)
+            for index, result in zip(indices, results, strict=True):
                 translations[index] = self.generation(result)
                 translations[index].source_tokens = self.token_texts(sources[index], self.source_tokenizer)
         return translations

@@ -11,6 +11,7 @@ from multimodal_s2s.decoding import DecodingOptions, DecodingResult
 from multimodal_s2s.pipelines.base import Pipeline
 from multimodal_s2s.types import SPECIAL_TOKENS
 
+
 @dataclass
 class Hypothesis:
     """One of the beam's hypotheses: its text and ranking score (length-penalized log-probability)."""

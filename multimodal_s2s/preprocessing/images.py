@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 if TYPE_CHECKING:  # a tensor is read without importing torch (the ONNX runtime has none)
     from torch import Tensor
 

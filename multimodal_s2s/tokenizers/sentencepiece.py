@@ -17,9 +17,9 @@ from typing import Any
 
 import sentencepiece
 
+from multimodal_s2s.token_ids import EOS_ID
 from multimodal_s2s.tokenizers.base import TokenizerFormatError
 from multimodal_s2s.tokenizers.vocabulary import VocabularyTokenizer, _field
-from multimodal_s2s.token_ids import EOS_ID
 
 #: SentencePiece's word-boundary mark.
 WORD_BOUNDARY = "\u2581"
