@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 # Offered here too, as every model module reads them from ``types``.
-from multimodal_s2s.token_ids import BOS_ID as BOS_ID
-from multimodal_s2s.token_ids import EOS_ID as EOS_ID
-from multimodal_s2s.token_ids import PAD_ID as PAD_ID
-from multimodal_s2s.token_ids import SPECIAL_TOKENS as SPECIAL_TOKENS
-from multimodal_s2s.token_ids import UNK_ID as UNK_ID
+from multimodal_s2s.tokenizers.special import BOS_ID as BOS_ID
+from multimodal_s2s.tokenizers.special import EOS_ID as EOS_ID
+from multimodal_s2s.tokenizers.special import PAD_ID as PAD_ID
+from multimodal_s2s.tokenizers.special import SPECIAL_TOKENS as SPECIAL_TOKENS
+from multimodal_s2s.tokenizers.special import UNK_ID as UNK_ID
 
 #: The CTC head's blank: the padding id, which is never a target (``models.ctc``, ``speech.word_timing``).
 CTC_BLANK_ID = PAD_ID

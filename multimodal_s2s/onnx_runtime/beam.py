@@ -17,7 +17,7 @@ from multimodal_s2s.onnx_runtime.search import (
     log_softmax,
     ranking_score,
 )
-from multimodal_s2s.token_ids import EOS_ID
+from multimodal_s2s.tokenizers.special import EOS_ID
 
 
 @dataclass

@@ -22,8 +22,8 @@ from multimodal_s2s.onnx_runtime.manifest import ExportFormatError
 from multimodal_s2s.onnx_runtime.model import OnnxTextModel
 from multimodal_s2s.onnx_runtime.search import SearchOptions, SearchResult, search
 from multimodal_s2s.preprocessing.images import DEFAULT_MAX_SIDE, as_rgb_image
-from multimodal_s2s.token_ids import PAD_ID, SPECIAL_TOKENS
 from multimodal_s2s.tokenizers import tokenizer_from_dict
+from multimodal_s2s.tokenizers.special import PAD_ID, SPECIAL_TOKENS
 
 DEFAULT_BATCH_SIZE = 16
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from multimodal_s2s.onnx_runtime.model import EncodedMemory, OnnxTextModel
-from multimodal_s2s.token_ids import BOS_ID, EOS_ID, PAD_ID
+from multimodal_s2s.tokenizers.special import BOS_ID, EOS_ID, PAD_ID
 
 NEG_INF = float("-inf")
 

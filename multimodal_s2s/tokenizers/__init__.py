@@ -1,6 +1,6 @@
 """Tokenizers (character, word, byte-level BPE, SentencePiece) with one JSON format: ``save`` / ``load_tokenizer``.
 
-All put the special tokens of ``token_ids.SPECIAL_TOKENS`` at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3).
+All put the special tokens of ``tokenizers.special.SPECIAL_TOKENS`` at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3).
 Names are imported when first used, so that a character or word tokenizer needs neither HF ``tokenizers``
 nor ``sentencepiece`` (the ONNX runtime reads one with numpy alone); ``tokenizer_from_dict`` imports the
 module of the type it reads.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from multimodal_s2s.token_ids import BOS_ID, EOS_ID, SPECIAL_TOKENS
+from multimodal_s2s.tokenizers.special import BOS_ID, EOS_ID, SPECIAL_TOKENS
 
 #: Version of the dict / JSON layout written by ``to_dict``.
 FORMAT_VERSION = 1

@@ -17,8 +17,8 @@ from typing import Any
 
 import sentencepiece
 
-from multimodal_s2s.token_ids import EOS_ID
 from multimodal_s2s.tokenizers.base import TokenizerFormatError
+from multimodal_s2s.tokenizers.special import EOS_ID
 from multimodal_s2s.tokenizers.vocabulary import VocabularyTokenizer, _field
 
 #: SentencePiece's word-boundary mark.
