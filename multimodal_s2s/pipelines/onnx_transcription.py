@@ -19,15 +19,13 @@ from multimodal_s2s.checkpoint import CheckpointHeader
 from multimodal_s2s.decoding import DecodingOptions
 from multimodal_s2s.onnx_runtime.features import log_mel
 from multimodal_s2s.onnx_runtime.manifest import MEL_FILTERS_FILE
-from multimodal_s2s.onnx_runtime.model import OnnxTextModel
-from multimodal_s2s.onnx_runtime.search import no_speech_probabilities, search
+from multimodal_s2s.onnx_runtime.model import EncodedMemory, OnnxTextModel
+from multimodal_s2s.onnx_runtime.search import SearchResult, no_speech_probabilities, search
 from multimodal_s2s.pipelines.transcription import Transcriber
 from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
-from multimodal_s2s.pipelines.transcripts import Segment
 from multimodal_s2s.pipelines.window_decoding import MIN_WINDOW_SECONDS
 from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
-from multimodal_s2s.speech.fallback import WindowDecoding, decode_with_fallback
-from multimodal_s2s.speech.word_timing import TIME_DIGITS, AlignmentError
+from multimodal_s2s.speech.word_timing import AlignmentError
 
 
 class OnnxTranscriber(Transcriber):
@@ -50,30 +48,18 @@ class OnnxTranscriber(Transcriber):
         if options.word_timestamps:
             raise AlignmentError(f"{self.path}: word timestamps are not offered on an ONNX export (use the checkpoint)")
 
-    def decode_windows(
-        self,
-        waveforms: Sequence[np.ndarray],
-        spans: Sequence[tuple[float, float]],
-        options: TranscriptionOptions,
-        decoding: DecodingOptions | None = None,
-    ) -> list[Segment | None]:
-        """As ``WindowDecodingPipeline.decode_windows``, on onnxruntime: a segment per window or None."""
+    def encode(self, waveforms: Sequence[np.ndarray]) -> EncodedMemory:
+        """16 kHz waveforms -> the export's encoder output (numpy log-mel with its filterbank)."""
         min_samples = int(MIN_WINDOW_SECONDS * SAMPLE_RATE)
         features, lengths = log_mel([np.pad(w, (0, max(min_samples - len(w), 0))) for w in waveforms], self.filters)
-        memory = self.onnx.encode(features, lengths)
-        decoding = decoding or self.window_options(options.beam_size, max(len(w) for w in waveforms) / SAMPLE_RATE)
-        policy = options.fallback_policy()
-        no_speech = [None] * len(waveforms)
-        if policy.thresholds.no_speech is not None:
-            no_speech = no_speech_probabilities(self.onnx, memory).tolist()
+        return self.onnx.encode(features, lengths)
 
-        def decode_batch(rows: Sequence[int], options: DecodingOptions) -> list[WindowDecoding]:
-            results = search(self.onnx, memory.rows(list(rows)), options)
-            return [WindowDecoding.from_result(result, self.header.tokenizer, no_speech[row], options.temperature)
-                    for row, result in zip(rows, results, strict=True)]
+    def no_speech(self, encoded: EncodedMemory) -> np.ndarray:
+        return no_speech_probabilities(self.onnx, encoded)
 
-        decodings = decode_with_fallback(range(len(waveforms)), decode_batch, decoding, policy)
-        return [
-            None if window is None else Segment(round(start, TIME_DIGITS), round(end, TIME_DIGITS), window.text, [])
-            for window, (start, end) in zip(decodings, spans, strict=True)
-        ]
+    def rows(self, encoded: EncodedMemory, rows: Sequence[int]) -> EncodedMemory:
+        return encoded.rows(list(rows))
+
+    def _search(self, encoded: EncodedMemory, options: DecodingOptions, ctc_weight: float) -> list[SearchResult]:
+        """Greedy, sampling or beam search on onnxruntime (no CTC head: the ranking is the length penalty's)."""
+        return search(self.onnx, encoded, options)
