@@ -5,8 +5,8 @@ translator.
 Each model is exported (``mms2s export --format onnx``, and ``--quantize int8``); then, per search, every round
 times the three paths on the same preprocessed batch in turn: PyTorch eager (``decoding.decode``: encoder and
 cached decoder), the fp32 export and the int8 export (``onnx_runtime``: encoder once, cached step graph,
-numpy search). Reported: median seconds per batch, tokens/s, the speed-up over PyTorch, the share of inputs
-whose tokens equal PyTorch's, the task's exact-match accuracy against the references (captions: any
+numpy search), after one untimed warm-up round. Reported: median seconds per batch, tokens/s, the speed-up
+over PyTorch, the share of inputs whose tokens equal PyTorch's, the task's exact-match accuracy against the references (captions: any
 reference caption; dates: the ISO date; ASR: the sentence), and a profile of each path (encoder, decoder
 steps, the rest: search in torch or numpy). Torch and onnxruntime get the same thread count.
 
@@ -133,15 +133,17 @@ def bench_task(task: str, path: str, args, folder: Path) -> dict:
     for search_name, beam in (("greedy", 1), ("beam4", 4)):
         options = DecodingOptions(beam_size=beam, max_length=checkpoint.header.decoding.max_length)
         times = {name: [] for name in PATHS}
-        for _ in range(args.repeats):  # alternated: every round runs the three paths in turn
+        for round_number in range(args.repeats + 1):  # alternated: every round runs the three paths in turn
             with torch.no_grad():
                 seconds, torch_tokens, torch_profile = run_pytorch(model, inputs, lengths, options)
-            times["pytorch"].append(seconds)
-            outputs = {"pytorch": (torch_tokens, torch_profile)}
+            outputs = {"pytorch": (seconds, torch_tokens, torch_profile)}
             for name, exported in exports.items():
-                seconds, tokens, profile = run_onnx(exported, *arrays, options)
+                outputs[name] = run_onnx(exported, *arrays, options)
+            if round_number == 0:
+                continue  # the warm-up round (allocations, first-run graph optimisation) is not timed
+            for name, (seconds, *_) in outputs.items():
                 times[name].append(seconds)
-                outputs[name] = (tokens, profile)
+        outputs = {name: (tokens, profile) for name, (_, tokens, profile) in outputs.items()}
         task_results[search_name] = summary(times, outputs, decode_text, references)
     return task_results
 
@@ -174,7 +176,8 @@ def main() -> None:
     parser.add_argument("--translator", required=True)
     parser.add_argument("--out", default="benchmarks/results/onnx_decoding.json")
     parser.add_argument("--inputs", type=int, default=32, help="inputs decoded as one batch")
-    parser.add_argument("--repeats", type=int, default=5, help="alternated rounds (the median is reported)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="alternated timed rounds after an untimed warm-up one (the median is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

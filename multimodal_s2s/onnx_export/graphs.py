@@ -2,10 +2,13 @@
 
 - ``EncoderGraph``: inputs (+ lengths) -> the cross-attention keys/values of every decoder layer and the memory
   bias, computed ONCE per input (the decoder graph never sees the memory, so no step can recompute them).
-- ``StepGraph``: one cached decoding step. tokens (N, 1), position (), past self-attention keys/values
-  (layers, 2, N, H, P, Dh), cross keys/values (layers, 2, N, H, T, Dh), memory bias (N, T) -> logits (N, V),
-  present keys/values (layers, 2, N, H, P + 1, Dh), and the last layer's cross-attention (N, T), mean over
-  heads. P = 0 is the first step. Only the self-attention cache grows with the output.
+- ``StepGraph``: one cached decoding step. tokens (N, 1), position (), cross keys/values (layers, 2, B, H, T, Dh)
+  and memory bias (B, T) of the B examples, and per layer i the past self-attention keys/values past_i
+  (2, N, H, P, Dh) -> logits (N, V), the last layer's cross-attention (N, T) (mean over heads) and per layer
+  present_i (2, N, H, P + 1, Dh). P = 0 is the first step; only the self-attention cache grows with the
+  output. N = B * g: the g consecutive rows of an example (its beams) share its memory, as in
+  ``CrossAttention`` (their queries attend together), so beams never copy the memory. One tensor per layer:
+  stacking the layers would copy the whole cache once more at every step.
 
 Both reuse the decoder's own layers (weights, norms, projections); ``StepGraph`` lays them out as
 ``DecoderBlock.forward`` does for one new position, with the explicit softmax so that the weights come out.
@@ -18,7 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multimodal_s2s.decoders.text_transformer import DecoderBlock, TransformerDecoder
-from multimodal_s2s.layers.attention import attention_bias, attention_weights, merge_heads, split_heads
+from multimodal_s2s.layers.attention import (
+    attention_bias,
+    attention_weights,
+    group_queries,
+    merge_heads,
+    split_heads,
+    ungroup_queries,
+)
 from multimodal_s2s.layers.positional import sinusoidal_positions
 from multimodal_s2s.models.encoder_decoder import EncoderDecoder
 
@@ -47,24 +57,24 @@ class StepGraph(nn.Module):
         self.dim = decoder.embedding.embedding_dim
 
     def forward(
-        self, tokens: Tensor, position: Tensor, past_kv: Tensor, cross_kv: Tensor, memory_bias: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        self, tokens: Tensor, position: Tensor, cross_kv: Tensor, memory_bias: Tensor, *past: Tensor
+    ) -> tuple[Tensor, ...]:
         decoder = self.decoder
         x = decoder.embedding(tokens) * decoder.embed_scale  # (N, 1, D)
         x = x + sinusoidal_positions(position.reshape(1), self.dim).to(x.dtype)
-        bias = memory_bias[:, None, None, :]  # (N, 1, 1, T)
+        bias = memory_bias[:, None, None, :]  # (B, 1, 1, T)
         present, weights = [], None
         for i, block in enumerate(decoder.blocks):
-            x, layer_kv, weights = _block_step(block, x, past_kv[i], cross_kv[i], bias)
+            x, layer_kv, weights = _block_step(block, x, past[i], cross_kv[i], bias)
             present.append(layer_kv)
         logits = decoder.output(decoder.final_norm(x))[:, 0]  # (N, V)
-        return logits, torch.stack(present), weights.mean(dim=1)[:, 0]
+        return logits, weights.mean(dim=1)[:, 0], *present
 
 
 def _block_step(
     block: DecoderBlock, x: Tensor, past_kv: Tensor, cross_kv: Tensor, bias: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """x (N, 1, D), past_kv (2, N, H, P, Dh), cross_kv (2, N, H, T, Dh) -> x, present (2, N, H, P+1, Dh), weights
+    """x (N, 1, D), past_kv (2, N, H, P, Dh), cross_kv (2, B, H, T, Dh) -> x, present (2, N, H, P+1, Dh), weights
     (N, H, 1, T). Pre-LN or post-LN as the block is."""
     pre = block.normalize_before
     attended, present = _self_attention(block, block.self_norm(x) if pre else x, past_kv)
@@ -88,7 +98,10 @@ def _self_attention(block: DecoderBlock, x: Tensor, past_kv: Tensor) -> tuple[Te
 
 
 def _cross_attention(block: DecoderBlock, x: Tensor, cross_kv: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """x (N, 1, D), cross_kv (2, B, H, T, Dh), bias (B, 1, 1, T) -> (N, 1, D), weights (N, H, 1, T)."""
     attention = block.cross_attention
-    query = split_heads(attention.query(x), attention.num_heads)  # (N, H, 1, Dh)
-    weights = attention_weights(query, cross_kv[0], bias)  # (N, H, 1, T)
-    return attention.out(merge_heads(torch.matmul(weights, cross_kv[1]))), weights
+    group = x.shape[0] // cross_kv.shape[1]
+    query = group_queries(split_heads(attention.query(x), attention.num_heads), group)  # (B, H, g, Dh)
+    weights = attention_weights(query, cross_kv[0], bias)  # (B, H, g, T)
+    attended = ungroup_queries(torch.matmul(weights, cross_kv[1]), group)  # (N, H, 1, Dh)
+    return attention.out(merge_heads(attended)), ungroup_queries(weights, group)

@@ -34,6 +34,8 @@ from multimodal_s2s.onnx_runtime.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     MEL_FILTERS_FILE,
+    step_input_names,
+    step_output_names,
     suite_version,
 )
 from multimodal_s2s.onnx_runtime.model import OnnxTextModel
@@ -45,8 +47,6 @@ TOLERANCE = 1e-4
 #: Cached steps compared by the check.
 CHECK_STEPS = 6
 QUANTIZATIONS = ("int8",)
-DECODER_INPUTS = ("tokens", "position", "past_kv", "cross_kv", "memory_bias")
-DECODER_OUTPUTS = ("logits", "present_kv", "attention")
 
 
 class ExportError(ValueError):
@@ -129,33 +129,35 @@ def _export_graphs(model, task: Task, example: tuple[np.ndarray, np.ndarray | No
     program.save(str(folder / ENCODER_FILE))
     with torch.no_grad():
         cross_kv, memory_bias = encoder(*inputs)
-    rows, decoder = cross_kv.shape[2], model.decoder
-    layers, _, _, heads, _, head_dim = cross_kv.shape
-    step_inputs = (torch.full((rows, 1), BOS_ID), torch.tensor(2), torch.zeros(layers, 2, rows, heads, 2, head_dim),
-                   cross_kv, memory_bias)
-    step_axes = {"tokens": {0: "rows"}, "past_kv": {2: "rows", 4: "past"}, "cross_kv": {2: "rows", 4: "memory"},
-                 "memory_bias": {0: "rows", 1: "memory"}, "logits": {0: "rows"},
-                 "present_kv": {2: "rows", 4: "length"}, "attention": {0: "rows", 1: "memory"}}
-    torch.onnx.export(StepGraph(decoder).eval(), step_inputs, str(folder / DECODER_FILE), dynamo=False,
-                      input_names=list(DECODER_INPUTS), output_names=list(DECODER_OUTPUTS), dynamic_axes=step_axes,
-                      opset_version=opset)
+    layers, _, examples, heads, _, head_dim = cross_kv.shape
+    rows = 2 * examples  # two beams per example: the graph groups the rows of an example
+    past = [torch.zeros(2, rows, heads, 2, head_dim) for _ in range(layers)]
+    step_inputs = (torch.full((rows, 1), BOS_ID), torch.tensor(2), cross_kv, memory_bias, *past)
+    names = step_input_names(layers), step_output_names(layers)
+    step_axes = {"tokens": {0: "rows"}, "cross_kv": {2: "examples", 4: "memory"}, "logits": {0: "rows"},
+                 "memory_bias": {0: "examples", 1: "memory"}, "attention": {0: "rows", 1: "memory"}}
+    step_axes.update({name: {1: "rows", 3: "past"} for name in names[0][4:]})
+    step_axes.update({name: {1: "rows", 3: "length"} for name in names[1][2:]})
+    torch.onnx.export(StepGraph(model.decoder).eval(), step_inputs, str(folder / DECODER_FILE), dynamo=False,
+                      input_names=names[0], output_names=names[1], dynamic_axes=step_axes, opset_version=opset)
 
 
 def max_difference(model, exported: OnnxTextModel, examples) -> float:
     """Max |ONNX - PyTorch| over the encoder's keys/values and the logits and attention of ``CHECK_STEPS``
-    cached steps (fed PyTorch's greedy tokens) of each example batch."""
+    cached steps (fed PyTorch's greedy tokens) of each example batch, with 1 and with 3 rows per example."""
     worst = 0.0
-    for inputs, lengths in examples:
+    for index, (inputs, lengths) in enumerate(examples):
         memory = exported.encode(inputs, lengths)
+        rows = inputs.shape[0] * (1 if index % 2 == 0 else 3)
         with torch.no_grad():
             encoded = model.encode(*_tensors(inputs, lengths))
             torch_kv = EncoderGraph(model)(*_tensors(inputs, lengths))[0]
             worst = max(worst, float(np.abs(memory.cross_kv - torch_kv.numpy()).max()))
-            tokens, cache, past = torch.full((inputs.shape[0], 1), BOS_ID), None, exported.empty_cache(inputs.shape[0])
+            tokens, cache, past = torch.full((rows, 1), BOS_ID), None, exported.empty_cache(rows)
             for position in range(CHECK_STEPS):
                 output = model.step(tokens, encoded, cache, return_attention=True)
                 result = exported.step(tokens.numpy()[:, 0], position, past, memory)
-                cache, past = output.cache, result.present_kv
+                cache, past = output.cache, result.present
                 worst = max(worst, float(np.abs(result.logits - output.logits[:, -1].numpy()).max()),
                             float(np.abs(result.attention - output.attention[:, -1].numpy()).max()))
                 tokens = output.logits[:, -1].argmax(dim=-1, keepdim=True)

@@ -6,8 +6,9 @@ Layout of an export folder::
     manifest.json   format, suite/opset/IR versions, the checkpoint header (task, model config, tokenizers,
                     preprocessing, decoding defaults), graph shapes, the validation figures
     encoder.onnx    inputs -> cross_kv (layers, 2, B, H, T, Dh), memory_bias (B, T)
-    decoder.onnx    one cached step: tokens (N, 1), position (), past_kv (layers, 2, N, H, P, Dh), cross_kv,
-                    memory_bias -> logits (N, V), present_kv (layers, 2, N, H, P+1, Dh), attention (N, T)
+    decoder.onnx    one cached step: tokens (N, 1), position (), cross_kv, memory_bias, past_0 .. past_{layers-1}
+                    (2, N, H, P, Dh) -> logits (N, V), attention (N, T), present_0 .. (2, N, H, P+1, Dh);
+                    N = B * g rows, g consecutive rows per example (beams) sharing its memory
     mel_filters.npy (ASR) the mel filterbank (n_mels, 201) of the log-mel frontend
 """
 
@@ -27,6 +28,14 @@ DECODER_FILE = "decoder.onnx"
 MEL_FILTERS_FILE = "mel_filters.npy"
 #: Encoder input names by task.
 ENCODER_INPUTS = {"captioning": ("images",), "asr": ("features", "lengths"), "translation": ("tokens", "lengths")}
+
+
+def step_input_names(layers: int) -> list[str]:
+    return ["tokens", "position", "cross_kv", "memory_bias", *(f"past_{i}" for i in range(layers))]
+
+
+def step_output_names(layers: int) -> list[str]:
+    return ["logits", "attention", *(f"present_{i}" for i in range(layers))]
 
 
 class ExportFormatError(ValueError):

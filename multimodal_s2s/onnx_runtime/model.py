@@ -30,14 +30,6 @@ class EncodedMemory:
     def batch(self) -> int:
         return self.memory_bias.shape[0]
 
-    def repeat(self, rows_per_example: int) -> EncodedMemory:
-        """Each example's rows repeated ``rows_per_example`` times, consecutively (beams of an example)."""
-        if rows_per_example == 1:
-            return self
-        return EncodedMemory(
-            np.repeat(self.cross_kv, rows_per_example, axis=2), np.repeat(self.memory_bias, rows_per_example, axis=0)
-        )
-
     def rows(self, index: list[int]) -> EncodedMemory:
         """The examples ``index``, in that order."""
         return EncodedMemory(self.cross_kv[:, :, index], self.memory_bias[index])
@@ -45,11 +37,11 @@ class EncodedMemory:
 
 @dataclass
 class StepResult:
-    """logits (N, V) float32, present_kv (layers, 2, N, H, P+1, Dh), attention (N, T)."""
+    """logits (N, V) float32, attention (N, T), present: per layer (2, N, H, P+1, Dh)."""
 
     logits: np.ndarray
-    present_kv: np.ndarray
     attention: np.ndarray
+    present: list[np.ndarray]
 
 
 class OnnxTextModel:
@@ -83,20 +75,22 @@ class OnnxTextModel:
         cross_kv, memory_bias = self.encoder.run(None, feeds)
         return EncodedMemory(cross_kv, memory_bias)
 
-    def empty_cache(self, rows: int) -> np.ndarray:
-        """The self-attention cache before the first step: (layers, 2, rows, H, 0, Dh)."""
-        return np.zeros((self.layers, 2, rows, self.heads, 0, self.head_dim), dtype=np.float32)
+    def empty_cache(self, rows: int) -> list[np.ndarray]:
+        """The self-attention cache before the first step: per layer (2, rows, H, 0, Dh)."""
+        return [np.zeros((2, rows, self.heads, 0, self.head_dim), dtype=np.float32) for _ in range(self.layers)]
 
-    def step(self, tokens: np.ndarray, position: int, past_kv: np.ndarray, memory: EncodedMemory) -> StepResult:
-        """tokens (N,) int64 at ``position`` after ``past_kv`` (layers, 2, N, H, position, Dh), N rows of ``memory``."""
+    def step(self, tokens: np.ndarray, position: int, past: list[np.ndarray], memory: EncodedMemory) -> StepResult:
+        """tokens (N,) int64 at ``position`` after ``past`` (per layer (2, N, H, position, Dh)); N = B * g rows,
+        g consecutive rows per example of ``memory`` (B examples)."""
         feeds = {
             "tokens": tokens.reshape(-1, 1).astype(np.int64, copy=False),
             "position": np.asarray(position, dtype=np.int64),
-            "past_kv": past_kv,
             "cross_kv": memory.cross_kv,
             "memory_bias": memory.memory_bias,
+            **{f"past_{i}": layer for i, layer in enumerate(past)},
         }
-        return StepResult(*self.decoder.run(None, feeds))
+        logits, attention, *present = self.decoder.run(None, feeds)
+        return StepResult(logits, attention, present)
 
 
 def _session(onnxruntime, manifest: Manifest, name: str, options, providers: list[str]):

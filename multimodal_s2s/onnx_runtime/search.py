@@ -103,7 +103,7 @@ class Stepper:
     (N, max_length + 1), the self-attention cache, and the attention (N, max_length, T) when asked for."""
 
     def __init__(self, model: OnnxTextModel, memory: EncodedMemory, options, rows_per_example: int = 1):
-        self.model, self.memory = model, memory.repeat(rows_per_example)
+        self.model, self.memory = model, memory
         rows = memory.batch * rows_per_example
         self.tokens = np.full((rows, options.max_length + 1), PAD_ID, dtype=np.int64)
         self.tokens[:, 0] = BOS_ID
@@ -124,7 +124,7 @@ class Stepper:
     def next_logits(self) -> np.ndarray:
         """(N, V) float32 scores of the token after the current prefix; records its attention."""
         result = self.model.step(self.tokens[:, self.length - 1], self.length - 1, self.cache, self.memory)
-        self.cache = result.present_kv
+        self.cache = result.present
         if self.attention is not None:
             self.attention[:, self.length - 1] = result.attention
         return result.logits
@@ -138,7 +138,7 @@ class Stepper:
         self.tokens[:, : self.length] = self.tokens[index, : self.length]
         if self.attention is not None:
             self.attention[:, : self.length] = self.attention[index, : self.length]
-        self.cache = self.cache[:, :, index]
+        self.cache = [layer[:, index] for layer in self.cache]
 
 
 def greedy_search(model: OnnxTextModel, memory: EncodedMemory, options) -> list[SearchResult]:

@@ -70,7 +70,7 @@ def test_the_encoder_runs_once_per_input_and_holds_the_cross_attention_projectio
                for name in ("encoder.onnx", "decoder.onnx")}
     assert any("key_value" in name for name in weights["encoder.onnx"])  # memory -> keys/values, once per input
     assert not any("key_value" in name for name in weights["decoder.onnx"])  # no step can project the memory
-    assert [i.name for i in model.decoder.get_inputs()] == ["tokens", "position", "past_kv", "cross_kv", "memory_bias"]
+    assert [i.name for i in model.decoder.get_inputs()] == ["tokens", "position", "cross_kv", "memory_bias", "past_0"]
 
 
 class _Recording:
@@ -90,22 +90,25 @@ def test_only_the_self_attention_cache_grows_with_the_output(exports):
     model.decoder = _Recording(model.decoder)
     inputs, _ = encoder_inputs(TASKS[0], 2)
     memory = model.encode(inputs)
-    tokens, past = np.full(2, 5), model.empty_cache(2)
+    tokens, past = np.full(8, 5), model.empty_cache(8)  # 4 beams per example
     for position in range(61):
         result = model.step(tokens, position, past, memory)
-        assert result.present_kv.shape[4] == position + 1
-        past = result.present_kv
+        assert [layer.shape[3] for layer in result.present] == [position + 1] * model.layers
+        past = result.present
     step5, step60 = model.decoder.shapes[5], model.decoder.shapes[60]
-    assert {name: shape for name, shape in step5.items() if name != "past_kv"} == {
-        name: shape for name, shape in step60.items() if name != "past_kv"}
-    assert step60["past_kv"][4] - step5["past_kv"][4] == 55 and step5["past_kv"][:4] == step60["past_kv"][:4]
+    caches = {f"past_{i}" for i in range(model.layers)}
+    assert {name: shape for name, shape in step5.items() if name not in caches} == {
+        name: shape for name, shape in step60.items() if name not in caches}
+    for name in caches:
+        assert step60[name][3] - step5[name][3] == 55 and step5[name][:3] == step60[name][:3]
+    assert step60["cross_kv"][2] == 2  # the memory of the 2 examples, not of their 8 rows
 
 
 def _median_step_seconds(model, memory, past, repeats: int) -> float:
     tokens, times = np.full(memory.batch, 5), []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.step(tokens, past.shape[4], past, memory)
+        model.step(tokens, past[0].shape[3], past, memory)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -115,8 +118,9 @@ def test_the_cached_steps_time_does_not_grow_with_the_output(exports):
     model = OnnxTextModel(folder, threads=1)
     inputs, _ = encoder_inputs(TASKS[0], 4)
     memory = model.encode(inputs)
-    pasts = {length: np.random.default_rng(0).standard_normal(
-        (model.layers, 2, 4, model.heads, length, model.head_dim), dtype=np.float32) for length in (5, 60)}
+    rng = np.random.default_rng(0)
+    pasts = {length: [rng.standard_normal((2, 4, model.heads, length, model.head_dim), dtype=np.float32)
+                      for _ in range(model.layers)] for length in (5, 60)}
     rounds = {5: [], 60: []}
     for _ in range(20):  # alternated rounds, median of medians: robust to a busy neighbour (0.2 s in all)
         for length, past in pasts.items():
