@@ -6,9 +6,9 @@ Each model is exported (``mms2s export --format onnx``, and ``--quantize int8``)
 times the three paths on the same preprocessed batch in turn: PyTorch eager (``decoding.decode``: encoder and
 cached decoder), the fp32 export and the int8 export (``onnx_runtime``: encoder once, cached step graph,
 numpy search), after one untimed warm-up round. Reported: median seconds per batch, tokens/s, the speed-up
-over PyTorch, the share of inputs whose tokens equal PyTorch's, the task's exact-match accuracy against the references (captions: any
-reference caption; dates: the ISO date; ASR: the sentence), and a profile of each path (encoder, decoder
-steps, the rest: search in torch or numpy). Torch and onnxruntime get the same thread count.
+over PyTorch, the share of inputs whose tokens equal PyTorch's, the task's exact-match accuracy against the
+references (captions: any reference caption; dates: the ISO date; ASR: the sentence), and a profile of each
+path (encoder, decoder steps, the rest: search in torch or numpy). Torch and onnxruntime get the same thread count.
 
     python benchmarks/onnx_decoding.py --captioner CKPT --asr CKPT --translator CKPT \\
         [--out benchmarks/results/onnx_decoding.json] [--inputs 32] [--repeats 5] [--threads 1]
