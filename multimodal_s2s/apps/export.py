@@ -43,9 +43,10 @@ TOLERANCE = 1e-3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(parser, "a checkpoint (.ckpt): segmentation -> a file, text-out -> a folder", device=False)
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx)")
-    parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx")
+    parser.add_argument("--out", required=True, help="the file (segmentation: model.onnx) or folder (text-out) to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="segmentation: skip the onnxruntime comparison (a text-out export is always checked)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                         help="text-out exports: dynamic int8 weights (speed and quality change reported, not promised)")
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         from multimodal_s2s.apps.export_text import run_text
 
         return run_text(args, text)
+    if args.quantize is not None:
+        return fail(f"{args.checkpoint}: --quantize applies to text-out exports (captioning, ASR, translation)")
     out = Path(args.out)
     problem = OutputPlan([args.checkpoint], args.overwrite).claim(out)
     if problem is not None:
