@@ -43,7 +43,7 @@ TOLERANCE = 1e-3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(parser, "a checkpoint (.ckpt): segmentation -> a file, text-out -> a folder", device=False)
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx)")
-    parser.add_argument("--out", required=True, help="the file (segmentation: model.onnx) or folder (text-out) to write")
+    parser.add_argument("--out", required=True, help="the file (segmentation: x.onnx) or folder (text-out) to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true",
                         help="segmentation: skip the onnxruntime comparison (a text-out export is always checked)")
