@@ -113,6 +113,9 @@ def test_export_refuses_unusable_checkpoints_and_bad_paths(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
     assert "exists (use --overwrite to replace it)" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "y.onnx")]) == 2
+    segmentation = write_checkpoint(tmp_path / "seg.ckpt", segmentation_header())
+    assert main(["export", "--checkpoint", str(segmentation), "--out", str(tmp_path / "z.onnx"), "--quantize", "int8"]) == 2
+    assert "--quantize applies to text-out exports" in capsys.readouterr().err
 
 
 def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():
