@@ -114,7 +114,8 @@ def test_export_refuses_unusable_checkpoints_and_bad_paths(tmp_path, capsys):
     assert "exists (use --overwrite to replace it)" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "y.onnx")]) == 2
     segmentation = write_checkpoint(tmp_path / "seg.ckpt", segmentation_header())
-    assert main(["export", "--checkpoint", str(segmentation), "--out", str(tmp_path / "z.onnx"), "--quantize", "int8"]) == 2
+    command = ["export", "--checkpoint", str(segmentation), "--out", str(tmp_path / "z.onnx"), "--quantize", "int8"]
+    assert main(command) == 2
     assert "--quantize applies to text-out exports" in capsys.readouterr().err
 
 
