@@ -9,6 +9,7 @@ file or the new one, never a truncated file under the final name.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -16,6 +17,14 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
+
+#: Decimals of the scores written as JSON.
+SCORE_DIGITS = 4
+
+
+def json_score(score: float, digits: int = SCORE_DIGITS) -> float | None:
+    """A score for JSON output: rounded, or None when not finite (JSON has no infinity)."""
+    return round(score, digits) if math.isfinite(score) else None
 
 
 class OutputError(ValueError):

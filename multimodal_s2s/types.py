@@ -13,11 +13,15 @@ from enum import Enum
 import torch
 from torch import Tensor
 
-#: Special token ids shared by every tokenizer and every text decoder.
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+# Offered here too, as every model module reads them from ``types``.
+from multimodal_s2s.tokenizers.special import BOS_ID as BOS_ID
+from multimodal_s2s.tokenizers.special import EOS_ID as EOS_ID
+from multimodal_s2s.tokenizers.special import PAD_ID as PAD_ID
+from multimodal_s2s.tokenizers.special import SPECIAL_TOKENS as SPECIAL_TOKENS
+from multimodal_s2s.tokenizers.special import UNK_ID as UNK_ID
+
 #: The CTC head's blank: the padding id, which is never a target (``models.ctc``, ``speech.word_timing``).
 CTC_BLANK_ID = PAD_ID
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 
 class Emits(str, Enum):

@@ -3,7 +3,8 @@
 ``mms2s fit|validate|test|predict --config tasks/<task>/<recipe>.yaml [--section.key value ...]``
 runs LightningCLI (overrides from the command line; the resolved config is saved with the run).
 Every other sub-command is an app module with ``add_arguments(parser)`` and ``run(args) -> int``,
-imported only when it is asked for.
+imported only when it is asked for. Torch's thread count is set before ``run`` unless the module says that it
+sets it where it uses torch (``CONFIGURES_THREADS = True``: ``caption``, whose ONNX path imports no torch).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(module_name)
             module.add_arguments(sub)
     args = parser.parse_args(argv)
-    from multimodal_s2s.threads import configure_threads
+    module = importlib.import_module(APPS[args.command][0])
+    if not getattr(module, "CONFIGURES_THREADS", False):
+        from multimodal_s2s.threads import configure_threads
 
-    configure_threads()
-    return importlib.import_module(APPS[args.command][0]).run(args)
+        configure_threads()
+    return module.run(args)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ one ``mms2s.<section>`` key per section, JSON (``mms2s.labels``: class names, pa
 ``mms2s.preprocessing``: image size, mean, std; ``mms2s.model``: the model config; ...). After
 writing, the file is run in onnxruntime (when installed) at the training size and at another size,
 and compared with PyTorch.
-Text-out checkpoints are not exported yet. An existing --out file is replaced only with
---overwrite; the file is written atomically.
+A text-out checkpoint (captioning, ASR, translation) is exported to a folder instead (``apps.export_text``).
+An existing --out file is replaced only with --overwrite; the file is written atomically.
 
     mms2s export --checkpoint runs/.../best.ckpt --format hub --out my-model/ [--overwrite]
 
@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from multimodal_s2s.apps.common import EXIT_FAILED, add_checkpoint_arguments, fail
-from multimodal_s2s.checkpoint import CheckpointError, CheckpointHeader, Task, read_checkpoint
+from multimodal_s2s.checkpoint import Checkpoint, CheckpointError, CheckpointHeader, Task, read_checkpoint
 from multimodal_s2s.errors import first_line
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
+from multimodal_s2s.onnx_export.text import QUANTIZATIONS
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write
 from multimodal_s2s.pipelines import load_pipeline
 
@@ -47,17 +48,31 @@ TOLERANCE = 1e-3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(parser, "a checkpoint (.ckpt; onnx: segmentation only)", device=False)
+    add_checkpoint_arguments(parser, "a checkpoint (.ckpt): onnx: segmentation -> a file, text-out -> a folder",
+                             device=False)
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format (onnx, or hub: a Hub folder)")
-    parser.add_argument("--out", required=True, help="the file to write, e.g. model.onnx (hub: a folder)")
+    parser.add_argument("--out", required=True,
+                        help="the file (onnx, segmentation: x.onnx) or folder (onnx text-out; hub) to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="segmentation: skip the onnxruntime comparison (a text-out export is always checked)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                        help="text-out exports: dynamic int8 weights (speed and quality change reported, not promised)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.format == "hub":
+        if args.quantize is not None:
+            return fail(f"{args.checkpoint}: --quantize applies to ONNX exports, not to --format hub")
         return export_hub(args)
+    text = _text_checkpoint(args.checkpoint)
+    if text is not None:
+        from multimodal_s2s.apps.export_text import run_text
+
+        return run_text(args, text)
+    if args.quantize is not None:
+        return fail(f"{args.checkpoint}: --quantize applies to text-out exports (captioning, ASR, translation)")
     out = Path(args.out)
     problem = OutputPlan([args.checkpoint], args.overwrite).claim(out)
     if problem is not None:
@@ -100,6 +115,16 @@ def export_hub(args: argparse.Namespace) -> int:
     files = ", ".join(sorted(path.name for path in folder.iterdir()))
     print(f"wrote the {pipeline.task.value} Hub folder {folder} ({files}): --checkpoint {folder} loads it")
     return 0
+
+
+def _text_checkpoint(path: str) -> Checkpoint | None:
+    """The checkpoint at ``path`` when it is readable and of a text-out task, else None (the segmentation
+    path reports any problem)."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError:
+        return None
+    return None if checkpoint.header.task == Task.SEGMENTATION else checkpoint
 
 
 def metadata(header: CheckpointHeader) -> dict[str, str]:

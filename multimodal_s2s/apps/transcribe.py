@@ -40,6 +40,7 @@ from multimodal_s2s.apps.common import (
     add_output_arguments,
     fail,
 )
+from multimodal_s2s.onnx_runtime.manifest import is_export
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
 from multimodal_s2s.pipelines import TranscriptionOptions
 from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES, expand_inputs
@@ -148,7 +149,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
         options = transcription_options(args)
         out_dir = check_output_dir(args.output_dir)
-        transcriber = Transcriber.from_checkpoint(args.checkpoint, args.device)
+        if is_export(args.checkpoint):
+            from multimodal_s2s.pipelines.onnx_transcription import OnnxTranscriber
+
+            transcriber = OnnxTranscriber(args.checkpoint)
+        else:
+            transcriber = Transcriber.from_checkpoint(args.checkpoint, args.device)
         options = transcriber.resolve_options(options)  # checked against the checkpoint, the VAD's pads chosen
         transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD

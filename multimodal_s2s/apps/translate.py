@@ -21,6 +21,8 @@ from multimodal_s2s.apps.attention_plot import save_attention_plot
 from multimodal_s2s.apps.common import add_batch_size_argument, add_checkpoint_arguments, fail
 from multimodal_s2s.checkpoint import CheckpointError
 from multimodal_s2s.decoding import DecodingOptionsError
+from multimodal_s2s.onnx_runtime.manifest import is_export
+from multimodal_s2s.onnx_runtime.pipelines import OnnxTranslator
 from multimodal_s2s.outputs import OutputError, OutputPlan
 from multimodal_s2s.pipelines import Translator
 from multimodal_s2s.pipelines.translation import DEFAULT_BATCH_SIZE
@@ -29,7 +31,7 @@ from multimodal_s2s.preprocessing.files import read_lines, split_lines
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="text file, one sentence a line (plain or .gz); default: stdin")
-    add_checkpoint_arguments(parser, "a translation checkpoint (.ckpt), Hub folder or Hub repository id")
+    add_checkpoint_arguments(parser, "a translation checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder")
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy); default: checkpoint's")
     parser.add_argument("--max-length", type=int, default=None, help="most output tokens; default: checkpoint's")
     parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        translator = Translator.from_checkpoint(args.checkpoint, args.device)
+        translator = _translator(args)
         options = {"beam_size": args.beam_size, "n_best": 1, "max_length": args.max_length,
                    "no_repeat_ngram_size": args.no_repeat_ngram}
         translator.options(**options)  # checks the options before any input is read
@@ -59,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(error))
     sys.stdout.write("".join(f"{translation.text}\n" for translation in translations))
     return 0
+
+
+def _translator(args: argparse.Namespace):
+    """The Translator of a checkpoint, or the OnnxTranslator of an export folder."""
+    if is_export(args.checkpoint):
+        return OnnxTranslator(args.checkpoint)
+    return Translator.from_checkpoint(args.checkpoint, args.device)
 
 
 def _plot(translator: Translator, lines: list[str], options: dict, path: str) -> int:

@@ -65,9 +65,12 @@ def check_inputs(info: EncoderInfo, inputs: Tensor, lengths: Tensor | None) -> N
 
 
 def check_lengths(lengths: Tensor, batch: int, max_len: int) -> None:
-    """Raise InputError unless lengths is an integer (batch,) tensor with entries in 1..max_len (one device sync)."""
+    """Raise InputError unless lengths is an integer (batch,) tensor with entries in 1..max_len (one device sync).
+    The entries are not read inside a ``torch.compile`` or ``torch.export`` graph (as ``check_token_range``)."""
     if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.is_floating_point():
         raise InputError(f"lengths must be integer of shape ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
+    if torch.compiler.is_compiling():
+        return
     shortest, longest = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
     if shortest < 1:
         raise InputError(f"a sequence of length zero in the batch (lengths={lengths.tolist()})")

@@ -32,7 +32,7 @@ from multimodal_s2s.metrics.text import TEXT_METRICS
 from multimodal_s2s.models import ModelConfig, build_model
 from multimodal_s2s.models.ctc import CTCHead
 from multimodal_s2s.models.from_checkpoint import new_ctc_head
-from multimodal_s2s.pipelines.text import json_score
+from multimodal_s2s.outputs import json_score
 from multimodal_s2s.preprocessing.audio import AudioFeatures
 from multimodal_s2s.registry import encoder_entry
 from multimodal_s2s.types import PAD_ID, Modality

@@ -34,7 +34,7 @@ _EXPORTS = {
     "Translation": "multimodal_s2s.pipelines.translation",
     "Translator": "multimodal_s2s.pipelines.translation",
     "ModelCard": "multimodal_s2s.pipelines.card",
-    "json_score": "multimodal_s2s.pipelines.text",
+    "json_score": "multimodal_s2s.outputs",
     "load_pipeline": "multimodal_s2s.pipelines.loading",
     "resolve_device": "multimodal_s2s.pipelines.base",
 }

@@ -9,6 +9,8 @@ import torch
 
 from multimodal_s2s.checkpoint import Task
 from multimodal_s2s.checkpoint.hub import read_model
+from multimodal_s2s.onnx_runtime.manifest import is_export
+from multimodal_s2s.onnx_runtime.pipelines import load_export
 from multimodal_s2s.pipelines.base import Pipeline
 from multimodal_s2s.pipelines.captioning import Captioner
 from multimodal_s2s.pipelines.segmentation import Segmenter
@@ -25,6 +27,9 @@ PIPELINES: dict[Task, type[Pipeline]] = {
 
 def load_pipeline(path: str | Path, device: str | torch.device = "auto") -> Pipeline:
     """The pipeline of the checkpoint's task (Captioner, Transcriber, Segmenter or Translator); ``path``: a
-    checkpoint file, a Hub folder or a Hub repository id ("user/name"), as ``Pipeline.from_checkpoint`` takes."""
+    checkpoint file, a Hub folder or a Hub repository id ("user/name"), as ``Pipeline.from_checkpoint`` takes;
+    given an ONNX export folder, its onnxruntime pipeline (``onnx_runtime.load_export``; CPU)."""
+    if is_export(path):
+        return load_export(path)
     checkpoint = read_model(path)
     return PIPELINES[checkpoint.header.task](checkpoint, device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -11,14 +10,6 @@ from torch import Tensor
 from multimodal_s2s.decoding import DecodingOptions, DecodingResult
 from multimodal_s2s.pipelines.base import Pipeline
 from multimodal_s2s.types import SPECIAL_TOKENS
-
-#: Decimals of the scores written as JSON.
-SCORE_DIGITS = 4
-
-
-def json_score(score: float, digits: int = SCORE_DIGITS) -> float | None:
-    """A score for JSON output: rounded, or None when not finite (JSON has no infinity)."""
-    return round(score, digits) if math.isfinite(score) else None
 
 
 @dataclass

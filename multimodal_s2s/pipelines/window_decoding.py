@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from multimodal_s2s.checkpoint import CTC_HEAD_PREFIX, Checkpoint
 from multimodal_s2s.decoding import CTCHybridRanker, DecodingOptions, DecodingResult, decode_encoded
@@ -111,11 +112,11 @@ class WindowDecodingPipeline(TextOutPipeline):
         policy = options.fallback_policy()
         no_speech = [None] * len(waveforms)
         if policy.thresholds.no_speech is not None:
-            no_speech = no_speech_probabilities(self.model, encoded).tolist()
+            no_speech = self.no_speech(encoded).tolist()
         weight = DEFAULT_CTC_WEIGHT if options.ctc_weight is None else options.ctc_weight
 
         def decode_batch(rows: Sequence[int], search: DecodingOptions) -> list[WindowDecoding]:
-            results = self._search(select_rows(encoded, rows), search, weight)
+            results = self._search(self.rows(encoded, rows), search, weight)
             tokenizer = self.header.tokenizer
             return [
                 WindowDecoding.from_result(result, tokenizer, no_speech[row], search.temperature)
@@ -124,6 +125,14 @@ class WindowDecodingPipeline(TextOutPipeline):
 
         decodings = decode_with_fallback(range(len(waveforms)), decode_batch, decoding, policy)
         return self._segments(encoded, decodings, spans, options)
+
+    def no_speech(self, encoded: SequenceOutput) -> Tensor:
+        """(B,) each window's probability of an empty transcript (``speech.fallback.no_speech_probabilities``)."""
+        return no_speech_probabilities(self.model, encoded)
+
+    def rows(self, encoded: SequenceOutput, rows: Sequence[int]) -> SequenceOutput:
+        """The windows ``rows`` of an encoder output."""
+        return select_rows(encoded, rows)
 
     def _search(self, encoded: SequenceOutput, options: DecodingOptions, ctc_weight: float) -> list[DecodingResult]:
         """Greedy, sampling or beam search; a beam's answer ranked with the CTC head when there is one."""
@@ -141,7 +150,7 @@ class WindowDecodingPipeline(TextOutPipeline):
         windows = [WindowTokens(decodings[row].tokens, *spans[row]) for row in kept]
         words: list[list[Word]] = [[] for _ in kept]
         if options.word_timestamps and kept:
-            words = self.word_timestamps(select_rows(encoded, kept), windows, options.alignment)
+            words = self.word_timestamps(self.rows(encoded, kept), windows, options.alignment)
         segments: list[Segment | None] = [None] * len(decodings)
         for row, window, window_words in zip(kept, windows, words, strict=True):
             start, end = round(window.start, TIME_DIGITS), round(window.end, TIME_DIGITS)

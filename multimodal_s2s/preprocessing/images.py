@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+
+if TYPE_CHECKING:  # a tensor is read without importing torch (the ONNX runtime has none)
+    from torch import Tensor
 
 from multimodal_s2s.errors import first_line
 
@@ -95,7 +97,7 @@ def as_rgb_image(item: str | os.PathLike | Image.Image | np.ndarray | Tensor, ma
     or (H, W) of uint8 (or floats in 0..1). Raises ImageLoadError (one line) for anything else."""
     if isinstance(item, str | os.PathLike):
         return load_image(item, max_side)
-    if isinstance(item, Tensor):
+    if type(item).__module__ == "torch" and type(item).__name__ == "Tensor":
         item = item.detach().cpu()
         item = (item.permute(1, 2, 0) if item.dim() == 3 else item).numpy()  # (H, W, C) or (H, W)
     if isinstance(item, np.ndarray):

@@ -8,16 +8,25 @@ ids PAD_ID, BOS_ID, EOS_ID, UNK_ID (0..3). ``to_dict()`` gives a JSON-serializab
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from multimodal_s2s.types import BOS_ID, EOS_ID, SPECIAL_TOKENS
+from multimodal_s2s.tokenizers.special import BOS_ID, EOS_ID, SPECIAL_TOKENS
 
 #: Version of the dict / JSON layout written by ``to_dict``.
 FORMAT_VERSION = 1
+#: Tokenizer type name -> the module that defines it (imported when a tokenizer of that type is read).
+TYPE_MODULES = {
+    "bpe": "multimodal_s2s.tokenizers.bpe",
+    "char": "multimodal_s2s.tokenizers.vocabulary",
+    "sentencepiece": "multimodal_s2s.tokenizers.sentencepiece",
+    "whisper": "multimodal_s2s.tokenizers.whisper",
+    "word": "multimodal_s2s.tokenizers.vocabulary",
+}
 
 
 class TokenizerFormatError(ValueError):
@@ -97,8 +106,10 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     if not isinstance(data, dict):
         raise TokenizerFormatError(f"a tokenizer dict must be a JSON object, got {type(data).__name__}")
     type_name = data.get("type")
+    if type_name in TYPE_MODULES:
+        importlib.import_module(TYPE_MODULES[type_name])  # defining the class registers the type
     if type_name not in Tokenizer._types:
-        known = ", ".join(sorted(Tokenizer._types))
+        known = ", ".join(sorted(TYPE_MODULES))
         raise TokenizerFormatError(f"unknown tokenizer type {type_name!r} (known: {known})")
     version = data.get("version")
     if version != FORMAT_VERSION:

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from multimodal_s2s.tokenizers.base import Tokenizer, TokenizerFormatError
-from multimodal_s2s.types import SPECIAL_TOKENS
+from multimodal_s2s.tokenizers.special import SPECIAL_TOKENS
 
 #: Byte-level BPE covers text through the 256 byte symbols.
 BYTE_ALPHABET_SIZE = 256

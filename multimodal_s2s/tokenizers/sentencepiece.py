@@ -18,8 +18,8 @@ from typing import Any
 import sentencepiece
 
 from multimodal_s2s.tokenizers.base import TokenizerFormatError
+from multimodal_s2s.tokenizers.special import EOS_ID
 from multimodal_s2s.tokenizers.vocabulary import VocabularyTokenizer, _field
-from multimodal_s2s.types import EOS_ID
 
 #: SentencePiece's word-boundary mark.
 WORD_BOUNDARY = "\u2581"

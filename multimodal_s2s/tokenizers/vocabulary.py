@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from multimodal_s2s.tokenizers.base import Tokenizer, TokenizerFormatError, check_specials
-from multimodal_s2s.types import SPECIAL_TOKENS, UNK_ID
+from multimodal_s2s.tokenizers.special import SPECIAL_TOKENS, UNK_ID
 
 #: A word is a run of letters, digits or underscores; every other non-space character stands alone.
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")

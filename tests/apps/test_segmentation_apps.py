@@ -105,12 +105,18 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(checkpoint, tmp_path, capsys
     np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
-def test_export_refuses_other_tasks_and_bad_paths(tmp_path, capsys):
+def test_export_refuses_unusable_checkpoints_and_bad_paths(tmp_path, capsys):
+    """A text-out checkpoint goes to the folder export (tests/onnx), which refuses one without weights."""
     other = write_checkpoint(tmp_path / "asr.ckpt", text_header(Task.ASR))
-    assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "asr.ckpt: the checkpoint's task is asr, but this needs segmentation" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path / "x_onnx")]) == 2
+    assert "asr.ckpt: cannot rebuild the model from this checkpoint" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path)]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    assert "exists (use --overwrite to replace it)" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "y.onnx")]) == 2
+    segmentation = write_checkpoint(tmp_path / "seg.ckpt", segmentation_header())
+    command = ["export", "--checkpoint", str(segmentation), "--out", str(tmp_path / "z.onnx"), "--quantize", "int8"]
+    assert main(command) == 2
+    assert "--quantize applies to text-out exports" in capsys.readouterr().err
 
 
 def test_overlay_leaves_background_and_void_pixels_and_draws_a_legend():

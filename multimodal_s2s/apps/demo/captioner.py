@@ -17,7 +17,8 @@ from torch import Tensor
 
 from multimodal_s2s.apps.demo.heatmaps import display_copy, png_data_url
 from multimodal_s2s.heatmaps import attention_scale, heatmaps
-from multimodal_s2s.pipelines import Captioner, ModelCard, json_score
+from multimodal_s2s.outputs import json_score
+from multimodal_s2s.pipelines import Captioner, ModelCard
 from multimodal_s2s.pipelines.card import decoding_text
 
 DEFAULT_N_BEST = 3
