@@ -36,7 +36,9 @@ CONFIGURES_THREADS = True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, or folders whose images to caption")
-    add_checkpoint_arguments(parser, "a captioning checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder")
+    add_checkpoint_arguments(
+        parser, "a captioning checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder"
+    )
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (default: the checkpoint's)")
     parser.add_argument("--n-best", type=int, default=None, help="alternatives in --json output (default: beam size)")
     parser.add_argument(

@@ -31,7 +31,9 @@ from multimodal_s2s.preprocessing.files import read_lines, split_lines
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="text file, one sentence a line (plain or .gz); default: stdin")
-    add_checkpoint_arguments(parser, "a translation checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder")
+    add_checkpoint_arguments(
+        parser, "a translation checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder"
+    )
     parser.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy); default: checkpoint's")
     parser.add_argument("--max-length", type=int, default=None, help="most output tokens; default: checkpoint's")
     parser.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
