@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
+from multimodal_s2s.checkpoint.header import DecodingDefaults
 from multimodal_s2s.decoders.text_transformer import TransformerDecoder
+from multimodal_s2s.layers.positional import SinusoidalPositions
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
 from multimodal_s2s.onnx_export.graphs import EncoderGraph, StepGraph
 from multimodal_s2s.onnx_runtime.manifest import (
@@ -72,6 +74,11 @@ def export_text(checkpoint: Checkpoint, out: Path, opset: int, quantize: str | N
             f"{checkpoint.path}: decoder {checkpoint.header.model.decoder!r}: ONNX export supports the Transformer "
             "decoder only"
         )
+    if whisper_shaped(checkpoint, model):
+        raise ExportError(
+            f"{checkpoint.path}: a whisper-shaped model (a decoder prompt, learned positions or whisper's "
+            "suppression and beam rules) is not exported to ONNX yet; use the checkpoint or a Hub folder"
+        )
     work = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -96,6 +103,14 @@ def export_text(checkpoint: Checkpoint, out: Path, opset: int, quantize: str | N
         shutil.rmtree(work, ignore_errors=True)
     sizes = {path.name: path.stat().st_size / 2**20 for path in sorted(out.iterdir())}
     return ExportReport(out, sizes, difference, quantized)
+
+
+def whisper_shaped(checkpoint: Checkpoint, model) -> bool:
+    """Whether the model needs what the step graph and the numpy loop do not carry yet: the decoder's prompt
+    after BOS, learned positions, or decoding rules of its own (``DecodingDefaults.rules``)."""
+    decoder = model.decoder
+    return (len(decoder.prompt) > 0 or not isinstance(decoder.positions, SinusoidalPositions)
+            or checkpoint.header.decoding.rules() != DecodingDefaults().rules())
 
 
 def example_inputs(header, model) -> list[tuple[np.ndarray, np.ndarray | None]]:

@@ -87,3 +87,19 @@ def test_whisper_targets_keep_case_and_punctuation(checkpoint):
     tokenizer = read_checkpoint(checkpoint).header.tokenizer
     assert target_normalizer(tokenizer)("  Hello,  World! ") == "Hello, World!"
     assert target_normalizer(None) is normalize_transcript
+
+
+def test_hub_folder_transcribes_as_the_checkpoint(checkpoint, recording, tmp_path):
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "hub", "--out", str(tmp_path / "hub")]) == 0
+    options = dict(temperature=(0.0,), compression_ratio_threshold=None, logprob_threshold=None,
+                   no_speech_threshold=None, max_ngram_repeats=None)
+    expected = Transcriber.from_checkpoint(checkpoint, "cpu")([recording], **options)[0]
+    assert Transcriber.from_pretrained(tmp_path / "hub", "cpu")([recording], **options)[0] == expected
+
+
+def test_onnx_export_refuses_in_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out)]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "whisper-shaped" in error and str(checkpoint) in error
+    assert not out.exists() and list(tmp_path.iterdir()) == []
