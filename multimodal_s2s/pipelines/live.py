@@ -1,0 +1,277 @@
+"""Live transcription: audio fed as it arrives, words out as soon as they settle (``Transcriber.live``).
+
+    >>> live = transcriber.live(sample_rate=48000)
+    >>> for piece in microphone:                      # numpy (S,) or (S, channels), int16 or float
+    ...     update = live.feed(piece)
+    ...     print(update.committed, update.tail)      # words settled by this piece; the words not yet settled
+    >>> live.finish().committed                        # the rest, at the end of the stream
+    >>> live.transcript()                              # a Transcript, as ``Transcriber`` gives (txt/srt/json)
+
+The audio is resampled to 16 kHz as it comes (``speech.stream_audio``) and kept in a buffer. Each time a
+chunk of audio (``LiveOptions.chunk_seconds``, 1 s) has come in, a pass finds the speech in the buffer
+(Silero VAD, or the energy splitter: ``TranscriptionOptions.windows``) and decodes, in one batch
+(``window_decoding``, with whisper's checks and word timestamps), every utterance the VAD has closed (followed
+by ``close_silence_seconds`` of silence after its padding): all their words are committed, and their audio
+dropped; and the utterance still open, whose words are committed where two consecutive passes agree on them
+(LocalAgreement-2, ``speech.agreement``), the rest being the tail shown until then. Silence is not decoded: a
+buffer without speech keeps only its last second. An open utterance longer than the buffer's bound
+(``buffer_seconds``, 30 s, and the checkpoint's longest window) less a chunk is cut at the end of its last
+committed word (else its tail is committed up to a chunk before its end, else its oldest audio is dropped), so
+the buffer never holds more than the bound. ``finish`` closes everything and commits every word left.
+
+Committed words never change; the transcript is the committed words in order, one segment per utterance.
+The lag (compute time over the audio time of the last passes) is watched: above ``max_lag`` (1: falling
+behind) the transcriber says so once (``LiveUpdate.warning``) and goes on greedy, without fallback, every
+two chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from multimodal_s2s.checkpoint.header import is_seconds
+from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
+from multimodal_s2s.pipelines.transcripts import Segment, Transcript
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
+from multimodal_s2s.speech.agreement import agreed_prefix, new_words
+from multimodal_s2s.speech.stream_audio import AudioStreamError, StreamResampler
+from multimodal_s2s.speech.windows import SampleRange
+from multimodal_s2s.speech.word_timing import TIME_DIGITS, Word
+
+if TYPE_CHECKING:
+    from multimodal_s2s.pipelines.transcription import Transcriber
+
+#: Audio kept while nobody speaks (s): the VAD's context, and the onset of speech that starts at a chunk's end.
+PREROLL_SECONDS = 1.0
+LAG_PASSES = 3  # the lag is measured over this many passes
+SLOW_CHUNK_FACTOR = 2  # behind: a pass every this many chunks
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Attributes:
+    chunk_seconds: audio between passes (latency is about 1-2 chunks; each pass costs a decoding).
+    buffer_seconds: the most audio held (also at most the checkpoint's longest window).
+    close_silence_seconds: silence after an utterance's padded end that closes it.
+    max_lag: compute time over audio time above which the transcriber falls back to a cheaper setting.
+    """
+
+    chunk_seconds: float = 1.0
+    buffer_seconds: float = 30.0
+    close_silence_seconds: float = 0.2
+    max_lag: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_seconds", "buffer_seconds", "max_lag"):
+            value = getattr(self, name)
+            if not (is_seconds(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not is_seconds(self.close_silence_seconds):
+            raise ValueError(f"close_silence_seconds must be a finite number >= 0, got {self.close_silence_seconds!r}")
+
+
+@dataclass
+class LiveUpdate:
+    """What a piece of audio changed: the words it committed (in order, never changed later), the words not
+    committed yet (replacing the previous tail), and, once, the warning that the transcriber fell behind."""
+
+    committed: list[Word] = field(default_factory=list)
+    tail: list[Word] = field(default_factory=list)
+    warning: str | None = None
+
+    @property
+    def committed_text(self) -> str:
+        return " ".join(word.word for word in self.committed)
+
+    @property
+    def tail_text(self) -> str:
+        return " ".join(word.word for word in self.tail)
+
+
+class StreamingTranscriber:
+    """A ``Transcriber`` run on one stream of audio as it arrives; see the module docstring."""
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        sample_rate: int = SAMPLE_RATE,
+        options: TranscriptionOptions | None = None,
+        live: LiveOptions | None = None,
+    ):
+        self.transcriber = transcriber
+        self.resampler = StreamResampler(sample_rate)
+        self.options = transcriber.resolve_options(options, word_timestamps=True)
+        self.find_speech = transcriber.speech_finder(self.options)
+        self.live = live or LiveOptions()
+        self.bound = round(min(self.live.buffer_seconds, transcriber.max_seconds) * SAMPLE_RATE)
+        self.chunk = round(self.live.chunk_seconds * SAMPLE_RATE)
+        if 2 * self.chunk > self.bound:
+            raise ValueError(
+                f"chunk_seconds ({self.live.chunk_seconds:g}) must be at most half the buffer's bound "
+                f"({self.bound / SAMPLE_RATE:g} s: buffer_seconds and the checkpoint's longest window)"
+            )
+        self.words: list[Word] = []  # committed, in order
+        self.max_buffer = self.received = 0  # samples at 16 kHz
+        self.compute_seconds = 0.0
+        self.behind = self.finished = False
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._offset = self._pending = 0  # stream samples before the buffer; samples since the last pass
+        self._segments: list[list[Word]] = [[]]  # committed words by utterance; the last one is open
+        self._tail: list[Word] = []
+        self._passes: deque[tuple[float, float]] = deque(maxlen=LAG_PASSES)  # (compute s, audio s)
+
+    @property
+    def lag(self) -> float:
+        """Compute time over audio time, over the whole stream so far."""
+        return self.compute_seconds / self.received * SAMPLE_RATE if self.received else 0.0
+
+    @property
+    def tail(self) -> list[Word]:
+        return list(self._tail)
+
+    def feed(self, piece: np.ndarray) -> LiveUpdate:
+        """Take the next ``piece`` of audio (S,) or (S, C) at the stream's rate; decode when a chunk is in.
+        Raises AudioStreamError (one line) for a piece that is not audio, or after ``finish``."""
+        if self.finished:
+            raise AudioStreamError("the stream has ended: no audio can be fed after finish()")
+        return self._take(self.resampler(piece), final=False)
+
+    def finish(self) -> LiveUpdate:
+        """End the stream: decode what is left and commit every word (the tail becomes empty)."""
+        if self.finished:
+            return LiveUpdate()
+        self.finished = True
+        return self._take(self.resampler.flush(), final=True)
+
+    def transcript(self, source: str = "") -> Transcript:
+        """The committed words as a Transcript: one segment per utterance."""
+        segments = [
+            Segment(words[0].start, words[-1].end, " ".join(w.word for w in words), list(words))
+            for words in self._segments
+            if words
+        ]
+        return Transcript(round(self.received / SAMPLE_RATE, TIME_DIGITS), segments, source)
+
+    def _take(self, samples: np.ndarray, final: bool) -> LiveUpdate:
+        """Append ``samples`` (16 kHz), a pass whenever a chunk is in or the buffer is full (and at the end)."""
+        update = LiveUpdate(tail=self._tail)
+        self.received += len(samples)
+        while len(samples) or final:
+            room = self.bound - len(self._buffer)
+            self._buffer = np.concatenate([self._buffer, samples[:room]])
+            self._pending += min(room, len(samples))
+            samples = samples[room:]
+            self.max_buffer = max(self.max_buffer, len(self._buffer))
+            last = final and not len(samples)
+            if last or self._pending >= self.chunk or len(self._buffer) >= self.bound:
+                audio, started = self._pending, time.perf_counter()
+                update.committed += self._pass(last)
+                update.warning = self._watch(time.perf_counter() - started, audio) or update.warning
+            if last:
+                break
+        update.tail = list(self._tail)
+        return update
+
+    def _pass(self, final: bool) -> list[Word]:
+        """Decode the buffer's closed utterances and its open one (see the module docstring): the words committed."""
+        utterances = self._utterances(self.find_speech(self._buffer))
+        closed = utterances if final else [u for u in utterances if u[2]]
+        is_open = len(closed) < len(utterances)
+        pieces = [(start, end) for start, end, _ in closed] + ([utterances[-1][:2]] if is_open else [])
+        decoded = self._decode(pieces)
+        committed: list[Word] = []
+        for words in decoded[: len(closed)]:
+            committed += self._commit(new_words(words, self._segments[-1], self._committed_end()))
+            self._close_segment()
+        if is_open:
+            words = new_words(decoded[-1], self._segments[-1], self._committed_end())
+            agreed = agreed_prefix(self._tail, words)
+            committed += self._commit(agreed)
+            self._tail = words[len(agreed) :]
+            self._cut(pieces[-1][0])
+            committed += self._bound_open_utterance()
+        else:
+            self._tail = []
+            self._close_segment()
+            self._cut(max(pieces[-1][1] if pieces else 0, len(self._buffer) - round(PREROLL_SECONDS * SAMPLE_RATE)))
+        self._pending = 0
+        return committed
+
+    def _utterances(self, regions: list[SampleRange]) -> list[tuple[int, int, bool]]:
+        """Speech regions joined across pauses shorter than ``close_silence_seconds``: (start, end, closed)."""
+        gap = round(self.live.close_silence_seconds * SAMPLE_RATE)
+        joined: list[list[int]] = []
+        for start, end in regions:
+            if joined and start - joined[-1][1] < gap:
+                joined[-1][1] = end
+            else:
+                joined.append([start, end])
+        return [(start, end, len(self._buffer) - end >= max(gap, 1)) for start, end in joined]
+
+    def _decode(self, pieces: list[SampleRange]) -> list[list[Word]]:
+        """The words of each piece of the buffer, decoded in one batch (a window dropped by the checks: none)."""
+        if not pieces:
+            return []
+        waveforms = [self._buffer[start:end] for start, end in pieces]
+        spans = [((self._offset + start) / SAMPLE_RATE, (self._offset + end) / SAMPLE_RATE) for start, end in pieces]
+        segments = self.transcriber.decode_windows(waveforms, spans, self.options)
+        return [segment.words if segment else [] for segment in segments]
+
+    def _commit(self, words: list[Word]) -> list[Word]:
+        self.words += words
+        self._segments[-1] += words
+        return words
+
+    def _close_segment(self) -> None:
+        if self._segments[-1]:
+            self._segments.append([])
+
+    def _committed_end(self) -> float:
+        return self.words[-1].end if self.words else -math.inf
+
+    def _cut(self, start: int) -> None:
+        """Drop the buffer's first ``start`` samples."""
+        start = min(max(start, 0), len(self._buffer))
+        self._buffer = self._buffer[start:]
+        self._offset += start
+
+    def _bound_open_utterance(self) -> list[Word]:
+        """Keep the open utterance (the buffer) below the bound less a chunk: cut it at its last committed
+        word's end, else commit its tail up to a chunk before its end and cut there, else drop its oldest audio."""
+        limit = self.bound - self.chunk
+        if len(self._buffer) <= limit:
+            return []
+        committed = []
+        if not self._segments[-1]:
+            before = (self._offset + len(self._buffer) - self.chunk) / SAMPLE_RATE
+            committed = self._commit([w for w in self._tail if w.end <= before])
+            self._tail = self._tail[len(committed) :]
+        if self._segments[-1]:
+            self._cut(round(self._segments[-1][-1].end * SAMPLE_RATE) - self._offset)
+            self._close_segment()
+        self._cut(len(self._buffer) - limit)
+        floor = self._offset / SAMPLE_RATE
+        self._tail = [w for w in self._tail if w.start >= floor]
+        return committed
+
+    def _watch(self, elapsed: float, audio: int) -> str | None:
+        """Count a pass's compute time (over ``audio`` new samples); once the last passes' lag is above
+        ``max_lag``, go cheaper and say so."""
+        self.compute_seconds += elapsed
+        self._passes.append((elapsed, max(audio, self.chunk) / SAMPLE_RATE))
+        lag = sum(c for c, _ in self._passes) / sum(a for _, a in self._passes)
+        if self.behind or len(self._passes) < LAG_PASSES or lag <= self.live.max_lag:
+            return None
+        self.behind = True
+        self.options = replace(self.options, beam_size=1, temperature=(0.0,))
+        self.chunk = min(self.chunk * SLOW_CHUNK_FACTOR, self.bound // 2)
+        return (
+            f"live transcription is falling behind (compute {lag:.2f}x the audio's time over the last "
+            f"{LAG_PASSES} passes): now greedy, without fallback, a pass every {self.chunk / SAMPLE_RATE:g} s"
+        )
