@@ -19,7 +19,7 @@ _EXPORTS = {
     "Caption": "multimodal_s2s.pipelines.captioning",
     "Captioner": "multimodal_s2s.pipelines.captioning",
     "Hypothesis": "multimodal_s2s.pipelines.text",
-    "LiveOptions": "multimodal_s2s.pipelines.live",
+    "LiveOptions": "multimodal_s2s.pipelines.transcription_options",
     "LiveUpdate": "multimodal_s2s.pipelines.live",
     "PIPELINES": "multimodal_s2s.pipelines.loading",
     "Pipeline": "multimodal_s2s.pipelines.base",

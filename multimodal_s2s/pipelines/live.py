@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from multimodal_s2s.checkpoint.header import is_seconds
-from multimodal_s2s.pipelines.transcription_options import TranscriptionOptions
+from multimodal_s2s.pipelines.transcription_options import LiveOptions, TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript
 from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.speech.agreement import agreed_prefix, new_words
@@ -51,29 +50,6 @@ if TYPE_CHECKING:
 PREROLL_SECONDS = 1.0
 LAG_PASSES = 3  # the lag is measured over this many passes
 SLOW_CHUNK_FACTOR = 2  # behind: a pass every this many chunks
-
-
-@dataclass(frozen=True)
-class LiveOptions:
-    """Attributes:
-    chunk_seconds: audio between passes (latency is about 1-2 chunks; each pass costs a decoding).
-    buffer_seconds: the most audio held (also at most the checkpoint's longest window).
-    close_silence_seconds: silence after an utterance's padded end that closes it.
-    max_lag: compute time over audio time above which the transcriber falls back to a cheaper setting.
-    """
-
-    chunk_seconds: float = 1.0
-    buffer_seconds: float = 30.0
-    close_silence_seconds: float = 0.2
-    max_lag: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("chunk_seconds", "buffer_seconds", "max_lag"):
-            value = getattr(self, name)
-            if not (is_seconds(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not is_seconds(self.close_silence_seconds):
-            raise ValueError(f"close_silence_seconds must be a finite number >= 0, got {self.close_silence_seconds!r}")
 
 
 @dataclass

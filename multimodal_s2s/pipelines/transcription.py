@@ -29,11 +29,12 @@ from torch import Tensor
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.decoding import DecodingOptions
-from multimodal_s2s.pipelines.live import LiveOptions, StreamingTranscriber
+from multimodal_s2s.pipelines.live import StreamingTranscriber
 from multimodal_s2s.pipelines.prefetch import prefetch
 from multimodal_s2s.pipelines.transcription_options import (
     PLAIN_DECODING,
     READ_AHEAD_SECONDS,
+    LiveOptions,
     TranscriptionOptions,
     WindowSplitter,
 )
