@@ -14,10 +14,11 @@ chunk of audio (``LiveOptions.chunk_seconds``, 1 s) has come in, a pass finds th
 by ``close_silence_seconds`` of silence after its padding): all their words are committed, and their audio
 dropped; and the utterance still open, whose words are committed where two consecutive passes agree on them
 (LocalAgreement-2, ``speech.agreement``), the rest being the tail shown until then. Silence is not decoded: a
-buffer without speech keeps only its last second. An open utterance longer than the buffer's bound
-(``buffer_seconds``, 30 s, and the checkpoint's longest window) less a chunk is cut at the end of its last
-committed word (else its tail is committed up to a chunk before its end, else its oldest audio is dropped), so
-the buffer never holds more than the bound. ``finish`` closes everything and commits every word left.
+buffer without speech keeps only its last second. The buffer's bound is ``buffer_seconds`` (30 s) and the
+checkpoint's longest window; an utterance that would grow past it less half a chunk closes at a pause between
+the VAD's regions, and one region that long is cut at the end of its last committed word (else its tail is
+committed up to a chunk before its end, else its oldest audio is dropped), so the buffer never holds more
+than the bound (a pass comes early when it is full). ``finish`` closes everything and commits every word left.
 
 Committed words never change; the transcript is the committed words in order, one segment per utterance.
 The lag (compute time over the audio time of the last passes) is watched: above ``max_lag`` (1: falling
@@ -180,15 +181,22 @@ class StreamingTranscriber:
         return committed
 
     def _utterances(self, regions: list[SampleRange]) -> list[tuple[int, int, bool]]:
-        """Speech regions joined across pauses shorter than ``close_silence_seconds``: (start, end, closed)."""
-        gap = round(self.live.close_silence_seconds * SAMPLE_RATE)
+        """Speech regions joined across pauses shorter than ``close_silence_seconds`` while the joined span
+        fits the open utterance's limit: (start, end, closed). All but the last are closed (speech follows
+        them); the last once ``close_silence_seconds`` of silence follow it."""
+        gap, limit = round(self.live.close_silence_seconds * SAMPLE_RATE), self._open_limit()
         joined: list[list[int]] = []
         for start, end in regions:
-            if joined and start - joined[-1][1] < gap:
+            if joined and start - joined[-1][1] < gap and end - joined[-1][0] <= limit:
                 joined[-1][1] = end
             else:
                 joined.append([start, end])
-        return [(start, end, len(self._buffer) - end >= max(gap, 1)) for start, end in joined]
+        heard_after = [len(self._buffer) - end >= max(gap, 1) for _, end in joined]  # the last one: closed?
+        return [(start, end, n < len(joined) - 1 or heard_after[n]) for n, (start, end) in enumerate(joined)]
+
+    def _open_limit(self) -> int:
+        """The most samples the open utterance keeps after a pass: room for half a chunk below the bound."""
+        return self.bound - self.chunk // 2
 
     def _decode(self, pieces: list[SampleRange]) -> list[list[Word]]:
         """The words of each piece of the buffer, decoded in one batch (a window dropped by the checks: none)."""
@@ -218,9 +226,9 @@ class StreamingTranscriber:
         self._offset += start
 
     def _bound_open_utterance(self) -> list[Word]:
-        """Keep the open utterance (the buffer) below the bound less a chunk: cut it at its last committed
-        word's end, else commit its tail up to a chunk before its end and cut there, else drop its oldest audio."""
-        limit = self.bound - self.chunk
+        """Keep the open utterance (the buffer) within ``_open_limit``: cut it at its last committed word's end,
+        else commit its tail up to a chunk before its end and cut there, else drop its oldest audio."""
+        limit = self._open_limit()
         if len(self._buffer) <= limit:
             return []
         committed = []
