@@ -15,8 +15,10 @@ by ``close_silence_seconds`` of silence after its padding): all their words are 
 dropped; and the utterance still open, whose words are committed where two consecutive passes agree on them
 (LocalAgreement-2, ``speech.agreement``), the rest being the tail shown until then. Silence is not decoded: a
 buffer without speech keeps only its last second. The buffer's bound is ``buffer_seconds`` (30 s) and the
-checkpoint's longest window; an utterance that would grow past it less half a chunk closes at a pause between
-the VAD's regions, and one region that long is cut at the end of its last committed word (else its tail is
+longest audio the checkpoint was trained on (``longest_input_seconds``: its longest utterance with the silence
+training put around it); an utterance that would grow past it less a quarter chunk closes at a pause
+between the VAD's regions (or at its end, when the buffer fills before its closing silence is heard), and one
+region that long is cut at the end of its last committed word (else its tail is
 committed up to a chunk before its end, else its oldest audio is dropped), so the buffer never holds more
 than the bound (a pass comes early when it is full). ``finish`` closes everything and commits every word left.
 
@@ -28,7 +30,6 @@ two chunks.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ import numpy as np
 
 from multimodal_s2s.pipelines.transcription_options import LiveOptions, TranscriptionOptions
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript
-from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
+from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 from multimodal_s2s.speech.agreement import agreed_prefix, new_words
 from multimodal_s2s.speech.stream_audio import AudioStreamError, StreamResampler
 from multimodal_s2s.speech.windows import SampleRange
@@ -71,6 +72,13 @@ class LiveUpdate:
         return " ".join(word.word for word in self.tail)
 
 
+def longest_input_seconds(transcriber: Transcriber) -> float:
+    """The longest audio the checkpoint was trained on (<= 30 s): its longest utterance and the silence that
+    training put before and after it (``AudioPreprocessing.silence_pad_seconds``)."""
+    audio = transcriber.header.preprocessing
+    return min(transcriber.max_seconds + 2 * audio.silence_pad_seconds, MAX_WINDOW_SECONDS)
+
+
 class StreamingTranscriber:
     """A ``Transcriber`` run on one stream of audio as it arrives; see the module docstring."""
 
@@ -86,12 +94,12 @@ class StreamingTranscriber:
         self.options = transcriber.resolve_options(options, word_timestamps=True)
         self.find_speech = transcriber.speech_finder(self.options)
         self.live = live or LiveOptions()
-        self.bound = round(min(self.live.buffer_seconds, transcriber.max_seconds) * SAMPLE_RATE)
+        self.bound = round(min(self.live.buffer_seconds, longest_input_seconds(transcriber)) * SAMPLE_RATE)
         self.chunk = round(self.live.chunk_seconds * SAMPLE_RATE)
         if 2 * self.chunk > self.bound:
             raise ValueError(
                 f"chunk_seconds ({self.live.chunk_seconds:g}) must be at most half the buffer's bound "
-                f"({self.bound / SAMPLE_RATE:g} s: buffer_seconds and the checkpoint's longest window)"
+                f"({self.bound / SAMPLE_RATE:g} s: buffer_seconds and the longest audio the checkpoint was trained on)"
             )
         self.words: list[Word] = []  # committed, in order
         self.max_buffer = self.received = 0  # samples at 16 kHz
@@ -164,10 +172,10 @@ class StreamingTranscriber:
         decoded = self._decode(pieces)
         committed: list[Word] = []
         for words in decoded[: len(closed)]:
-            committed += self._commit(new_words(words, self._segments[-1], self._committed_end()))
+            committed += self._commit(new_words(words, self._segments[-1], self.words))
             self._close_segment()
         if is_open:
-            words = new_words(decoded[-1], self._segments[-1], self._committed_end())
+            words = new_words(decoded[-1], self._segments[-1], self.words)
             agreed = agreed_prefix(self._tail, words)
             committed += self._commit(agreed)
             self._tail = words[len(agreed) :]
@@ -176,14 +184,15 @@ class StreamingTranscriber:
         else:
             self._tail = []
             self._close_segment()
-            self._cut(max(pieces[-1][1] if pieces else 0, len(self._buffer) - round(PREROLL_SECONDS * SAMPLE_RATE)))
+            preroll = min(round(PREROLL_SECONDS * SAMPLE_RATE), self._open_limit())
+            self._cut(max(pieces[-1][1] if pieces else 0, len(self._buffer) - preroll))
         self._pending = 0
         return committed
 
     def _utterances(self, regions: list[SampleRange]) -> list[tuple[int, int, bool]]:
         """Speech regions joined across pauses shorter than ``close_silence_seconds`` while the joined span
         fits the open utterance's limit: (start, end, closed). All but the last are closed (speech follows
-        them); the last once ``close_silence_seconds`` of silence follow it."""
+        them); the last once ``close_silence_seconds`` of silence follow it, or any when the buffer is full."""
         gap, limit = round(self.live.close_silence_seconds * SAMPLE_RATE), self._open_limit()
         joined: list[list[int]] = []
         for start, end in regions:
@@ -191,12 +200,14 @@ class StreamingTranscriber:
                 joined[-1][1] = end
             else:
                 joined.append([start, end])
-        heard_after = [len(self._buffer) - end >= max(gap, 1) for _, end in joined]  # the last one: closed?
+        size = len(self._buffer)
+        full = size >= self.bound  # the silence after the last one is heard as far as it can be
+        heard_after = [size - end >= max(gap, 1) or (full and end < size) for _, end in joined]
         return [(start, end, n < len(joined) - 1 or heard_after[n]) for n, (start, end) in enumerate(joined)]
 
     def _open_limit(self) -> int:
-        """The most samples the open utterance keeps after a pass: room for half a chunk below the bound."""
-        return self.bound - self.chunk // 2
+        """The most samples the open utterance keeps after a pass: room for a quarter chunk below the bound."""
+        return self.bound - max(self.chunk // 4, 1)
 
     def _decode(self, pieces: list[SampleRange]) -> list[list[Word]]:
         """The words of each piece of the buffer, decoded in one batch (a window dropped by the checks: none)."""
@@ -215,9 +226,6 @@ class StreamingTranscriber:
     def _close_segment(self) -> None:
         if self._segments[-1]:
             self._segments.append([])
-
-    def _committed_end(self) -> float:
-        return self.words[-1].end if self.words else -math.inf
 
     def _cut(self, start: int) -> None:
         """Drop the buffer's first ``start`` samples."""

@@ -145,7 +145,7 @@ PLAIN_DECODING = TranscriptionOptions(
 class LiveOptions:
     """Attributes:
     chunk_seconds: audio between passes (latency is about 1-2 chunks; each pass costs a decoding).
-    buffer_seconds: the most audio held (also at most the checkpoint's longest window).
+    buffer_seconds: the most audio held (also at most the longest audio the checkpoint was trained on).
     close_silence_seconds: silence after an utterance's padded end that closes it.
     max_lag: compute time over audio time above which the transcriber falls back to a cheaper setting.
     """

@@ -6,6 +6,7 @@ with a fake microphone fed from a recording shows committed words while it plays
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import re
@@ -19,6 +20,8 @@ import soundfile
 from asr_fixtures import join_with_pauses, random_speech_checkpoint, spoken_sentences
 from demo_fixtures import headless_chromium, request, serving
 
+from multimodal_s2s.apps import demo
+from multimodal_s2s.apps.common import EXIT_BAD_SETUP
 from multimodal_s2s.apps.demo.live import DemoTranscriber, create_transcription_app
 from multimodal_s2s.apps.demo.page import LIVE_PAGE_SECURITY_POLICY, LIVE_SCRIPT
 from multimodal_s2s.apps.demo.service import Access, StreamLimits
@@ -182,3 +185,16 @@ def test_page_in_headless_chromium_with_a_fake_microphone(transcriber, speech, t
             assert not problems
         finally:
             browser.quit()
+
+
+def test_bad_stream_options_and_checkpoints_are_one_line(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    for extra, message in [(["--max-streams", "0"], "--max-streams is out of range (got 0)"),
+                           (["--idle-timeout", "-1"], "--idle-timeout is out of range (got -1.0)"),
+                           (["--chunk-seconds", "0"], "chunk_seconds must be a finite number > 0, got 0.0")]:
+        missing = tmp_path / "missing.ckpt"
+        assert demo.run(parser.parse_args(["transcription", "--checkpoint", str(missing), *extra])) == EXIT_BAD_SETUP
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert demo.run(parser.parse_args(["transcription", "--checkpoint", str(missing)])) == EXIT_BAD_SETUP
+    assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"

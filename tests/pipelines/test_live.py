@@ -93,6 +93,13 @@ def test_the_buffer_never_exceeds_its_bound(transcriber, piece):
     assert live.words and live.transcript().words == live.words
 
 
+def test_a_bound_shorter_than_the_preroll_still_holds(transcriber, speech):
+    waveform, _ = speech
+    live = transcriber.live(options=NO_CHECKS, live=LiveOptions(chunk_seconds=0.3, buffer_seconds=0.8))
+    feed_all(live, np.r_[np.zeros(3 * SAMPLE_RATE, dtype=np.float32), waveform])
+    assert live.bound == round(0.8 * SAMPLE_RATE) and live.max_buffer <= live.bound and live.words
+
+
 def test_silence_and_noise_alone_give_no_words(transcriber):
     for waveform in (np.zeros(10 * SAMPLE_RATE, dtype=np.float32), noise(10.0, -40.0), noise(10.0, -50.0, seed=1)):
         live = transcriber.live(options=NO_CHECKS)

@@ -22,13 +22,14 @@ def test_agreed_prefix_compares_normalized_text_and_keeps_the_later_pass():
 
 def test_new_words_skips_a_repeated_committed_prefix_by_text():
     committed = words("please open")
-    assert [w.word for w in new_words(words("please open the door"), committed, 0.9)] == ["the", "door"]
+    assert [w.word for w in new_words(words("please open the door"), committed, committed)] == ["the", "door"]
 
 
 def test_new_words_falls_back_on_time_and_drops_a_repeated_ending():
     committed = words("please open")  # ends at 0.9 s
     changed = words("peas open the door")  # the first word changed: the words after 0.9 s are new
-    assert [w.word for w in new_words(changed, committed, 0.9)] == ["the", "door"]
+    assert [w.word for w in new_words(changed, committed, committed)] == ["the", "door"]
     repeated = [Word("open", 1.0, 1.3, 0.9), *words("the door", start=1.4)]  # "open" again, after the end
-    assert [w.word for w in new_words(repeated, committed, 0.9)] == ["the", "door"]
-    assert [w.word for w in new_words(words("a b"), [], float("-inf"))] == ["a", "b"]
+    assert [w.word for w in new_words(repeated, committed, committed)] == ["the", "door"]
+    assert [w.word for w in new_words(repeated, [], committed)] == ["the", "door"]  # after a cut: a new utterance
+    assert [w.word for w in new_words(words("a b"), [], [])] == ["a", "b"]

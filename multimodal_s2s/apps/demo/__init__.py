@@ -82,14 +82,19 @@ def _add_stream_arguments(group: argparse._ArgumentGroup) -> None:
                        help="audio between decodings [%(default)g]")
 
 
-def stream_limits_from(args: argparse.Namespace) -> StreamLimits:
-    """Raises ValueError naming the option that is out of range."""
-    checks = {"--max-streams": args.max_streams >= 1, "--max-stream-seconds": args.max_stream_seconds > 0,
-              "--idle-timeout": args.idle_timeout > 0, "--max-frame-kb": args.max_frame_kb > 0,
-              "--max-concurrency": args.max_concurrency >= 1}
+def check_ranges(args: argparse.Namespace, checks: dict[str, bool]) -> None:
+    """ValueError naming the first option (of ``checks``: option -> within range) that is out of range."""
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
-        raise ValueError(f"{bad[0]} is out of range (got {getattr(args, bad[0].lstrip('-').replace('-', '_'))})")
+        value = getattr(args, bad[0].lstrip("-").replace("-", "_"))
+        raise ValueError(f"{bad[0]} is out of range (got {value})")
+
+
+def stream_limits_from(args: argparse.Namespace) -> StreamLimits:
+    """Raises ValueError naming the option that is out of range."""
+    check_ranges(args, {"--max-streams": args.max_streams >= 1, "--max-stream-seconds": args.max_stream_seconds > 0,
+                        "--idle-timeout": args.idle_timeout > 0, "--max-frame-kb": args.max_frame_kb > 0,
+                        "--max-concurrency": args.max_concurrency >= 1})
     return StreamLimits(args.max_streams, args.max_stream_seconds, args.idle_timeout,
                         int(args.max_frame_kb * 1024), args.max_concurrency)
 
@@ -106,10 +111,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         "--beam-size": args.beam_size is None or args.beam_size >= 1,
         "--n-best": args.n_best >= 1,
     }
-    bad = [name for name, ok in checks.items() if not ok]
-    if bad:
-        value = getattr(args, bad[0].lstrip("-").replace("-", "_"))
-        raise ValueError(f"{bad[0]} is out of range (got {value})")
+    check_ranges(args, checks)
     return Limits(
         max_upload_bytes=int(args.max_upload_mb * BYTES_PER_MB),
         max_pixels=args.max_pixels,

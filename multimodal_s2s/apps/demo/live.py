@@ -66,7 +66,8 @@ class DemoTranscriber:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", chunk_seconds: float = 1.0) -> DemoTranscriber:
         """Raises CheckpointError (one line naming the file) or ValueError (a bad device or option)."""
-        return cls(Transcriber.from_checkpoint(path, device), TranscriptionOptions(), LiveOptions(chunk_seconds))
+        live = LiveOptions(chunk_seconds)  # checked before the model is loaded
+        return cls(Transcriber.from_checkpoint(path, device), TranscriptionOptions(), live)
 
     def model_card(self) -> ModelCard:
         beam = self.transcriber.options(self.options.beam_size).beam_size
@@ -177,6 +178,10 @@ def create_transcription_app(
         state = {"status": "ok", "streams_open": streams.open, "max_streams": limits.max_streams}
         return JSONResponse(state, headers=NO_STORE)
 
-    routes = [route("/", page, "GET"), route("/health", health, "GET"), WebSocketRoute("/api/transcribe", streams.session)]
+    routes = [
+        route("/", page, "GET"),
+        route("/health", health, "GET"),
+        WebSocketRoute("/api/transcribe", streams.session),
+    ]
     middleware = [Middleware(RequestGuard, access=access)]
     return Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: on_http_exception})
