@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import soundfile
+import torch
+from checkpoint_helpers import text_header, write_checkpoint
 from lightning.pytorch.callbacks import Callback
 
+from multimodal_s2s.checkpoint import MODEL_PREFIX, AudioPreprocessing, Task
 from multimodal_s2s.data import espeak
 from multimodal_s2s.data.asr import ASRDataModule
 from multimodal_s2s.lit.seq2seq import Seq2SeqModule
+from multimodal_s2s.models import build_model
 from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 
 #: Each word is a tone of its own pitch; utterances are 1 to 3 words with short pauses.
@@ -133,3 +138,16 @@ def join_with_pauses(clips: list[np.ndarray], pauses: list[float]) -> tuple[np.n
             parts.append(clip)
             position += len(clip)
     return np.concatenate(parts), speech
+
+
+def random_speech_checkpoint(path: Path, ctc_head: bool = True) -> Path:
+    """Random weights (with a CTC head unless ``ctc_head`` is False); windows of up to 8 s, joined up to 3 s
+    (a sentence of ``SENTENCES`` each)."""
+    header = replace(text_header(Task.ASR), preprocessing=AudioPreprocessing(SAMPLE_RATE, 8.0, 3.0, 10.0))
+    torch.manual_seed(0)
+    model = build_model(header.model)
+    state = {f"{MODEL_PREFIX}{key}": value for key, value in model.state_dict().items()}
+    vocab, width = header.tokenizer.vocab_size, header.model.decoder_args["d_model"]
+    if ctc_head:
+        state |= {"ctc_head.project.weight": torch.randn(vocab, width), "ctc_head.project.bias": torch.zeros(vocab)}
+    return write_checkpoint(path, header, state)

@@ -6,25 +6,31 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from PIL import Image
 from starlette.types import ASGIApp
 
-from multimodal_s2s.apps.demo.server import listening_socket, make_server
+from multimodal_s2s.apps.demo.server import MAX_FRAME_BYTES, listening_socket, make_server
 
 START_TIMEOUT_S = 20
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+DRIVER_PATHS = ("/usr/bin/chromedriver",)
 ANSWER_TIMEOUT_S = 30
 
 
 @contextmanager
-def serving(app: ASGIApp, read_timeout_s: float = 5.0) -> Iterator[tuple[str, int]]:
+def serving(
+    app: ASGIApp, read_timeout_s: float = 5.0, max_frame_bytes: int = MAX_FRAME_BYTES
+) -> Iterator[tuple[str, int]]:
     """``app`` on a free localhost port, served as ``mms2s demo`` serves it; yields (host, port)."""
-    server = make_server(app, read_timeout_s)
+    server = make_server(app, read_timeout_s, max_frame_bytes)
     sock = listening_socket("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -99,3 +105,17 @@ def png_bytes(size: tuple[int, int], colour: tuple[int, int, int] = (200, 30, 30
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def headless_chromium(flags: tuple[str, ...] | list[str] = ()):
+    """Headless Chromium through Selenium with Debian's chromium and chromedriver (and ``flags``), or skip."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    binary = next((p for p in CHROMIUM_PATHS if shutil.which(p)), None)
+    driver_path = next((p for p in DRIVER_PATHS if shutil.which(p)), None)
+    if binary is None or driver_path is None:
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *flags):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))

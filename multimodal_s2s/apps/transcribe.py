@@ -42,7 +42,8 @@ from multimodal_s2s.apps.common import (
 )
 from multimodal_s2s.onnx_runtime.manifest import is_export
 from multimodal_s2s.outputs import OutputError, OutputPlan, atomic_write_text, check_output_dir
-from multimodal_s2s.pipelines import TranscriptionOptions
+from multimodal_s2s.pipelines import LiveOptions, TranscriptionOptions
+from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
 from multimodal_s2s.preprocessing.files import AUDIO_SUFFIXES, expand_inputs
 from multimodal_s2s.speech.subtitles import OUTPUT_FORMATS, render
 from multimodal_s2s.speech.vad import VADOptions, VADUnavailableError
@@ -71,8 +72,10 @@ def optional(kind: type[float] | type[int]):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("audio", nargs="+", help="audio files, or folders whose audio files to transcribe")
-    add_checkpoint_arguments(parser, "a speech-recognition checkpoint (.ckpt), Hub folder or Hub repository id")
+    parser.add_argument("audio", nargs="*", help="audio files, or folders whose audio files to transcribe")
+    add_checkpoint_arguments(
+        parser, "a speech-recognition checkpoint (.ckpt), Hub folder, Hub repository id or ONNX export folder"
+    )
     parser.add_argument("--output-format", "--format", dest="output_format", default="txt",
                         choices=(*OUTPUT_FORMATS, ALL_FORMATS), help="default txt; all: every format")
     add_output_arguments(parser, "transcripts")
@@ -87,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_word_arguments(parser.add_argument_group("word timestamps"))
     _add_window_arguments(parser.add_argument_group("voice activity detection"))
     _add_check_arguments(parser.add_argument_group("checks and fallback (whisper's)"))
+    _add_stream_arguments(parser.add_argument_group("live transcription (instead of audio files)"))
 
 
 def _add_word_arguments(group: argparse._ArgumentGroup) -> None:
@@ -122,6 +126,15 @@ def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
                            help=f"default {default}; none: off")
 
 
+def _add_stream_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--stream", nargs="?", const="mic", metavar="SOURCE",
+                       help="transcribe live: the microphone (no SOURCE), - (raw 16-bit PCM on stdin) or a file")
+    group.add_argument("--rate", type=int, default=SAMPLE_RATE, help="Hz of the microphone or of stdin's PCM")
+    group.add_argument("--realtime", action="store_true", help="--stream FILE: feed it at the pace it plays")
+    group.add_argument("--chunk-seconds", type=float, default=LiveOptions.chunk_seconds,
+                       help="audio between decodings (latency about 1-2 chunks; longer: cheaper)")
+
+
 def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
     """The pipeline's options from the command line; ValueError (one line) for impossible values."""
     step = args.temperature_increment_on_fallback
@@ -145,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from multimodal_s2s.pipelines import Transcriber
 
     try:
+        if bool(args.audio) == (args.stream is not None):
+            raise ValueError("give audio files or folders, or --stream [SOURCE] (live), one or the other")
         if args.max_words_per_cue is not None and args.max_words_per_cue < 1:
             raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
         options = transcription_options(args)
@@ -159,10 +174,14 @@ def run(args: argparse.Namespace) -> int:
         transcriber.splitter(options)  # loads the VAD
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return fail(str(error))
+    kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
+    if args.stream is not None:
+        from multimodal_s2s.apps.transcribe_live import run_stream
+
+        return run_stream(args, transcriber, options, out_dir, kinds)
     audio_files = f"audio files ({', '.join(AUDIO_SUFFIXES)})"
     paths, problems = expand_inputs(args.audio, AUDIO_SUFFIXES, audio_files, recursive=True)
     count = FileCount("transcribed", problems)
-    kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)
     plan = OutputPlan(paths, args.overwrite)
     targets = {path: [out_dir / f"{path.stem}.{kind}" for kind in kinds] for path in paths}
     refused = {path: problem for path in paths if (problem := plan.claim_all(targets[path], path))}

@@ -29,17 +29,19 @@ from torch import Tensor
 
 from multimodal_s2s.checkpoint import Checkpoint, Task
 from multimodal_s2s.decoding import DecodingOptions
+from multimodal_s2s.pipelines.live import StreamingTranscriber
 from multimodal_s2s.pipelines.prefetch import prefetch
 from multimodal_s2s.pipelines.transcription_options import (
     PLAIN_DECODING,
     READ_AHEAD_SECONDS,
+    LiveOptions,
     TranscriptionOptions,
     WindowSplitter,
 )
 from multimodal_s2s.pipelines.transcripts import Segment, Transcript, TranscriptionItem
 from multimodal_s2s.pipelines.window_decoding import WindowDecodingPipeline
 from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE, AudioLoadError, as_waveform
-from multimodal_s2s.speech.energy import speech_windows
+from multimodal_s2s.speech.energy import speech_sample_regions, speech_windows
 from multimodal_s2s.speech.vad import DEFAULT_SPEECH_PAD_SECONDS, VADOptions, VoiceActivityDetector
 from multimodal_s2s.speech.windows import SampleRange
 from multimodal_s2s.speech.word_timing import TIME_DIGITS
@@ -129,6 +131,18 @@ class Transcriber(WindowDecodingPipeline):
             prepared = map(prepare, items)
         return self._decode_stream(prepared, options, progress or (lambda found, decoded: None))
 
+    def live(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        options: TranscriptionOptions | None = None,
+        live: LiveOptions | None = None,
+        **overrides: Any,
+    ) -> StreamingTranscriber:
+        """A transcriber of one live stream of audio at ``sample_rate`` Hz, fed piece by piece as it arrives
+        (``pipelines.live``); ``options`` and ``overrides`` as for ``stream`` (word timestamps always on),
+        ``live``: chunk, buffer bound, lag. Raises AudioStreamError for an impossible rate."""
+        return StreamingTranscriber(self, sample_rate, self.resolve_options(options, **overrides), live)
+
     def read_ahead_seconds(self, options: TranscriptionOptions) -> float:
         """``options.read_ahead_seconds``, or when None: ``READ_AHEAD_SECONDS`` where a CPU core is left over
         by the decoding (a GPU decodes, or torch uses fewer threads than this process may), else 0."""
@@ -165,9 +179,21 @@ class Transcriber(WindowDecodingPipeline):
         merge_seconds = min(self.merge_seconds, max_seconds)
         if options.windows == "energy":
             return partial(speech_windows, max_seconds=max_seconds, merge_seconds=merge_seconds)
-        if options.vad not in self._detectors:
-            self._detectors[options.vad] = VoiceActivityDetector(options.vad)
-        return partial(self._detectors[options.vad].windows, max_seconds=max_seconds, merge_seconds=merge_seconds)
+        return partial(self._detector(options.vad).windows, max_seconds=max_seconds, merge_seconds=merge_seconds)
+
+    def speech_finder(self, options: TranscriptionOptions) -> Callable[[np.ndarray], list[SampleRange]]:
+        """The function that finds the padded speech regions of a 16 kHz waveform (S,) under ``options``: the
+        VAD's (``windows="vad"``) or the energy splitter's (``"energy"``); ValueError for a splitter function."""
+        if callable(options.windows):
+            raise ValueError("speech regions come from windows 'vad' or 'energy', not from a splitter function")
+        if options.windows == "energy":
+            return speech_sample_regions
+        return self._detector(options.vad).speech_regions
+
+    def _detector(self, vad: VADOptions) -> VoiceActivityDetector:
+        if vad not in self._detectors:
+            self._detectors[vad] = VoiceActivityDetector(vad)
+        return self._detectors[vad]
 
     def windows(
         self, waveform: np.ndarray, options: TranscriptionOptions | None = None, **overrides: Any

@@ -1,4 +1,5 @@
-"""How ``Transcriber`` transcribes: windows, decoding, whisper's checks and fallback, word timestamps.
+"""How ``Transcriber`` transcribes: windows, decoding, whisper's checks and fallback, word timestamps; and
+how ``Transcriber.live`` follows a stream (``LiveOptions``).
 
 Every option has a keyword of the same name on ``Transcriber.__call__`` and ``Transcriber.stream``:
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_s2s.checkpoint.header import is_seconds
 from multimodal_s2s.speech.fallback import (
     BEST_OF,
     COMPRESSION_RATIO_THRESHOLD,
@@ -137,3 +139,26 @@ PLAIN_DECODING = TranscriptionOptions(
     max_ngram_repeats=None,
     drop_failed=False,
 )
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Attributes:
+    chunk_seconds: audio between passes (latency is about 1-2 chunks; each pass costs a decoding).
+    buffer_seconds: the most audio held (also at most the longest audio the checkpoint was trained on).
+    close_silence_seconds: silence after an utterance's padded end that closes it.
+    max_lag: compute time over audio time above which the transcriber falls back to a cheaper setting.
+    """
+
+    chunk_seconds: float = 1.0
+    buffer_seconds: float = 30.0
+    close_silence_seconds: float = 0.2
+    max_lag: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_seconds", "buffer_seconds", "max_lag"):
+            value = getattr(self, name)
+            if not (is_seconds(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not is_seconds(self.close_silence_seconds):
+            raise ValueError(f"close_silence_seconds must be a finite number >= 0, got {self.close_silence_seconds!r}")

@@ -60,6 +60,12 @@ def speech_windows(waveform: np.ndarray, max_seconds: float, merge_seconds: floa
     return [(start * HOP_LENGTH, min(end * HOP_LENGTH, len(waveform))) for start, end in windows]
 
 
+def speech_sample_regions(waveform: np.ndarray) -> list[SampleRange]:
+    """(S,) waveform -> (start, end) sample ranges of speech (``speech_regions``), in order."""
+    regions = speech_regions(frame_energies_db(waveform))
+    return [(start * HOP_LENGTH, min(end * HOP_LENGTH, len(waveform))) for start, end in regions]
+
+
 def quietest_frame(energies_db: np.ndarray, first: int, last: int) -> int:
     """The quietest frame in [first, last) (where a region too long for one window is cut)."""
     return first + int(np.argmin(energies_db[first:last]))

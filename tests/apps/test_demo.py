@@ -8,7 +8,6 @@ import argparse
 import base64
 import hashlib
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from captioning_fixtures import TINY_GRID, save_tiny_checkpoint, write_image
-from demo_fixtures import post_image, serving
+from demo_fixtures import headless_chromium, post_image, serving
 from PIL import Image
 
 from multimodal_s2s.apps import demo
@@ -32,8 +31,6 @@ from multimodal_s2s.heatmaps import COLOUR_BAR_GREY, HEAT_COLOUR, HEAT_OPACITY, 
 BEAM = 2
 MAX_UPLOAD_BYTES = 50_000
 PAGE_TIMEOUT_S = 30
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-DRIVER_PATHS = ("/usr/bin/chromedriver",)
 
 
 @pytest.fixture(scope="module")
@@ -146,26 +143,12 @@ def test_bad_options_and_checkpoints_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"
 
 
-def _browser():
-    """Headless Chromium through Selenium with Debian's chromium and chromedriver, or skip."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    binary = next((p for p in CHROMIUM_PATHS if shutil.which(p)), None)
-    driver_path = next((p for p in DRIVER_PATHS if shutil.which(p)), None)
-    if binary is None or driver_path is None:
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-
-
 def test_page_in_headless_chromium(server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser = _browser()
+    browser = headless_chromium()
     try:
         browser.get(server[0])
         wait = WebDriverWait(browser, PAGE_TIMEOUT_S)

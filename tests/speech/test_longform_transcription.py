@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from asr_fixtures import TONE_TRANSCRIBE_FLAGS, join_with_pauses, noise, spoken_sentences
-from checkpoint_helpers import text_header, write_checkpoint
+from asr_fixtures import TONE_TRANSCRIBE_FLAGS, join_with_pauses, noise, random_speech_checkpoint, spoken_sentences
 
 import multimodal_s2s as mms
 from multimodal_s2s.apps.cli import main
-from multimodal_s2s.checkpoint import CHECKPOINT_KEY, MODEL_PREFIX, AudioPreprocessing, Task
+from multimodal_s2s.checkpoint import CHECKPOINT_KEY
 from multimodal_s2s.data import espeak
-from multimodal_s2s.models import build_model
 from multimodal_s2s.pipelines import transcription
 from multimodal_s2s.pipelines.transcription_options import PLAIN_DECODING, READ_AHEAD_SECONDS
 from multimodal_s2s.preprocessing.audio import SAMPLE_RATE
@@ -40,13 +38,7 @@ NO_CHECKS_FLAGS = TONE_TRANSCRIBE_FLAGS[2:]  # all but "--windows energy"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """Random weights with a CTC head; windows of up to 8 s, joined up to 3 s (a sentence each)."""
-    header = replace(text_header(Task.ASR), preprocessing=AudioPreprocessing(SAMPLE_RATE, 8.0, 3.0, 10.0))
-    torch.manual_seed(0)
-    model = build_model(header.model)
-    state = {f"{MODEL_PREFIX}{key}": value for key, value in model.state_dict().items()}
-    vocab, width = header.tokenizer.vocab_size, header.model.decoder_args["d_model"]
-    state |= {"ctc_head.project.weight": torch.randn(vocab, width), "ctc_head.project.bias": torch.zeros(vocab)}
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "speech.ckpt", header, state)
+    return random_speech_checkpoint(tmp_path_factory.mktemp("ckpt") / "speech.ckpt")
 
 
 @pytest.fixture(scope="module")

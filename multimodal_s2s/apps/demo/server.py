@@ -25,6 +25,8 @@ log = logging.getLogger("mms2s.demo")
 MAX_CONNECTIONS = 1000
 #: Size of a request head at most (h11 answers 400 beyond it).
 MAX_HEAD_BYTES = 16 * 1024
+#: Size of a websocket message at most, by default (beyond, the connection is closed, 1009).
+MAX_FRAME_BYTES = 64 * 1024
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -82,12 +84,16 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
-def make_server(app: ASGIApp, read_timeout_s: float) -> uvicorn.Server:
+def make_server(app: ASGIApp, read_timeout_s: float, max_frame_bytes: int = MAX_FRAME_BYTES) -> uvicorn.Server:
     """A uvicorn server for ``app``: no version banner, no proxy headers trusted, request heads within
-    ``read_timeout_s``, idle keep-alive connections closed after it; logging left to the caller."""
+    ``read_timeout_s``, idle keep-alive connections closed after it; websocket messages (wsproto) of at most
+    ``max_frame_bytes``, uncompressed (no inflation bombs); logging left to the caller."""
     config = uvicorn.Config(
         app,
         http=protocol_with_head_timeout(read_timeout_s),
+        ws="wsproto",
+        ws_max_size=max_frame_bytes,
+        ws_per_message_deflate=False,
         timeout_keep_alive=math.ceil(read_timeout_s),
         limit_concurrency=MAX_CONNECTIONS,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from multimodal_s2s.apps.demo.captioner import DemoCaptioner
 from multimodal_s2s.apps.demo.examples import EXAMPLES_DIR, bundled_examples
 from multimodal_s2s.apps.demo.page import BYTES_PER_MB, PAGE_SECURITY_POLICY, render_page
+from multimodal_s2s.apps.demo.server import MAX_FRAME_BYTES
 from multimodal_s2s.pipelines import ModelCard
 from multimodal_s2s.preprocessing.images import ImageLoadError, ImageTooLargeError, load_image
 
@@ -66,6 +67,18 @@ class Limits:
     max_queue: int = 16
     read_timeout_s: float = 5.0
     body_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What the live transcription demo's websocket streams may ask (``live``; the defaults are the command's)."""
+
+    max_streams: int = 4
+    max_stream_seconds: float = 300.0
+    idle_timeout_s: float = 10.0
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_concurrency: int = 2
+    max_ahead_seconds: float = 5.0  # audio may come this far ahead of real time (a microphone does not)
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,8 @@ class InferenceSlots:
 
 
 class RequestGuard:
-    """ASGI middleware: refuses requests for hosts not allowed and cross-origin writes from origins not
-    allowed; adds SECURITY_HEADERS to every answer."""
+    """ASGI middleware: refuses requests (and websockets) for hosts not allowed and cross-origin writes
+    (and websockets) from origins not allowed; adds SECURITY_HEADERS to every answer."""
 
     def __init__(self, app: ASGIApp, access: Access):
         self.app = app
@@ -146,10 +159,18 @@ class RequestGuard:
         self.origins = set(access.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         problem = self.problem(scope)
+        if scope["type"] == "websocket":  # refused at the handshake (uvicorn answers 403)
+            if problem:
+                client = scope.get("client") or ("-", 0)
+                log.warning('%s:%s "WEBSOCKET %s" refused: %s', *client, printable(scope["path"]), problem[1])
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await self.app(scope, receive, send)
+            return
         send = self.with_security_headers(send)
         if problem:
             await refusal_response(scope, problem[0], problem[1], {"Connection": "close"})(scope, receive, send)
@@ -167,9 +188,11 @@ class RequestGuard:
         if not self.any_host and name not in self.hosts:
             return 400, f"host {name!r} is not served here (start the demo with --allowed-host {name} to serve it)"
         origin = headers.get("origin")
-        same_origin = f"{scope.get('scheme', 'http')}://{host}".lower()
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+        same_origin = f"{scheme}://{host}".lower()  # a websocket's page is served over http(s)
         cross_origin = origin is not None and origin.lower() != same_origin
-        if scope["method"] not in SAFE_METHODS and cross_origin and not {origin, "*"} & self.origins:
+        writes = scope.get("method", "WEBSOCKET") not in SAFE_METHODS  # a websocket may write
+        if writes and cross_origin and not {origin, "*"} & self.origins:
             return 403, f"cross-origin requests from {origin!r} are refused (see --allow-origin)"
         return None
 
