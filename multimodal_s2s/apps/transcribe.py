@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
         if args.max_words_per_cue is not None and args.max_words_per_cue < 1:
             raise ValueError(f"--max-words-per-cue must be >= 1, got {args.max_words_per_cue}")
         options = transcription_options(args)
-        out_dir = check_output_dir(args.output_dir)
         if is_export(args.checkpoint):
+            if args.stream is not None:
+                raise ValueError(f"{args.checkpoint}: live transcription commits words by their timestamps, which an "
+                                 "ONNX export does not offer (use the checkpoint or its Hub folder)")
             from multimodal_s2s.pipelines.onnx_transcription import OnnxTranscriber
 
             transcriber = OnnxTranscriber(args.checkpoint)
@@ -172,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             transcriber = Transcriber.from_checkpoint(args.checkpoint, args.device)
         options = transcriber.resolve_options(options)  # checked against the checkpoint, the VAD's pads chosen
         transcriber.splitter(options)  # loads the VAD
+        out_dir = check_output_dir(args.output_dir)  # made once the checkpoint and options are known to be good
     except (ValueError, VADUnavailableError) as error:  # bad options, checkpoint, output folder; no VAD
         return fail(str(error))
     kinds = OUTPUT_FORMATS if args.output_format == ALL_FORMATS else (args.output_format,)

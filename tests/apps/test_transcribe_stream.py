@@ -123,6 +123,16 @@ def test_files_and_stream_are_one_or_the_other(checkpoint, speech, tmp_path, cap
     assert capsys.readouterr().err.count("one or the other") == 2
 
 
+def test_an_onnx_export_is_refused_in_one_line(checkpoint, speech, tmp_path, capsys):
+    folder = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert stream(folder, str(speech[0]), tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(folder) in err and "ONNX export" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_realtime_paces_a_file_as_it_plays(checkpoint, tmp_path):
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(int(1.5 * SAMPLE_RATE), dtype=np.float32), SAMPLE_RATE)
