@@ -60,7 +60,10 @@ class TokenBudgetBatchSampler(BatchSampler):
     size times their longest example stays within the budget (an example longer than the budget is a batch
     of its own), and the batches are shuffled. Short sentences make big batches and long ones small, so every
     step sees about the same number of tokens. ``lengths``: one per example, in tokens (a pair's longer side).
-    ``len()`` is the count of a plan drawn once with a fixed seed; an epoch yields at most that many."""
+    ``len()`` is the count of a plan drawn once with a fixed seed, and every epoch yields exactly that many:
+    Lightning validates at an epoch's ``len()``-th batch, so an epoch one batch short would skip its
+    validation. An epoch whose plan has more drops the surplus; one with fewer repeats some of its batches.
+    Every DDP rank plans the same count from the same lengths, so the ranks step together."""
 
     def __init__(
         self, sampler: Any, max_tokens: int, lengths: Sequence[int], pool_examples: int = TOKEN_POOL_EXAMPLES
@@ -87,18 +90,11 @@ class TokenBudgetBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches(list(self.sampler))
-        count = _fewest_across_ranks(min(len(batches), self.planned_batches))
-        for position in torch.randperm(len(batches)).tolist()[:count]:
+        order = torch.randperm(len(batches)).tolist()
+        while len(order) < self.planned_batches:
+            order += torch.randperm(len(batches)).tolist()
+        for position in order[: self.planned_batches]:
             yield batches[position]
-
-
-def _fewest_across_ranks(count: int) -> int:
-    """The smallest ``count`` of any rank under torch.distributed (so that DDP ranks step together), else ``count``."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return count
-    fewest = torch.tensor([count], device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
-    torch.distributed.all_reduce(fewest, op=torch.distributed.ReduceOp.MIN)
-    return int(fewest.item())
 
 
 def training_loader(

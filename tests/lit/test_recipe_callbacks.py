@@ -21,11 +21,13 @@ EPOCHS, LAST = 3, 2
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The tiny dates recipe fitted for 3 epochs with both callbacks and a checkpoint every epoch."""
+    """The tiny dates recipe fitted for 3 epochs in token-count batches (as the Multi30k CPU recipe) with both
+    callbacks and a checkpoint every epoch."""
     folder = tmp_path_factory.mktemp("callbacks")
     recipe = write_recipe("translation", folder, max_epochs=EPOCHS)
     config = yaml.safe_load(recipe.read_text())
     config["trainer"]["callbacks"][0]["init_args"].update(save_top_k=-1, filename="epoch-{epoch}")
+    config["data"]["init_args"]["max_batch_tokens"] = 512
     config["trainer"]["callbacks"] += [
         {"class_path": "multimodal_s2s.lit.callbacks.LearningCurve"},
         {"class_path": "multimodal_s2s.lit.callbacks.AverageCheckpoints", "init_args": {"last": LAST}},
