@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/cpu_recipes.py RECIPE [--minutes M] [--out FILE] [-- FIT OVERRIDES...]
 
 RECIPE is one of ``RECIPES``: ``multi30k`` (tasks/translation/multi30k_en_de_cpu.yaml, sacreBLEU on
-test_2016_flickr through ``mms2s test``) and ``fsdd`` (tasks/asr/fsdd.yaml, digit accuracy on recordings 5-9
+test_2016_flickr through ``mms2s test``), ``camvid`` (tasks/segmentation/camvid_unet_cpu.yaml, val mIoU with
+the masks at 360x480 through ``mms2s validate``) and ``fsdd`` (tasks/asr/fsdd.yaml, digit accuracy on recordings 5-9
 through ``mms2s transcribe``, the default path with the VAD).
 ``--minutes`` (default: the recipe's own ``trainer.max_time``) caps the fit; the checkpoint scored is the
 run's ``averaged.ckpt`` when the recipe averages, else its best. The report holds the budget, the fit's wall
@@ -68,9 +69,18 @@ def score_fsdd(checkpoint: Path, run_dir: Path) -> float:
     return 100 * right / len(recordings)
 
 
+def score_camvid(checkpoint: Path, run_dir: Path) -> float:
+    """mIoU (%) of the 11 classes on the 101 val images at their own 360x480, through ``mms2s validate``."""
+    cli = suite_cli(["validate", "--config", str(RECIPES["camvid"].path), "--ckpt_path", str(checkpoint),
+                     "--trainer.default_root_dir", str(run_dir)])
+    return 100 * float(cli.trainer.callback_metrics["val/miou"])
+
+
 TASKS = REPO_ROOT / "tasks"
 RECIPES = {
     "multi30k": Recipe(TASKS / "translation" / "multi30k_en_de_cpu.yaml", "test_2016 BLEU", ">= 38", score_multi30k),
+    "camvid": Recipe(TASKS / "segmentation" / "camvid_unet_cpu.yaml", "val mIoU % at 360x480", ">= 46.3",
+                     score_camvid),
     "fsdd": Recipe(TASKS / "asr" / "fsdd.yaml", "digit accuracy % (recordings 5-9)", ">= 99.5", score_fsdd),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 from asr_fixtures import TINY_DECODER_ARGS as ASR_DECODER_ARGS
 from asr_fixtures import TINY_ENCODER_ARGS as ASR_ENCODER_ARGS
@@ -12,6 +13,7 @@ from asr_fixtures import write_tone_manifest
 from captioning_fixtures import TINY_DECODER_ARGS as CAPTION_DECODER_ARGS
 from captioning_fixtures import TINY_ENCODER_ARGS as CAPTION_ENCODER_ARGS
 from captioning_fixtures import TINY_IMAGE_SIZE
+from PIL import Image
 
 TASKS = ("captioning", "asr", "segmentation", "translation")
 #: The metric each tiny recipe monitors, and the size of the split that test / predict read.
@@ -80,3 +82,18 @@ def write_recipe(task: str, folder: Path, max_epochs: int = 1, every_n_train_ste
     path = folder / f"{task}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+def write_camvid(root: Path, images: int = 6) -> None:
+    """A CamVid-shaped list dataset: ``images`` random photos with masks of the 11 classes and void (11)."""
+    rng = np.random.default_rng(0)
+    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(f"class{k}" for k in range(11)))
+    for split, names in (("train", range(4)), ("val", range(4, images))):
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
+        for k in names:
+            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / split / f"{k}.jpg")
+            Image.fromarray(rng.integers(0, 12, (48, 64), dtype=np.uint8)).save(root / f"{split}annot" / f"{k}.png")
+        lines = [f"{split}/{k}.jpg {split}annot/{k}.png" for k in names]
+        (root / f"{split}.txt").write_text("\n".join(lines))

@@ -14,13 +14,16 @@ Batches are dicts: ``images`` float (B, 3, H, W) normalized, ``masks`` long (B, 
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -104,11 +107,15 @@ class ShapesSegmentation(Dataset):
 class MaskedImages(Dataset):
     """(image file, mask file) pairs; each mask is checked against its image and the class count."""
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], num_classes: int, ignore_index: int, transform):
+    def __init__(
+        self, pairs: Sequence[tuple[Path, Path]], num_classes: int, ignore_index: int, transform,
+        native_masks: bool = False,
+    ):
+        """``native_masks``: masks keep their files' size (H0, W0) while the images are transformed."""
         if not pairs:
             raise ValueError("no (image, mask) pairs found")
         self.pairs, self.num_classes, self.ignore_index = list(pairs), num_classes, ignore_index
-        self.transform = transform
+        self.transform, self.native_masks = transform, native_masks
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -134,7 +141,21 @@ class MaskedImages(Dataset):
                 f"{image.size[0]}x{image.size[1]}"
             )
         image_tensor, mask_tensor = apply_transform(self.transform, image, mask)
+        if self.native_masks:
+            mask_tensor = torch.from_numpy(mask.astype(np.int64))
         return {"images": image_tensor, "masks": mask_tensor, "ids": str(image_path)}
+
+
+def native_size_collate(examples: list[dict[str, Any]], ignore_index: int) -> dict[str, Any]:
+    """Examples whose masks keep their own sizes -> a batch: ``images`` (B, 3, H, W) stacked, ``masks``
+    (B, H0max, W0max) padded with ``ignore_index``, ``mask_sizes`` long (B, 2) each mask's (H0, W0), ``ids``."""
+    masks = [example["masks"] for example in examples]
+    sizes = torch.tensor([mask.shape for mask in masks], dtype=torch.long)
+    padded = torch.full((len(masks), *sizes.max(0).values.tolist()), ignore_index, dtype=torch.long)
+    for row, mask in zip(padded, masks, strict=True):
+        row[: mask.shape[0], : mask.shape[1]] = mask
+    images = torch.stack([example["images"] for example in examples])
+    return {"images": images, "masks": padded, "mask_sizes": sizes, "ids": [example["ids"] for example in examples]}
 
 
 def read_pair_list(list_file: Path) -> list[tuple[Path, Path]]:
@@ -197,6 +218,9 @@ class SegmentationDataModule(SuiteDataModule):
         palette: one [R, G, B] per class for label PNGs and overlays; default Pascal VOC's colour map.
         ignore_index: mask value that is not a class (255 for VOC-style masks; 11 = void for CamVid).
         image_size: [H, W] of training crops and of evaluation images.
+        native_size_scoring: val and test masks keep their files' size and the model's logits are resized
+            (bilinear) to each before the loss and the metrics, as published figures are scored (CamVid at
+            360x480) whatever size the model sees; False: masks are resized with the images (nearest).
         augment: random scale (``scale_range``; None: none), crop and horizontal flip (``hflip``) of training pairs.
         mean, std: image normalization (ImageNet statistics by default).
         num_workers: data-loader workers; None: sized from the cores (``threads.default_num_workers``).
@@ -219,6 +243,7 @@ class SegmentationDataModule(SuiteDataModule):
         palette: list[list[int]] | None = None,
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         image_size: tuple[int, int] = (64, 64),
+        native_size_scoring: bool = False,
         augment: bool = True,
         scale_range: tuple[float, float] | None = DEFAULT_SCALE_RANGE,
         hflip: bool = True,
@@ -236,6 +261,9 @@ class SegmentationDataModule(SuiteDataModule):
             raise ValueError(f"unknown segmentation data format {format!r}; choose from {', '.join(FORMATS)}")
         if format != "shapes" and (root is None or not Path(root).is_dir()):
             raise FileNotFoundError(f"{root}: dataset folder not found (format {format!r} needs root)")
+        if native_size_scoring and format == "shapes":
+            raise ValueError("data.native_size_scoring scores masks read from files; shapes scenes are made at "
+                             "image_size")
         check_loader_options(batch_size, num_workers)
         self.save_hyperparameters()
         names = self._resolve_class_names(class_names)
@@ -297,7 +325,8 @@ class SegmentationDataModule(SuiteDataModule):
             return ShapesSegmentation(split, size, seed, max(prep.image_size), transform, hp.shapes_max_objects)
         root = Path(hp.root)
         pairs = read_pair_list(root / name) if hp.format == "list" else find_folder_pairs(root / name)
-        return MaskedImages(pairs, self.num_classes, ignore_index, transform)
+        native = split != "train" and hp.native_size_scoring
+        return MaskedImages(pairs, self.num_classes, ignore_index, transform, native_masks=native)
 
     def train_dataloader(self) -> DataLoader:
         return training_loader(self.dataset("train"), self.hparams.batch_size, self.hparams.num_workers)
@@ -311,7 +340,10 @@ class SegmentationDataModule(SuiteDataModule):
         return self.evaluation_loader("test")
 
     def evaluation_loader(self, split: str) -> DataLoader:
-        return evaluation_loader(self.dataset(split), self.hparams.batch_size, self.hparams.num_workers)
+        collate = None
+        if self.hparams.native_size_scoring:
+            collate = functools.partial(native_size_collate, ignore_index=self.labels.ignore_index)
+        return evaluation_loader(self.dataset(split), self.hparams.batch_size, self.hparams.num_workers, collate)
 
     def class_pixel_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Class pixel counts of the training masks, see ``class_pixel_counts``."""

@@ -116,7 +116,9 @@ class SegmentationModule(SuiteModule):
     def model_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """-> (the loss over the labelled pixels, logits (B, C, H, W))."""
         logits = self.model(batch["images"])  # (B, C, H, W)
-        masks = batch["masks"]  # (B, H, W)
+        masks = batch["masks"]  # (B, H, W), or (B, H0max, W0max) with native-size scoring
+        if "mask_sizes" in batch:
+            logits = at_mask_sizes(logits, batch["mask_sizes"], masks.shape[-2:])
         ignore_index = self.header.labels.ignore_index
         if not (masks != ignore_index).any():  # a mean over no pixels would be NaN
             return logits.sum() * 0.0, logits
@@ -168,6 +170,17 @@ class SegmentationModule(SuiteModule):
         """One record per image: its id and its (H, W) uint8 label map at the network's input size."""
         labels = self.model(batch["images"]).argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
         return [{"id": image_id, "labels": label_map} for image_id, label_map in zip(batch["ids"], labels, strict=True)]
+
+
+def at_mask_sizes(logits: Tensor, sizes: Tensor, padded: tuple[int, int]) -> Tensor:
+    """logits (B, C, H, W) -> (B, C, *padded): example i resized (bilinear) to its mask's size ``sizes[i]``
+    (H0, W0), then padded with zeros where its mask is padded with the ignore index
+    (``data.segmentation.native_size_collate``)."""
+    rows = []
+    for row, (height, width) in zip(logits, sizes.tolist(), strict=True):
+        resized = nn.functional.interpolate(row[None], size=(height, width), mode="bilinear", align_corners=False)
+        rows.append(nn.functional.pad(resized, (0, padded[1] - width, 0, padded[0] - height)))
+    return torch.cat(rows)
 
 
 def per_class_table(class_names: list[str], scores: dict[str, Tensor]) -> str:

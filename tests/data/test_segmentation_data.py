@@ -83,6 +83,26 @@ def test_voc_palette_masks_in_folders_keep_their_indices(tmp_path):
     assert data.labels.palette[:2] == ((0, 0, 0), (128, 0, 0))
 
 
+def test_native_size_scoring_keeps_each_mask_at_its_files_size(tmp_path):
+    _write_voc_folder(tmp_path / "train")
+    small = _write_voc_folder(tmp_path / "val", count=1, size=(24, 20))[0]
+    large = _write_voc_folder(tmp_path / "other", count=1, size=(36, 28))[0]
+    for kind, suffix in (("images", "jpg"), ("masks", "png")):
+        (tmp_path / "other" / kind / f"img0.{suffix}").rename(tmp_path / "val" / kind / f"img1.{suffix}")
+    data = SegmentationDataModule(format="folders", root=str(tmp_path), class_names=["bg", "a", "b"],
+                                  image_size=(16, 16), augment=False, batch_size=2, native_size_scoring=True)
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    assert batch["images"].shape == (2, 3, 16, 16) and batch["mask_sizes"].tolist() == [[20, 24], [28, 36]]
+    assert batch["masks"].shape == (2, 28, 36)
+    assert batch["masks"][0, :20, :24].numpy().tolist() == small.astype(np.int64).tolist()
+    assert (batch["masks"][0, 20:] == 255).all() and (batch["masks"][0, :, 24:] == 255).all()
+    assert batch["masks"][1].numpy().tolist() == large.astype(np.int64).tolist()
+    assert next(iter(data.train_dataloader()))["masks"].shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="native_size_scoring.*shapes"):
+        SegmentationDataModule(native_size_scoring=True)
+
+
 def test_camvid_style_list_with_relative_paths(tmp_path):
     _write_voc_folder(tmp_path / "set")
     (tmp_path / "train.txt").write_text(

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
+from recipe_fixtures import write_camvid
 
+from multimodal_s2s.apps.training import suite_cli
 from multimodal_s2s.checkpoint import CheckpointError, Task, read_checkpoint
-from multimodal_s2s.data.segmentation import SegmentationDataModule
-from multimodal_s2s.lit.segmentation import SegmentationModule
+from multimodal_s2s.data.segmentation import SegmentationDataModule, load_mask
+from multimodal_s2s.lit.segmentation import SegmentationModule, at_mask_sizes
+from multimodal_s2s.metrics.segmentation import SegmentationMetrics
 from multimodal_s2s.models.from_checkpoint import model_from_checkpoint
+from multimodal_s2s.preprocessing.images import load_image
+from multimodal_s2s.preprocessing.segmentation_transforms import apply_transform, segmentation_transform
 
+CAMVID_CPU = Path(__file__).resolve().parents[2] / "tasks" / "segmentation" / "camvid_unet_cpu.yaml"
 TINY_MODEL = {"encoder": "segnet_basic", "encoder_args": {"channels": 8, "kernel_size": 3, "num_stages": 2}}
 TRAIN_STEPS = 30
 
@@ -101,3 +109,46 @@ def test_median_frequency_balancing_weights_rare_classes_up(tmp_path):
 def test_unknown_class_balancing_is_refused():
     with pytest.raises(ValueError, match="unknown class_balancing 'inverse'"):
         SegmentationModule(encoder="segnet_basic", class_balancing="inverse")
+
+
+def test_native_size_scoring_scores_each_example_at_its_own_size():
+    logits = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[16, 12], [10, 20]])
+    resized = at_mask_sizes(logits, sizes, (16, 20))
+    assert resized.shape == (2, 3, 16, 20)
+    masks = torch.full((2, 16, 20), 255)
+    per_example = SegmentationMetrics(3, ignore_index=255)
+    for index, (height, width) in enumerate(sizes.tolist()):
+        own = torch.nn.functional.interpolate(logits[index : index + 1], size=(height, width), mode="bilinear")
+        assert torch.equal(resized[index : index + 1, :, :height, :width], own)
+        masks[index, :height, :width] = torch.randint(0, 3, (height, width))
+        per_example.update(own, masks[index : index + 1, :height, :width])
+    batched = SegmentationMetrics(3, ignore_index=255)
+    batched.update(resized, masks)  # the padding is the ignore index: it counts nowhere
+    assert torch.equal(batched.confusion, per_example.confusion)
+
+
+def test_the_cpu_camvid_recipe_scores_at_the_masks_own_size(tmp_path):
+    """The recipe as shipped on a tiny CamVid-shaped copy (masks 48x64, the model seeing 24x32): the val mIoU
+    that ``mms2s validate`` reports is that of the logits resized to the masks' own size."""
+    write_camvid(tmp_path / "data")
+    common = ["--config", str(CAMVID_CPU), "--data.init_args.root", str(tmp_path / "data"),
+              "--data.init_args.image_size", "[24, 32]", "--data.init_args.batch_size", "2",
+              "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(tmp_path / "runs"),
+              "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false"]
+    suite_cli(["fit", *common, "--trainer.max_steps", "2", "--model.init_args.warmup_steps", "1",
+               "--trainer.check_val_every_n_epoch", "1"])
+    (last,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+    reported = float(suite_cli(["validate", *common, "--ckpt_path", str(last)]).trainer.callback_metrics["val/miou"])
+    checkpoint = read_checkpoint(last)
+    model, prep = model_from_checkpoint(checkpoint).eval(), checkpoint.header.preprocessing
+    transform = segmentation_transform(prep.image_size, train=False, ignore_index=11, mean=prep.mean, std=prep.std)
+    metrics = SegmentationMetrics(11, ignore_index=11)
+    for line in (tmp_path / "data" / "val.txt").read_text().splitlines():
+        image_file, mask_file = (tmp_path / "data" / name for name in line.split())
+        mask = load_mask(mask_file)
+        image, _ = apply_transform(transform, load_image(image_file, max_side=None), mask)
+        with torch.no_grad():
+            logits = torch.nn.functional.interpolate(model(image[None]), size=mask.shape, mode="bilinear")
+        metrics.update(logits, torch.from_numpy(mask.astype("int64"))[None])
+    assert mask.shape == (48, 64) and reported == pytest.approx(float(metrics.compute()["miou"]), abs=1e-6)

@@ -15,6 +15,7 @@ import yaml
 from lightning.pytorch.strategies import DDPStrategy
 from PIL import Image
 from pretrained_fixtures import offline_env, run_offline, write_timm_cache
+from recipe_fixtures import write_camvid
 from torchvision.transforms import v2
 
 from multimodal_s2s.checkpoint import read_checkpoint
@@ -137,21 +138,6 @@ def write_flickr8k(root: Path, images: int = 6) -> None:
     (root / "Flickr8k.token.txt").write_text("\n".join(lines))
     (root / "Flickr_8k.trainImages.txt").write_text("\n".join(names[:4]))
     (root / "Flickr_8k.devImages.txt").write_text("\n".join(names[4:]))
-
-
-def write_camvid(root: Path, images: int = 6) -> None:
-    """A CamVid-shaped list dataset: ``images`` random photos with masks of the 11 classes and void (11)."""
-    rng = np.random.default_rng(0)
-    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("\n".join(f"class{k}" for k in range(11)))
-    for split, names in (("train", range(4)), ("val", range(4, images))):
-        (root / split).mkdir()
-        (root / f"{split}annot").mkdir()
-        for k in names:
-            Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / split / f"{k}.jpg")
-            Image.fromarray(rng.integers(0, 12, (48, 64), dtype=np.uint8)).save(root / f"{split}annot" / f"{k}.png")
-        lines = [f"{split}/{k}.jpg {split}annot/{k}.png" for k in names]
-        (root / f"{split}.txt").write_text("\n".join(lines))
 
 
 RECIPES = {
