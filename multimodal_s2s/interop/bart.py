@@ -37,11 +37,11 @@ from multimodal_s2s.interop.marian import (
     check_layout,
     decoding_defaults,
     generation_settings,
-    read_vocab,
+    read_folder,
     suite_config,
     suite_weights,
 )
-from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights, read_json
+from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights
 from multimodal_s2s.models import build_model
 from multimodal_s2s.tokenizers import BPETokenizer, TokenizerFormatError
 
@@ -56,12 +56,7 @@ START_PIECE, END_PIECE = "<s>", "</s>"
 def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     """A BART folder -> (translation header, suite model with its weights). ImportFailed (one line naming the
     file) when it is not a BART folder, is truncated, or has dims the suite cannot express."""
-    folder = Path(source)
-    if not folder.is_dir():
-        raise ImportFailed(f"{folder}: not a folder (a BART model is a folder with config.json)")
-    config = read_json(folder / "config.json")
-    check_config(config, folder / "config.json")
-    vocab = read_vocab(folder / "vocab.json", config)
+    folder, config, vocab = read_folder(source, "BART", check_config)
     order = suite_order(vocab, config, folder / "vocab.json")
     tokenizer = bpe_tokenizer(folder, vocab, [None, None, *order[2:]])
     weights = read_hf_weights(folder)

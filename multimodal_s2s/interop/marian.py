@@ -16,6 +16,7 @@ row (zeros, never emitted). ``suite_order`` gives the Marian id of each suite id
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,7 @@ POSITION_TOLERANCE = 1e-4
 def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     """A Marian folder -> (translation header, suite model with its weights). ImportFailed (one line naming
     the file) when it is not a Marian folder, is truncated, or has dims the suite cannot express."""
-    folder = Path(source)
-    if not folder.is_dir():
-        raise ImportFailed(f"{folder}: not a folder (a Marian model is a folder with config.json)")
-    config = read_json(folder / "config.json")
-    check_config(config, folder / "config.json")
-    vocab = read_vocab(folder / "vocab.json", config)
+    folder, config, vocab = read_folder(source, "Marian", check_config)
     order = suite_order(vocab, config)
     pieces = [*SPECIAL_TOKENS, *(vocab[marian_id] for marian_id in order[len(SPECIAL_TOKENS) :])]
     source_tokenizer, target_tokenizer = (tokenizer(folder / name, pieces) for name in ("source.spm", "target.spm"))
@@ -70,6 +66,19 @@ def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
         decoding=decoding_defaults(folder, config),
     )
     return header, model.eval()
+
+
+def read_folder(
+    source: str | Path, kind: str, check: Callable[[dict[str, Any], Path], None]
+) -> tuple[Path, dict[str, Any], list[str]]:
+    """(folder, config, the piece of each id) of an HF folder of a ``kind`` model (Marian, BART) with config.json
+    (checked by ``check``) and vocab.json (``read_vocab``); ImportFailed naming the file otherwise."""
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ImportFailed(f"{folder}: not a folder (a {kind} model is a folder with config.json)")
+    config = read_json(folder / "config.json")
+    check(config, folder / "config.json")
+    return folder, config, read_vocab(folder / "vocab.json", config)
 
 
 def check_config(config: dict[str, Any], path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from bart_fixtures import build_bart_folder
+from import_fixtures import assert_refused, changed_config, truncated
 from marian_fixtures import sentences
 
 from multimodal_s2s.apps.cli import main
@@ -175,44 +176,22 @@ def test_import_then_translate_as_a_user(reference, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def _truncated(folder: Path) -> None:
-    weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-
-
-def _config(**changes):
-    def change(folder: Path) -> None:
-        config = json.loads((folder / "config.json").read_text())
-        (folder / "config.json").write_text(json.dumps({**config, **changes}))
-
-    return change
-
-
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda folder: (folder / "config.json").unlink(), "config.json: not found"),
-        (_truncated, "model.safetensors: unreadable or truncated weights"),
-        (_config(model_type="marian", architectures=["MarianMTModel"]), "model_type is 'marian'"),
-        (_config(activation_function="gelu_new"), "activation_function must be one of"),
-        (_config(decoder_attention_heads=5), "not divisible by decoder_attention_heads 5"),
-        (_config(max_position_embeddings=64), "weights do not fit the config"),
+        (truncated, "model.safetensors: unreadable or truncated weights"),
+        (changed_config(model_type="marian", architectures=["MarianMTModel"]), "model_type is 'marian'"),
+        (changed_config(activation_function="gelu_new"), "activation_function must be one of"),
+        (changed_config(decoder_attention_heads=5), "not divisible by decoder_attention_heads 5"),
+        (changed_config(max_position_embeddings=64), "weights do not fit the config"),
         (lambda folder: (folder / "merges.txt").write_text("#version: 0.2\nzzq xxw\n"), "merges.txt: not BPE merges"),
         (lambda folder: (folder / "merges.txt").unlink(), "merges.txt: not found"),
     ],
     ids=["not-bart", "truncated", "other-architecture", "activation", "heads", "positions", "bad-merges", "no-merges"],
 )
 def test_bad_folders_fail_in_one_line_and_write_nothing(reference, tmp_path, capsys, damage, message):
-    folder = tmp_path / "damaged"
-    folder.mkdir()
-    for path in reference.folder.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
-    damage(folder)
-    out = tmp_path / "out.ckpt"
-    assert main(["import", "bart", str(folder), str(out)]) == 2
-    error = capsys.readouterr().err
-    assert message in error and len(error.strip().splitlines()) == 1 and str(folder) in error
-    assert not out.exists() and not list(tmp_path.glob(".out.ckpt.*"))
+    assert_refused("bart", reference.folder, damage, message, tmp_path, capsys)
 
 
 def _cached_bart_base() -> Path | None:

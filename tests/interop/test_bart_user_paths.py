@@ -44,3 +44,12 @@ def test_hub_folder_translates_as_the_checkpoint(checkpoint, tmp_path):
     lines = sentences(6, seed=3)
     expected = [translation.text for translation in Translator.from_checkpoint(checkpoint, "cpu")(lines)]
     assert [translation.text for translation in Translator.from_pretrained(tmp_path / "hub", "cpu")(lines)] == expected
+
+
+def test_onnx_export_refuses_in_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
+    """The decoder's prompt and learned positions are not in the ONNX step graph yet."""
+    out = tmp_path / "onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out)]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(checkpoint) in error
+    assert not out.exists() and list(tmp_path.iterdir()) == []
