@@ -1,11 +1,13 @@
 """Import another library's checkpoint as a self-contained suite checkpoint.
 
     mms2s import marian path/to/opus-mt-en-de en-de.ckpt [--overwrite]
+    mms2s import bart path/to/bart-base bart.ckpt
     mms2s import whisper ~/.cache/whisper/tiny.pt tiny.ckpt
     mms2s import whisper openai-whisper:tiny tiny.ckpt
 
 KIND names the importer (``IMPORTERS``); SOURCE is what it reads (for ``marian``: an HF Marian folder with
-config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json; for
+config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm and vocab.json; for ``bart``:
+an HF BartForConditionalGeneration folder with config.json, the weights, vocab.json and merges.txt; for
 ``whisper``: a whisper .pt file, an HF Whisper folder, or a model name that whisper's loader finds in its
 cache or downloads). Nothing is
 unpickled (safetensors, or torch.load with weights_only). OUT is written atomically and only when the
@@ -25,6 +27,7 @@ from multimodal_s2s.outputs import OutputError, OutputPlan
 
 #: kind -> (module with ``import_checkpoint(source) -> (CheckpointHeader, model)``, what SOURCE is)
 IMPORTERS: dict[str, tuple[str, str]] = {
+    "bart": ("multimodal_s2s.interop.bart", "an HF BART (BartForConditionalGeneration) folder"),
     "marian": ("multimodal_s2s.interop.marian", "an HF Marian (OPUS-MT) folder"),
     "whisper": (
         "multimodal_s2s.interop.whisper",

@@ -95,7 +95,9 @@ class DecodingDefaults:
     (a header that does not record it) becomes the task's default in ``CheckpointHeader``;
     ``end_at_max_length``: see ``DecodingOptions`` (imported Marian models set it); ``suppress_tokens``,
     ``suppress_at_start`` and ``beam_rule``: see ``DecodingOptions`` (imported whisper models set them: its
-    suppression rules and beam search), the model's rules, which every decoding of it follows (``rules``)."""
+    suppression rules and beam search), ``early_stopping``, ``renormalize`` and ``length_offset`` (imported BART
+    models set them:
+    HF's beam search as their config asks), the model's rules, which every decoding of it follows (``rules``)."""
 
     beam_size: int = 1
     max_length: int = 64
@@ -105,15 +107,20 @@ class DecodingDefaults:
     suppress_tokens: tuple[int, ...] = ()
     suppress_at_start: tuple[int, ...] = ()
     beam_rule: str = "hf"
+    early_stopping: bool = False
+    renormalize: bool = True
+    length_offset: int = 0
 
     def __post_init__(self) -> None:
         for name in ("suppress_tokens", "suppress_at_start"):  # lists when read back from JSON
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def rules(self) -> dict[str, Any]:
-        """The ``DecodingOptions`` fields that belong to the model, not to a search: suppression, beam rule."""
+        """The ``DecodingOptions`` fields that belong to the model, not to a search: suppression, beam rule,
+        early stopping, renormalization and length offset."""
         return {"suppress_tokens": self.suppress_tokens, "suppress_at_start": self.suppress_at_start,
-                "beam_rule": self.beam_rule}
+                "beam_rule": self.beam_rule, "early_stopping": self.early_stopping,
+                "renormalize": self.renormalize, "length_offset": self.length_offset}
 
 
 #: The repeated n-gram ban of captions and translations in words or BPE pieces, on by default: it stops

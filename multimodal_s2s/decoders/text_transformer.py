@@ -18,30 +18,13 @@ from multimodal_s2s.decoders.base import StepOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.activations import activation as activation_module
 from multimodal_s2s.layers.attention import CrossAttention, KVCache, SelfAttention, attention_bias
-from multimodal_s2s.layers.positional import SinusoidalPositions, check_token_range, token_embedding
+from multimodal_s2s.layers.positional import check_token_range, positional_encoding, token_embedding
 from multimodal_s2s.registry import register_decoder
 from multimodal_s2s.types import Emits, EncoderInfo, SequenceOutput
 
 DEFAULT_DROPOUT = 0.1
-POSITIONS = ("sinusoidal", "learned")
 #: Rows of a learned position table by default (whisper's n_text_ctx).
 MAX_POSITIONS = 448
-
-
-class LearnedPositions(nn.Module):
-    """Adds row ``offset + i`` of a learned table (max_positions, D) to position i of x (B, L, D) (whisper's
-    decoder positions); InputError past the table."""
-
-    def __init__(self, max_positions: int, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(max_positions, dim))
-        nn.init.normal_(self.weight, std=dim**-0.5)
-
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        end = offset + x.shape[1]
-        if end > self.weight.shape[0]:
-            raise InputError(f"decoder positions up to {end}, the learned table has {self.weight.shape[0]}")
-        return x + self.weight[offset:end].to(x.dtype)
 
 
 def check_tokens(tokens: Tensor, batch: int | None = None) -> None:
@@ -180,7 +163,9 @@ class TransformerDecoder(nn.Module):
     Options for whisper's (``interop.whisper``): ``positions="learned"`` (a table of ``max_positions`` rows)
     and ``prompt``: token ids read after BOS at the start of every sequence (whisper's language, task and
     no-timestamps tokens), in training and decoding alike; their outputs are dropped, so the output at BOS
-    predicts the first token after the prompt, and callers never see it.
+    predicts the first token after the prompt, and callers never see it. Options for BART's
+    (``interop.bart``): ``embed_norm`` (a LayerNorm on the embedded tokens plus positions, BART's
+    ``layernorm_embedding``), with learned positions, post-LN blocks and a prompt (its forced ``<s>``).
     """
 
     def __init__(
@@ -201,10 +186,9 @@ class TransformerDecoder(nn.Module):
         positions: str = "sinusoidal",
         max_positions: int = MAX_POSITIONS,
         prompt: Sequence[int] = (),
+        embed_norm: bool = False,
     ):
         super().__init__()
-        if positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, not {positions!r}")
         if any(not 0 <= token < vocab_size for token in prompt):
             raise ValueError(f"prompt ids {list(prompt)} must be in 0..{vocab_size - 1}")
         if encoder_info.out_dim is None or Emits.SEQUENCE not in encoder_info.emits:
@@ -215,9 +199,8 @@ class TransformerDecoder(nn.Module):
         self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.memory_projection = nn.Linear(self.memory_dim, d_model) if self.memory_dim != d_model else nn.Identity()
         self.embedding = token_embedding(vocab_size, d_model)
-        self.positions = (
-            SinusoidalPositions(d_model) if positions == "sinusoidal" else LearnedPositions(max_positions, d_model)
-        )
+        self.positions = positional_encoding(positions, d_model, max_positions)
+        self.embed_norm = nn.LayerNorm(d_model) if embed_norm else nn.Identity()
         self.register_buffer("prompt", torch.tensor(list(prompt), dtype=torch.long), persistent=False)
         self.embed_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -232,7 +215,7 @@ class TransformerDecoder(nn.Module):
 
     def _embed(self, tokens: Tensor, offset: int) -> Tensor:
         """tokens (B, L) at positions offset .. offset+L-1 -> (B, L, D)."""
-        return self.embed_dropout(self.positions(self.embedding(tokens) * self.embed_scale, offset))
+        return self.embed_dropout(self.embed_norm(self.positions(self.embedding(tokens) * self.embed_scale, offset)))
 
     def _with_prompt(self, tokens: Tensor) -> Tensor:
         """tokens (B, L) starting with BOS -> (B, L + P): the prompt inserted after BOS."""
@@ -321,11 +304,13 @@ def transformer(
     positions: str = "sinusoidal",
     max_positions: int = MAX_POSITIONS,
     prompt: Sequence[int] = (),
+    embed_norm: bool = False,
 ) -> TransformerDecoder:
     """Any size; the defaults are those of ``transformer_small``; the layout options are TransformerDecoder's."""
     return TransformerDecoder(
         encoder_info, vocab_size, d_model, num_layers, num_heads, ff_dim, dropout, tie_embeddings,
         normalize_before, final_norm, scale_embedding, activation, output_bias, positions, max_positions, prompt,
+        embed_norm,
     )
 
 

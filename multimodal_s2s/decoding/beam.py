@@ -5,8 +5,9 @@ continue even if K end with EOS), sets the EOS extensions that rank in the top K
 hypotheses with their length-penalized score, and continues with the best K others (the decoder
 cache follows through ``cache.reorder``). An example is done when it holds K finished hypotheses
 and its best live beam, scored at its current length, does not beat the worst of them (exact for
-length_penalty 0, where scores only fall; HF's default rule otherwise). At ``max_length`` the live
-beams of unfinished examples are ranked too. Everything is tensor ops over the batch.
+length_penalty 0, where scores only fall; HF's default rule otherwise), or with ``early_stopping`` as soon as
+it holds K. At ``max_length`` the live beams of unfinished examples are ranked too. Lengths count
+``length_offset`` tokens more than the output (HF's forced first token). Everything is tensor ops over the batch.
 
 ``beam_rule="whisper"`` follows whisper's ``BeamSearchDecoder`` (patience 1) instead: the EOS extensions
 that score above the K-th best non-EOS extension are finished, the first K of an example to finish are kept
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from multimodal_s2s.decoding.filters import apply_filters, constraint_filters
+from multimodal_s2s.decoding.filters import constrained_log_probs, constraint_filters
 from multimodal_s2s.decoding.hypotheses import NEG_INF, Hypotheses
 from multimodal_s2s.decoding.options import DecodingOptions, DecodingResult, ranking_score
 from multimodal_s2s.decoding.rankers import SequenceRanker, ranked_results
@@ -46,8 +47,7 @@ def beam_search(
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     first_row = torch.arange(batch, device=device).unsqueeze(1) * beams  # (B, 1)
     for _ in range(options.max_length):
-        logits = apply_filters(constraints, stepper.next_logits(), stepper.prefix)  # (B*K, V)
-        log_probs = logits.log_softmax(dim=-1)
+        log_probs = constrained_log_probs(constraints, stepper.next_logits(), stepper.prefix, options.renormalize)
         candidates = (beam_sums.view(-1, 1) + log_probs).view(batch, -1)  # (B, K*V)
         top_sums, top_index = candidates.topk(2 * beams, dim=1)  # (B, 2K)
         next_sums, source_beams, next_tokens = _continue_best(top_sums, top_index, log_probs.shape[1], beams)
@@ -65,9 +65,10 @@ def beam_search(
         if whisper:
             done |= counts >= beams
         else:
-            best_live = ranking_score(beam_sums[:, 0], stepper.generated, options.length_penalty)  # (B,)
+            length = stepper.generated + options.length_offset
+            best_live = ranking_score(beam_sums[:, 0], length, options.length_penalty)  # (B,)
             full = finished.scores[:, -1] > NEG_INF
-            done |= full & (best_live <= finished.scores[:, -1])
+            done |= full & ((best_live <= finished.scores[:, -1]) | options.early_stopping)
         done |= beam_sums[:, 0] == NEG_INF
         if bool(done.all()):
             return ranked_results(finished, encoded, options, ranker)
@@ -103,7 +104,8 @@ def _hypotheses(
     """The stepper's current beams as hypotheses: sums (B, K), valid (B, K) or (B, 1) bool, ``out_length``
     output tokens each (+1 scored token for the EOS when ``ended``, except under whisper's rule)."""
     batch, beams = sums.shape
-    length = max(out_length, 1) if options.beam_rule == "whisper" else out_length + int(ended)
+    whisper = options.beam_rule == "whisper"
+    length = max(out_length, 1) if whisper else out_length + int(ended) + options.length_offset
     scores = ranking_score(sums, length, options.length_penalty).masked_fill(~valid, NEG_INF)
     attention = stepper.attention
     return Hypotheses(

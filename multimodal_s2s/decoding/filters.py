@@ -5,7 +5,8 @@ row's prefix so far (BOS first). A filter returns new logits (never edits its in
 tokens are ``-inf``. Two groups are applied by the search code:
 
 - constraints (``SuppressTokens``, ``NoRepeatNGram``) shape the distribution that scores are computed
-  from: log-probabilities are the log-softmax of the constrained logits;
+  from: log-probabilities are the log-softmax of the constrained logits (``constrained_log_probs``; or, in
+  a beam search without ``renormalize``, the constraints applied to log-probabilities, as HF's beam search);
 - sampling filters (``Temperature``, ``TopK``, ``TopP``) shape only the distribution that the next
   token is drawn from; reported scores stay those of the constrained distribution.
 """
@@ -76,7 +77,7 @@ class EndAtMaxLength:
         if tokens.shape[1] < self.max_length:
             return logits
         only_eos = torch.full_like(logits, NEG_INF)
-        only_eos[:, EOS_ID] = logits[:, EOS_ID]
+        only_eos[:, EOS_ID] = 0.0  # log-probability 0 whether applied to logits or to log-probabilities
         return only_eos
 
 
@@ -153,8 +154,20 @@ def apply_filters(filters: Sequence[LogitFilter], logits: Tensor, tokens: Tensor
     return logits
 
 
+def constrained_log_probs(
+    constraints: Sequence[LogitFilter], logits: Tensor, tokens: Tensor, renormalize: bool
+) -> Tensor:
+    """logits (N, V), tokens (N, L) -> log-probabilities (N, V) under ``constraints`` (``constraint_filters``):
+    the log-softmax of the constrained logits; without ``renormalize`` the other constraints are applied after the
+    log-softmax of logits where only the first (the never-generated and suppressed ids) applied, so the tokens
+    they ban take their probability with them (HF's beam search: its logits processors run after log_softmax)."""
+    if renormalize:
+        return apply_filters(constraints, logits, tokens).log_softmax(dim=-1)
+    return apply_filters(constraints[1:], constraints[0](logits, tokens).log_softmax(dim=-1), tokens)
+
+
 def constraint_filters(options: DecodingOptions) -> list[LogitFilter]:
-    """Filters that every search applies before computing log-probabilities."""
+    """Filters that every search applies before computing log-probabilities; the first suppresses ids."""
     filters: list[LogitFilter] = [SuppressTokens((*NEVER_GENERATED, *options.suppress_tokens))]
     if options.suppress_at_start:
         filters.append(SuppressAtStart(options.suppress_at_start))

@@ -61,6 +61,9 @@ class DecodingOptions:
     suppress_tokens: tuple[int, ...] = ()
     suppress_at_start: tuple[int, ...] = ()
     beam_rule: str = "hf"
+    early_stopping: bool = False
+    renormalize: bool = True
+    length_offset: int = 0
     use_cache: bool = True
     return_attention: bool = False
     seed: int | None = None
@@ -73,6 +76,7 @@ class DecodingOptions:
         _check_int("beam_size", self.beam_size, minimum=1)
         _check_int("n_best", self.n_best, minimum=1)
         _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, minimum=0)
+        _check_int("length_offset", self.length_offset, minimum=0)
         if self.n_best > self.beam_size:
             raise DecodingOptionsError(f"n_best ({self.n_best}) must be <= beam_size ({self.beam_size})")
         if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):

@@ -4,12 +4,13 @@ The encoder half of a Transformer translation model (Vaswani et al. 2017; BART's
 token embedding scaled by sqrt(d_model), sinusoidal positions, ``torch.nn.TransformerEncoder`` layers
 (pre-LN, GELU) with padded tokens masked as keys, a final LayerNorm. Paired with the ``transformer``
 decoder it is a whole Transformer; any sequence decoder (``rnn_attention``) can read it. Options give
-Marian's layout (``interop.marian``): post-LN layers, no final LayerNorm, another activation, no scale.
+Marian's layout (``interop.marian``): post-LN layers, no final LayerNorm, another activation, no scale;
+and BART's (``interop.bart``): learned positions and a LayerNorm on the embedded tokens plus positions.
 
-Positions are sinusoidal, as in the suite's Transformer decoder and audio encoder (one helper,
+Positions are sinusoidal by default, as in the suite's Transformer decoder and audio encoder (one helper,
 ``layers.positional``): no parameters, the same code on both sides of a translation model, and no
-table to outgrow. ``max_length`` still refuses very long sources with one line, before self-attention's
-(L, L) scores per head are built.
+table to outgrow (``positions="learned"``: a table of ``max_length`` rows). ``max_length`` still refuses
+very long sources with one line, before self-attention's (L, L) scores per head are built.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from multimodal_s2s.encoders.base import Encoder, check_token_ids
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.layers.activations import activation as activation_module
 from multimodal_s2s.layers.masks import lengths_to_mask, to_padding_mask
-from multimodal_s2s.layers.positional import SinusoidalPositions, token_embedding
+from multimodal_s2s.layers.positional import positional_encoding, token_embedding
 from multimodal_s2s.registry import register_encoder
 from multimodal_s2s.types import Emits, EncoderInfo, Modality, SequenceOutput
 
@@ -44,6 +45,8 @@ class TextTransformerEncoder(Encoder):
         final_norm: a LayerNorm after the last layer (pre-LN models have one; Marian has none).
         scale_embedding: multiply token embeddings by sqrt(d_model) (False: by 1).
         activation: the feed-forward activation (``layers.activations.ACTIVATIONS``: gelu, relu, swish).
+        positions: "sinusoidal" or "learned" (a table of ``max_length`` rows, BART's).
+        embed_norm: a LayerNorm on the embedded tokens plus positions (BART's ``layernorm_embedding``).
 
     Padded rows of ``memory`` are zeros; valid rows do not depend on the padding (it is masked as keys).
     """
@@ -61,6 +64,8 @@ class TextTransformerEncoder(Encoder):
         final_norm: bool = True,
         scale_embedding: bool = True,
         activation: str = "gelu",
+        positions: str = "sinusoidal",
+        embed_norm: bool = False,
     ):
         super().__init__()
         if vocab_size < 1:
@@ -71,7 +76,8 @@ class TextTransformerEncoder(Encoder):
         self.max_length = max_length
         self.embed_scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.embedding = token_embedding(vocab_size, d_model)
-        self.positions = SinusoidalPositions(d_model)
+        self.positions = positional_encoding(positions, d_model, max_length)
+        self.embed_norm = nn.LayerNorm(d_model) if embed_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
             d_model, num_heads, ff_dim, dropout, activation_module(activation), batch_first=True,
@@ -93,7 +99,7 @@ class TextTransformerEncoder(Encoder):
             lengths = torch.full((batch,), max_len, dtype=torch.long)
         check_token_ids(tokens, lengths, self.vocab_size)
         mask = lengths_to_mask(lengths.to(tokens.device), max_len)  # (B, L), True = valid
-        rows = self.dropout(self.positions(self.embedding(tokens) * self.embed_scale))  # (B, L, D)
+        rows = self.dropout(self.embed_norm(self.positions(self.embedding(tokens) * self.embed_scale)))  # (B, L, D)
         memory = self.layers(rows, src_key_padding_mask=to_padding_mask(mask))  # (B, L, D)
         return SequenceOutput(memory=torch.where(mask.unsqueeze(-1), memory, 0.0), mask=mask)
 

@@ -16,6 +16,7 @@ row (zeros, never emitted). ``suite_order`` gives the Marian id of each suite id
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from multimodal_s2s.types import SPECIAL_TOKENS
 ARCHITECTURE = "MarianMTModel"
 UNK_PIECE = "<unk>"
 #: HF's defaults for what a generation config leaves out (``GenerationConfig``).
-HF_DEFAULTS = {"num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0}
+HF_DEFAULTS = {"num_beams": 1, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "early_stopping": False}
 #: New tokens HF generates when no max_length is set anywhere.
 HF_DEFAULT_NEW_TOKENS = 20
 #: Largest difference accepted between a stored position table and the suite's sinusoids.
@@ -44,12 +45,7 @@ POSITION_TOLERANCE = 1e-4
 def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     """A Marian folder -> (translation header, suite model with its weights). ImportFailed (one line naming
     the file) when it is not a Marian folder, is truncated, or has dims the suite cannot express."""
-    folder = Path(source)
-    if not folder.is_dir():
-        raise ImportFailed(f"{folder}: not a folder (a Marian model is a folder with config.json)")
-    config = read_json(folder / "config.json")
-    check_config(config, folder / "config.json")
-    vocab = read_vocab(folder / "vocab.json", config)
+    folder, config, vocab = read_folder(source, "Marian", check_config)
     order = suite_order(vocab, config)
     pieces = [*SPECIAL_TOKENS, *(vocab[marian_id] for marian_id in order[len(SPECIAL_TOKENS) :])]
     source_tokenizer, target_tokenizer = (tokenizer(folder / name, pieces) for name in ("source.spm", "target.spm"))
@@ -72,25 +68,48 @@ def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     return header, model.eval()
 
 
+def read_folder(
+    source: str | Path, kind: str, check: Callable[[dict[str, Any], Path], None]
+) -> tuple[Path, dict[str, Any], list[str]]:
+    """(folder, config, the piece of each id) of an HF folder of a ``kind`` model (Marian, BART) with config.json
+    (checked by ``check``) and vocab.json (``read_vocab``); ImportFailed naming the file otherwise."""
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ImportFailed(f"{folder}: not a folder (a {kind} model is a folder with config.json)")
+    config = read_json(folder / "config.json")
+    check(config, folder / "config.json")
+    return folder, config, read_vocab(folder / "vocab.json", config)
+
+
 def check_config(config: dict[str, Any], path: Path) -> None:
     """ImportFailed unless ``config`` is a MarianMTModel whose layout the suite's parts can express."""
-    if config.get("model_type") != "marian":
-        raise ImportFailed(f"{path}: model_type is {config.get('model_type')!r}, not 'marian'")
-    architectures = config.get("architectures") or [ARCHITECTURE]
-    if ARCHITECTURE not in architectures:
-        raise ImportFailed(f"{path}: architectures {architectures} do not include {ARCHITECTURE}")
+    check_layout(config, path, "marian", ARCHITECTURE)
+    d_model, start = config["d_model"], config.get("decoder_start_token_id")
+    if d_model < 2 or d_model % 2:
+        raise ImportFailed(f"{path}: d_model must be an even number")
+    if start not in (None, config["pad_token_id"]):
+        raise ImportFailed(f"{path}: decoder_start_token_id must be the pad token (Marian's layout)")
+
+
+def check_layout(config: dict[str, Any], path: Path, model_type: str, architecture: str) -> None:
+    """ImportFailed unless ``config`` (an HF encoder-decoder config: Marian's, BART's) has ``model_type``,
+    ``architecture`` among its architectures, its sizes and special ids as integers, one vocabulary, a known
+    activation and heads that divide d_model."""
+    if config.get("model_type") != model_type:
+        raise ImportFailed(f"{path}: model_type is {config.get('model_type')!r}, not {model_type!r}")
+    architectures = config.get("architectures") or [architecture]
+    if architecture not in architectures:
+        raise ImportFailed(f"{path}: architectures {architectures} do not include {architecture}")
     required = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim")
     for key in (*required, "pad_token_id", "eos_token_id"):
         if isinstance(config.get(key), bool) or not isinstance(config.get(key), int) or config[key] < 0:
             raise ImportFailed(f"{path}: {key} is missing or not an integer >= 0")
-    d_model, start = config["d_model"], config.get("decoder_start_token_id")
+    d_model = config["d_model"]
     problems = {
-        "d_model must be an even number": d_model < 2 or d_model % 2,
         "separate encoder and decoder vocabularies are not supported": not config.get(
             "share_encoder_decoder_embeddings", True
         )
         or config.get("decoder_vocab_size", config.get("vocab_size")) != config.get("vocab_size"),
-        "decoder_start_token_id must be the pad token (Marian's layout)": start not in (None, config["pad_token_id"]),
         f"activation_function must be one of {', '.join(ACTIVATIONS)}": config.get("activation_function", "gelu")
         not in ACTIVATIONS,
     }
@@ -138,8 +157,11 @@ def tokenizer(path: Path, pieces: list[str]) -> SentencePieceTokenizer:
         raise ImportFailed(f"{path}: {error}") from None
 
 
-def suite_config(config: dict[str, Any], vocab_size: int, output_bias: bool) -> ModelConfig:
-    """The suite's model config for a Marian config (post-LN, no final norms, Marian's activation and scale)."""
+def suite_config(
+    config: dict[str, Any], vocab_size: int, output_bias: bool, encoder: dict | None = None, decoder: dict | None = None
+) -> ModelConfig:
+    """The suite's model config for a Marian config (post-LN, no final norms, Marian's activation and scale);
+    ``encoder`` and ``decoder``: more arguments of each side (BART's positions, embedding norm, prompt)."""
     layout = {
         "normalize_before": False,
         "final_norm": False,
@@ -150,12 +172,13 @@ def suite_config(config: dict[str, Any], vocab_size: int, output_bias: bool) -> 
     encoder_args = {
         "vocab_size": vocab_size, "d_model": config["d_model"], "num_layers": config["encoder_layers"],
         "num_heads": config["encoder_attention_heads"], "ff_dim": config["encoder_ffn_dim"],
-        "max_length": config.get("max_position_embeddings", 512), **layout,
+        "max_length": config.get("max_position_embeddings", 512), **layout, **(encoder or {}),
     }
     decoder_args = {
         "d_model": config["d_model"], "num_layers": config["decoder_layers"],
         "num_heads": config["decoder_attention_heads"], "ff_dim": config["decoder_ffn_dim"],
         "tie_embeddings": bool(config.get("tie_word_embeddings", True)), "output_bias": output_bias, **layout,
+        **(decoder or {}),
     }
     return ModelConfig(
         "text_transformer_base", "transformer", encoder_args, decoder_args, vocab_size, shared_embeddings=True
@@ -163,7 +186,8 @@ def suite_config(config: dict[str, Any], vocab_size: int, output_bias: bool) -> 
 
 
 def suite_weights(weights: dict[str, Tensor], config: dict[str, Any], order: list[int | None]) -> dict[str, Tensor]:
-    """HF Marian's state dict -> the suite EncoderDecoder's (rows of vocabulary tensors in suite order)."""
+    """HF Marian's state dict -> the suite EncoderDecoder's (rows of vocabulary tensors in suite order; BART's
+    names are the same)."""
     shared = _first(weights, "model.shared.weight", "model.encoder.embed_tokens.weight")
     out: dict[str, Tensor] = {
         "encoder.embedding.weight": _vocab_rows(shared, order),
@@ -174,16 +198,16 @@ def suite_weights(weights: dict[str, Tensor], config: dict[str, Any], order: lis
     if "final_logits_bias" in weights:
         out["decoder.output.bias"] = _vocab_rows(weights["final_logits_bias"].reshape(-1, 1), order).reshape(-1)
     for i in range(config["encoder_layers"]):
-        out.update(_encoder_layer(weights, f"model.encoder.layers.{i}.", f"encoder.layers.layers.{i}."))
+        out.update(encoder_layer(weights, f"model.encoder.layers.{i}.", f"encoder.layers.layers.{i}."))
     for i in range(config["decoder_layers"]):
-        out.update(_decoder_layer(weights, f"model.decoder.layers.{i}.", f"decoder.blocks.{i}."))
+        out.update(decoder_layer(weights, f"model.decoder.layers.{i}.", f"decoder.blocks.{i}."))
     if config.get("tie_word_embeddings", True):
         out["decoder.output.weight"] = out["decoder.embedding.weight"]
     return out
 
 
-def _encoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str, Tensor]:
-    """One post-LN ``nn.TransformerEncoderLayer`` (fused q, k, v) from a MarianEncoderLayer."""
+def encoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str, Tensor]:
+    """One post-LN ``nn.TransformerEncoderLayer`` (fused q, k, v) from a MarianEncoderLayer (or BART's)."""
     out = {f"{suite}self_attn.in_proj_{kind}": _cat(weights, hf + "self_attn.", "qkv", kind) for kind in _KINDS}
     pairs = {"self_attn.out_proj": "self_attn.out_proj", "linear1": "fc1", "linear2": "fc2",
              "norm1": "self_attn_layer_norm", "norm2": "final_layer_norm"}
@@ -192,8 +216,8 @@ def _encoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str,
     return out
 
 
-def _decoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str, Tensor]:
-    """One post-LN ``DecoderBlock`` from a MarianDecoderLayer."""
+def decoder_layer(weights: dict[str, Tensor], hf: str, suite: str) -> dict[str, Tensor]:
+    """One post-LN ``DecoderBlock`` from a MarianDecoderLayer (or BART's)."""
     out = {}
     for kind in _KINDS:
         out[f"{suite}self_attention.qkv.{kind}"] = _cat(weights, hf + "self_attn.", "qkv", kind)
@@ -240,19 +264,28 @@ def check_positions(weights: dict[str, Tensor], config: dict[str, Any], folder: 
             raise ImportFailed(f"{folder}: the {side}'s position table is not Marian's sinusoidal one")
 
 
-def decoding_defaults(folder: Path, config: dict[str, Any]) -> DecodingDefaults:
-    """Beam size, max length, length penalty, repeated n-gram ban and forced EOS from generation_config.json
-    (else config.json, else HF's defaults). HF's max_length counts the decoder start token, the suite's
-    generated tokens only (HF generates 20 new tokens when no max_length is set)."""
+def generation_settings(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The generation settings HF's ``from_pretrained`` reads: generation_config.json when the folder has one,
+    else config.json."""
     path = folder / "generation_config.json"
-    generation = read_json(path) if path.is_file() else {}
-    value = {key: generation.get(key, config.get(key, default)) for key, default in HF_DEFAULTS.items()}
-    max_length = generation.get("max_length", config.get("max_length"))
-    forced_eos = generation.get("forced_eos_token_id", config.get("forced_eos_token_id"))
+    return read_json(path) if path.is_file() else config
+
+
+def decoding_defaults(folder: Path, config: dict[str, Any], prompt: int = 0) -> DecodingDefaults:
+    """Beam size, max length, length penalty, repeated n-gram ban, early stopping and forced EOS from the
+    generation settings (``generation_settings``; HF's defaults where they say nothing). HF's max_length counts
+    the decoder start token and the ``prompt`` tokens the suite's decoder reads after it (BART's forced ``<s>``),
+    whose lengths HF's beam search counts too (``length_offset``); the suite's max_length counts generated tokens
+    only (HF generates 20 new tokens when no max_length is set)."""
+    generation = generation_settings(folder, config)
+    value = {key: generation.get(key, default) for key, default in HF_DEFAULTS.items()}
+    max_length = generation.get("max_length")
     return DecodingDefaults(
         beam_size=int(value["num_beams"]),
-        max_length=HF_DEFAULT_NEW_TOKENS if max_length is None else max(1, int(max_length) - 1),
+        max_length=max(1, (HF_DEFAULT_NEW_TOKENS if max_length is None else int(max_length) - 1) - prompt),
         length_penalty=float(value["length_penalty"]),
         no_repeat_ngram_size=int(value["no_repeat_ngram_size"]),  # HF's (none by default), not the suite's 4
-        end_at_max_length=forced_eos == config["eos_token_id"],
+        end_at_max_length=generation.get("forced_eos_token_id") == config["eos_token_id"],
+        early_stopping=value["early_stopping"] is True,  # "never" (a heuristic on max_length) decodes as False
+        length_offset=prompt,
     )

@@ -1,4 +1,5 @@
-"""Token embeddings and positional encodings that work for any length (no table to outgrow)."""
+"""Token embeddings and positional encodings: sinusoids that work for any length (no table to outgrow), or a
+learned table (whisper's decoder, BART's encoder and decoder)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from torch import Tensor, nn
 
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.types import PAD_ID
+
+#: The position schemes of the text Transformer encoder and decoder (``positional_encoding``).
+POSITIONS = ("sinusoidal", "learned")
 
 
 def token_embedding(vocab_size: int, d_model: int) -> nn.Embedding:
@@ -52,3 +56,27 @@ class SinusoidalPositions(nn.Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         positions = torch.arange(offset, offset + x.shape[1], device=x.device)
         return x + sinusoidal_positions(positions, self.dim).to(x.dtype)
+
+
+class LearnedPositions(nn.Module):
+    """Adds row ``offset + i`` of a learned table (max_positions, D) to position i of x (B, L, D); InputError
+    past the table."""
+
+    def __init__(self, max_positions: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_positions, dim))
+        nn.init.normal_(self.weight, std=dim**-0.5)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.shape[1]
+        if end > self.weight.shape[0]:
+            raise InputError(f"positions up to {end}, the learned table has {self.weight.shape[0]}")
+        return x + self.weight[offset:end].to(x.dtype)
+
+
+def positional_encoding(positions: str, dim: int, max_positions: int) -> SinusoidalPositions | LearnedPositions:
+    """The module that adds positions of scheme ``positions`` (``POSITIONS``) to x (B, L, dim): sinusoids, or a
+    learned table of ``max_positions`` rows. ValueError for another scheme."""
+    if positions not in POSITIONS:
+        raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, not {positions!r}")
+    return SinusoidalPositions(dim) if positions == "sinusoidal" else LearnedPositions(max_positions, dim)

@@ -145,7 +145,7 @@ def test_prompt_is_read_after_bos_and_its_outputs_dropped():
 
 def test_learned_positions_stop_at_their_table():
     decoder = make_decoder(positions="learned", max_positions=4, prompt=[5])
-    with pytest.raises(InputError, match="decoder positions up to 5, the learned table has 4"):
+    with pytest.raises(InputError, match="positions up to 5, the learned table has 4"):
         decoder(torch.ones(BATCH, 4, dtype=torch.long), make_encoded())
     with pytest.raises(ValueError, match="positions must be one of"):
         make_decoder(positions="rotary")

@@ -82,7 +82,8 @@ def test_suppressed_tokens_never_appear_and_blank_waits_for_the_second_step():
     ("kwargs", "message"),
     [({"beam_rule": "fairseq"}, "beam_rule must be one of hf, whisper"),
      ({"suppress_tokens": [3]}, "suppress_tokens must be a tuple"),
-     ({"suppress_at_start": (-1,)}, "suppress_at_start")],
+     ({"suppress_at_start": (-1,)}, "suppress_at_start"),
+     ({"length_offset": -1}, "length_offset must be an integer >= 0")],
 )
 def test_bad_rule_options_raise_clear_errors(kwargs, message):
     with pytest.raises(DecodingOptionsError, match=message):
@@ -91,4 +92,5 @@ def test_bad_rule_options_raise_clear_errors(kwargs, message):
 
 def test_decoding_defaults_carry_the_rules_as_tuples():
     defaults = DecodingDefaults(suppress_tokens=[4, 5], suppress_at_start=[2], beam_rule="whisper")
-    assert defaults.rules() == {"suppress_tokens": (4, 5), "suppress_at_start": (2,), "beam_rule": "whisper"}
+    assert defaults.rules() == {"suppress_tokens": (4, 5), "suppress_at_start": (2,), "beam_rule": "whisper",
+                                "early_stopping": False, "renormalize": True, "length_offset": 0}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from import_fixtures import assert_refused, changed_config, truncated
 from marian_fixtures import build_marian_folder, sentences
 
 from multimodal_s2s.apps.cli import main
@@ -147,42 +148,20 @@ def test_import_then_translate_as_a_user(reference, tmp_path, capsys):
     assert main(["import", "marian", str(reference.folder), str(out), "--overwrite"]) == 0
 
 
-def _truncated(folder: Path) -> None:
-    weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-
-
-def _config(**changes):
-    def change(folder: Path) -> None:
-        config = json.loads((folder / "config.json").read_text())
-        (folder / "config.json").write_text(json.dumps({**config, **changes}))
-
-    return change
-
-
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda folder: (folder / "config.json").unlink(), "config.json: not found"),
-        (_truncated, "model.safetensors: unreadable or truncated weights"),
-        (_config(model_type="bart", architectures=["BartForConditionalGeneration"]), "model_type is 'bart'"),
-        (_config(activation_function="gelu_fast"), "activation_function must be one of"),
-        (_config(encoder_attention_heads=5), "not divisible by encoder_attention_heads 5"),
+        (truncated, "model.safetensors: unreadable or truncated weights"),
+        (changed_config(model_type="bart", architectures=["BartForConditionalGeneration"]), "model_type is 'bart'"),
+        (changed_config(activation_function="gelu_fast"), "activation_function must be one of"),
+        (changed_config(encoder_attention_heads=5), "not divisible by encoder_attention_heads 5"),
         (lambda folder: (folder / "target.spm").write_bytes(b"not a model"), "target.spm: not a SentencePiece model"),
     ],
     ids=["not-marian", "truncated", "other-architecture", "activation", "heads", "bad-spm"],
 )
 def test_bad_folders_fail_in_one_line_and_write_nothing(reference, tmp_path, capsys, damage, message):
-    folder = tmp_path / "damaged"
-    folder.mkdir()
-    for path in reference.folder.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
-    damage(folder)
-    out = tmp_path / "out.ckpt"
-    assert main(["import", "marian", str(folder), str(out)]) == 2
-    error = capsys.readouterr().err
-    assert message in error and len(error.strip().splitlines()) == 1 and str(folder) in error
-    assert not out.exists() and not list(tmp_path.glob(".out.ckpt.*"))
+    assert_refused("marian", reference.folder, damage, message, tmp_path, capsys)
 
 
 def _cached_opus_mt() -> Path | None:
