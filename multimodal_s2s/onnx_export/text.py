@@ -74,10 +74,11 @@ def export_text(checkpoint: Checkpoint, out: Path, opset: int, quantize: str | N
             f"{checkpoint.path}: decoder {checkpoint.header.model.decoder!r}: ONNX export supports the Transformer "
             "decoder only"
         )
-    if whisper_shaped(checkpoint, model):
+    if imported_layout(checkpoint, model):
         raise ExportError(
-            f"{checkpoint.path}: a whisper-shaped model (a decoder prompt, learned positions or whisper's "
-            "suppression and beam rules) is not exported to ONNX yet; use the checkpoint or a Hub folder"
+            f"{checkpoint.path}: an imported whisper or BART layout (a decoder prompt, learned positions, an "
+            "embedding LayerNorm or decoding rules of its own) is not exported to ONNX yet; use the checkpoint "
+            "or a Hub folder"
         )
     work = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
@@ -105,11 +106,13 @@ def export_text(checkpoint: Checkpoint, out: Path, opset: int, quantize: str | N
     return ExportReport(out, sizes, difference, quantized)
 
 
-def whisper_shaped(checkpoint: Checkpoint, model) -> bool:
+def imported_layout(checkpoint: Checkpoint, model) -> bool:
     """Whether the model needs what the step graph and the numpy loop do not carry yet: the decoder's prompt
-    after BOS, learned positions, or decoding rules of its own (``DecodingDefaults.rules``)."""
+    after BOS, learned positions, a LayerNorm on the embeddings, or decoding rules of its own
+    (``DecodingDefaults.rules``: whisper's suppression and beam rule, BART's early stopping)."""
     decoder = model.decoder
     return (len(decoder.prompt) > 0 or not isinstance(decoder.positions, SinusoidalPositions)
+            or not isinstance(decoder.embed_norm, torch.nn.Identity)
             or checkpoint.header.decoding.rules() != DecodingDefaults().rules())
 
 

@@ -51,5 +51,5 @@ def test_onnx_export_refuses_in_one_line_and_writes_nothing(checkpoint, tmp_path
     out = tmp_path / "onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(out)]) != 0
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and str(checkpoint) in error
+    assert len(error.splitlines()) == 1 and str(checkpoint) in error and "BART" in error
     assert not out.exists() and list(tmp_path.iterdir()) == []
