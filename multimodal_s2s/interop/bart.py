@@ -41,8 +41,7 @@ from multimodal_s2s.interop.marian import (
     suite_config,
     suite_weights,
 )
-from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights
-from multimodal_s2s.models import build_model
+from multimodal_s2s.interop.writing import ImportFailed, model_with_weights, read_hf_weights
 from multimodal_s2s.tokenizers import BPETokenizer, TokenizerFormatError
 
 ARCHITECTURE = "BartForConditionalGeneration"
@@ -68,11 +67,7 @@ def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
         config, len(order), "final_logits_bias" in weights, encoder=layout,
         decoder={**layout, "max_positions": rows, "prompt": prompt},
     )
-    model = build_model(model_config)
-    try:
-        model.load_state_dict(bart_weights(weights, config, order))
-    except (KeyError, RuntimeError) as error:
-        raise ImportFailed(f"{folder}: weights do not fit the config ({first_line(error)})") from None
+    model = model_with_weights(folder, model_config, lambda: bart_weights(weights, config, order))
     header = CheckpointHeader(
         task=Task.TRANSLATION,
         model=model_config,

@@ -24,11 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import CheckpointHeader, DecodingDefaults, Task, TrainingData
-from multimodal_s2s.errors import first_line
-from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights, read_json
+from multimodal_s2s.interop.writing import ImportFailed, model_with_weights, read_hf_weights, read_json
 from multimodal_s2s.layers.activations import ACTIVATIONS
 from multimodal_s2s.layers.positional import sinusoidal_positions
-from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.tokenizers import SentencePieceTokenizer, TokenizerFormatError
 from multimodal_s2s.types import SPECIAL_TOKENS
 
@@ -51,11 +50,7 @@ def import_checkpoint(source: str | Path) -> tuple[CheckpointHeader, nn.Module]:
     source_tokenizer, target_tokenizer = (tokenizer(folder / name, pieces) for name in ("source.spm", "target.spm"))
     weights = read_hf_weights(folder)
     model_config = suite_config(config, len(pieces), "final_logits_bias" in weights)
-    model = build_model(model_config)
-    try:
-        model.load_state_dict(suite_weights(weights, config, order))
-    except (KeyError, RuntimeError) as error:
-        raise ImportFailed(f"{folder}: weights do not fit the config ({first_line(error)})") from None
+    model = model_with_weights(folder, model_config, lambda: suite_weights(weights, config, order))
     check_positions(weights, config, folder)
     header = CheckpointHeader(
         task=Task.TRANSLATION,

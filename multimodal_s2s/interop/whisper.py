@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from multimodal_s2s.checkpoint import AudioPreprocessing, CheckpointHeader, DecodingDefaults, Task, TrainingData
 from multimodal_s2s.errors import first_line
 from multimodal_s2s.interop.whisper_text import suppression, tokenizer_for
-from multimodal_s2s.interop.writing import ImportFailed, read_hf_weights, read_json
-from multimodal_s2s.models import ModelConfig, build_model
+from multimodal_s2s.interop.writing import ImportFailed, model_with_weights, read_hf_weights, read_json
+from multimodal_s2s.models import ModelConfig
 from multimodal_s2s.preprocessing.audio import MAX_WINDOW_SECONDS, SAMPLE_RATE
 
 NAME_PREFIX = "openai-whisper:"
@@ -85,11 +85,7 @@ def import_checkpoint(source: str | Path, language: str = "en") -> tuple[Checkpo
     if tokenizer.multilingual and language not in tokenizer.languages:
         raise ImportFailed(f"{path}: language {language!r} is not one of the model's {len(tokenizer.languages)}")
     model_config = suite_config(dims, tokenizer, language)
-    model = build_model(model_config)
-    try:
-        model.load_state_dict(suite_weights(weights, dims, tokenizer.order))
-    except (KeyError, RuntimeError) as error:
-        raise ImportFailed(f"{path}: weights do not fit the dims ({first_line(error)})") from None
+    model = model_with_weights(path, model_config, lambda: suite_weights(weights, dims, tokenizer.order), "dims")
     sample_len = dims["n_text_ctx"] // 2
     header = CheckpointHeader(
         task=Task.ASR,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.checkpoint import MODEL_PREFIX, CheckpointHeader, save_suite_checkpoint
 from multimodal_s2s.errors import first_line
+from multimodal_s2s.models import ModelConfig, build_model
 
 #: An HF folder's weights, best first: safetensors never runs code; the .bin is read with weights_only.
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -53,6 +55,20 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
     if not isinstance(weights, dict) or not all(isinstance(value, Tensor) for value in weights.values()):
         raise ImportFailed(f"{path}: not a state dict of tensors")
     return weights
+
+
+def model_with_weights(
+    source: Path, model_config: ModelConfig, convert: Callable[[], dict[str, Tensor]], described_by: str = "config"
+) -> nn.Module:
+    """The suite model of ``model_config`` holding the weights ``convert()`` maps from the source's; ImportFailed
+    (one line naming ``source``) when the mapping misses a key or a shape does not fit what ``described_by``
+    (the source's config, whisper's dims) said."""
+    model = build_model(model_config)
+    try:
+        model.load_state_dict(convert())
+    except (KeyError, RuntimeError) as error:
+        raise ImportFailed(f"{source}: weights do not fit the {described_by} ({first_line(error)})") from None
+    return model
 
 
 def write_suite_checkpoint(out: Path, header: CheckpointHeader, model: nn.Module) -> None:
