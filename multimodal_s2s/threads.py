@@ -17,7 +17,9 @@ times slower with 2 threads than with 1 (see README.md, "Threads and data-loader
 ``configure_threads()`` applies the thread count where training and the apps start (``mms2s``,
 ``apps.training.suite_cli``); Lightning's DDP launcher divides the cores among the processes it starts.
 Overrides: ``OMP_NUM_THREADS=N`` (torch then uses N threads; the suite leaves them alone) and
-``--data.num_workers N`` (a data module's ``num_workers``; None means ``default_num_workers()``).
+``--data.num_workers N`` (a data module's ``num_workers``; None means ``default_num_workers()``): a recipe's
+or command line's count is what training subtracts from the cores, so ``--data.num_workers 0`` on 2 cores
+computes on 2 threads (on a quiet machine the faster choice when a batch costs little to make).
 """
 
 from __future__ import annotations
@@ -66,16 +68,19 @@ def default_num_workers(on_gpu: bool | None = None) -> int:
     return 0 if cores == 1 else max(1, cores // CPU_CORES_PER_WORKER)
 
 
-def default_num_threads(on_gpu: bool | None = None) -> int:
-    """Torch's intra-op threads for this process: its cores, less those the CPU data-loader workers use."""
+def default_num_threads(on_gpu: bool | None = None, num_workers: int | None = None) -> int:
+    """Torch's intra-op threads for this process: its cores, less those its CPU data-loader workers use
+    (``num_workers``: the loaders' configured count; None: ``default_num_workers()``)."""
     cores = cores_per_process()
     if torch.cuda.is_available() if on_gpu is None else on_gpu:
         return cores
-    return max(1, cores - default_num_workers(on_gpu=False))
+    workers = default_num_workers(on_gpu=False) if num_workers is None else num_workers
+    return max(1, cores - workers)
 
 
-def configure_threads() -> int:
-    """Sets torch's intra-op threads to ``default_num_threads()`` unless OMP_NUM_THREADS is set; -> threads."""
+def configure_threads(num_workers: int | None = None) -> int:
+    """Sets torch's intra-op threads to ``default_num_threads(num_workers=num_workers)`` unless
+    OMP_NUM_THREADS is set; -> threads."""
     if THREADS_ENV not in os.environ:
-        torch.set_num_threads(default_num_threads())
+        torch.set_num_threads(default_num_threads(num_workers=num_workers))
     return torch.get_num_threads()

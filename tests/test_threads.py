@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recipe_fixtures import write_recipe
 
 from multimodal_s2s import threads
+from multimodal_s2s.apps.training import suite_cli
 
 
 @pytest.fixture
@@ -46,3 +48,19 @@ def test_on_a_gpu_the_cores_feed_it(eight_cores, monkeypatch):
     assert threads.default_num_workers(on_gpu=True) == 1
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(64)))
     assert threads.default_num_workers(on_gpu=True) == threads.MAX_GPU_WORKERS
+
+
+def test_configured_workers_leave_their_cores_to_torch(eight_cores, monkeypatch):
+    monkeypatch.setattr(threads.torch.cuda, "is_available", lambda: False)
+    assert threads.configure_threads(num_workers=0) == 8
+    assert threads.configure_threads(num_workers=3) == 5
+    assert threads.configure_threads(num_workers=20) == 1  # never 0
+
+
+@pytest.mark.parametrize(("workers", "expected"), [([], 1), (["--data.init_args.num_workers", "0"], 2)])
+def test_training_takes_its_threads_from_the_recipes_workers(eight_cores, monkeypatch, tmp_path, workers, expected):
+    """On 2 cores: one thread beside the default worker, both cores when the recipe asks for no worker."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads.torch.cuda, "is_available", lambda: False)
+    suite_cli(["--config", str(write_recipe("translation", tmp_path)), *workers], run=False)
+    assert torch.get_num_threads() == expected

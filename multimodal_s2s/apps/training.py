@@ -78,6 +78,7 @@ class SuiteCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        configure_threads(_configured_workers(config.get("data")))
         if config.get("weights_only") is False:
             raise CheckpointError("--weights_only false is refused: checkpoints are read with weights only")
         if "weights_only" in config:
@@ -128,6 +129,12 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def _configured_workers(data: Any) -> int | None:
+    """The recipe's ``data.num_workers`` (None where it leaves the count to the suite or has none)."""
+    init_args = getattr(data, "init_args", None)
+    return None if init_args is None else init_args.get("num_workers")
+
+
 def _check_task(task: Task, data: Any) -> None:
     """A checkpoint of another task than the recipe's data module is one line, before anything is built."""
     class_path = getattr(data, "class_path", None)
@@ -140,8 +147,8 @@ def _check_task(task: Task, data: Any) -> None:
 
 def suite_cli(args: list[str], run: bool = True, **kwargs: Any) -> SuiteCLI:
     """SuiteCLI over whichever LightningModule and LightningDataModule the recipe names; the resolved
-    config is saved with the run. ``run=False``: parse and build only (``args`` without a sub-command)."""
-    configure_threads()
+    config is saved with the run. ``run=False``: parse and build only (``args`` without a sub-command).
+    Torch's threads are set once the recipe is read: the cores less its data loaders' workers."""
     return SuiteCLI(
         LightningModule,
         LightningDataModule,
