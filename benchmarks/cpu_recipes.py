@@ -5,7 +5,9 @@
 RECIPE is one of ``RECIPES``: ``multi30k`` (tasks/translation/multi30k_en_de_cpu.yaml, sacreBLEU on
 test_2016_flickr through ``mms2s test``), ``camvid`` (tasks/segmentation/camvid_unet_cpu.yaml, val mIoU with
 the masks at 360x480 through ``mms2s validate``) and ``fsdd`` (tasks/asr/fsdd.yaml, digit accuracy on recordings 5-9
-through ``mms2s transcribe``, the default path with the VAD).
+through ``mms2s transcribe``, the default path with the VAD) and ``librispeech``
+(tasks/asr/librispeech_mini_cpu.yaml, WER on the utterances of the 4 speakers it holds back, through
+``mms2s transcribe``).
 ``--minutes`` (default: the recipe's own ``trainer.max_time``) caps the fit; the checkpoint scored is the
 run's ``averaged.ckpt`` when the recipe averages, else its last: never one chosen by its score on the split
 it is scored on (the FSDD and CamVid recipes validate on the split the issue scores). The report holds the
@@ -28,10 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
+
 from multimodal_s2s.apps.cli import main as mms2s
 from multimodal_s2s.apps.training import max_time, suite_cli
+from multimodal_s2s.data.asr import read_librispeech
 from multimodal_s2s.lit.runs import run_versions
-from multimodal_s2s.metrics.text import normalize_transcript
+from multimodal_s2s.metrics.text import ErrorRates, normalize_transcript
 from multimodal_s2s.outputs import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +76,20 @@ def score_fsdd(checkpoint: Path, run_dir: Path) -> float:
     return 100 * right / len(recordings)
 
 
+def score_librispeech(checkpoint: Path, run_dir: Path) -> float:
+    """WER (%) on the recipe's held-back speakers' utterances, through ``mms2s transcribe`` (the default path)."""
+    recipe = yaml.safe_load(RECIPES["librispeech"].path.read_text())
+    speakers = set(recipe["data"]["init_args"]["val_speakers"])
+    utterances = read_librispeech(DATA / "librispeech-mini", speakers=speakers)
+    out = run_dir / "transcripts"
+    assert mms2s(["transcribe", "--checkpoint", str(checkpoint), *(str(u.audio_path) for u in utterances),
+                  "--output-dir", str(out), "--overwrite"]) == 0
+    rates = ErrorRates()
+    for utterance in utterances:
+        rates.update([(out / f"{utterance.audio_path.stem}.txt").read_text()], [[utterance.text]])
+    return rates.compute()["wer"]
+
+
 def score_camvid(checkpoint: Path, run_dir: Path) -> float:
     """mIoU (%) of the 11 classes on the 101 val images at their own 360x480, through ``mms2s validate``."""
     cli = suite_cli(["validate", "--config", str(RECIPES["camvid"].path), "--ckpt_path", str(checkpoint),
@@ -83,6 +103,8 @@ RECIPES = {
     "camvid": Recipe(TASKS / "segmentation" / "camvid_unet_cpu.yaml", "val mIoU % at 360x480", ">= 46.3",
                      score_camvid),
     "fsdd": Recipe(TASKS / "asr" / "fsdd.yaml", "digit accuracy % (recordings 5-9)", ">= 99.5", score_fsdd),
+    "librispeech": Recipe(TASKS / "asr" / "librispeech_mini_cpu.yaml", "WER % on the 4 held-back speakers", "<= 40",
+                          score_librispeech),
 }
 
 
@@ -99,6 +121,7 @@ def fit(recipe: Recipe, run_dir: Path, minutes: float | None, overrides: list[st
     return {
         "fit_seconds": round(seconds),
         "steps": cli.trainer.global_step,
+        "torch_threads": torch.get_num_threads(),  # as the fit set them (scoring may set others)
         "checkpoint": averaged if averaged.is_file() else version / "checkpoints" / "last.ckpt",
         "curve": json.loads(curve.read_text())["points"] if curve.is_file() else None,
         "curve_png": str(version / "curve.png") if curve.is_file() else None,

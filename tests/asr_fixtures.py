@@ -46,6 +46,19 @@ def tone_utterance(words: list[str]) -> np.ndarray:
     return np.concatenate([pause, *parts]).astype(np.float32)
 
 
+def write_librispeech(root: Path, speakers: tuple[str, ...] = ("11", "22", "33"), utterances: int = 2) -> None:
+    """A LibriSpeech-layout folder: per speaker one chapter ("100") of tone recordings (FLAC) and its transcript."""
+    for speaker in speakers:
+        chapter = root / speaker / "100"
+        chapter.mkdir(parents=True)
+        lines = []
+        for utt in range(utterances):
+            utterance_id = f"{speaker}-100-{utt:04d}"
+            soundfile.write(chapter / f"{utterance_id}.flac", tone_utterance(["up"]), SAMPLE_RATE)
+            lines.append(f"{utterance_id} HELLO WORLD NUMBER {utt}")
+        (chapter / f"{speaker}-100.trans.txt").write_text("\n".join(lines) + "\n")
+
+
 def write_tone_manifest(folder: Path, count: int, seed: int, name: str) -> Path:
     """``count`` tone utterances as WAV files plus ``folder/name.jsonl`` (relative audio paths)."""
     rng = random.Random(seed)

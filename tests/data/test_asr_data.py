@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from asr_fixtures import tone_utterance, write_tone_manifest
+from asr_fixtures import write_librispeech, write_tone_manifest
 from conftest import shared_data
 
 from multimodal_s2s.checkpoint import Task
@@ -52,20 +52,8 @@ def test_bad_manifest_line_names_file_and_line(tmp_path):
         read_manifest(tmp_path / "m.jsonl")
 
 
-def _write_librispeech(root, speakers=("11", "22", "33")):
-    for speaker in speakers:
-        chapter = root / speaker / "100"
-        chapter.mkdir(parents=True)
-        lines = []
-        for utt in range(2):
-            utterance_id = f"{speaker}-100-{utt:04d}"
-            soundfile.write(chapter / f"{utterance_id}.flac", tone_utterance(["up"]), SAMPLE_RATE)
-            lines.append(f"{utterance_id} HELLO WORLD NUMBER {utt}")
-        (chapter / f"{speaker}-100.trans.txt").write_text("\n".join(lines) + "\n")
-
-
 def test_librispeech_layout_and_speaker_split(tmp_path):
-    _write_librispeech(tmp_path)
+    write_librispeech(tmp_path)
     utterances = read_librispeech(tmp_path)
     assert len(utterances) == 6 and utterances[0].text == "HELLO WORLD NUMBER 0"
     assert {u.speaker for u in utterances} == {"11", "22", "33"}
@@ -78,7 +66,7 @@ def test_librispeech_layout_and_speaker_split(tmp_path):
 
 
 def test_unknown_val_speaker_is_a_clear_error(tmp_path):
-    _write_librispeech(tmp_path)
+    write_librispeech(tmp_path)
     data = ASRDataModule(format="librispeech", root=str(tmp_path), val_speakers=["99"])
     with pytest.raises(ValueError, match="val_speakers.*11, 22, 33"):
         data.setup("fit")
