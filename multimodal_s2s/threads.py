@@ -14,8 +14,9 @@ machine, but as soon as anything else runs on those cores (a data-loader worker,
 threads wait for each other: on this project's shared 2-core machine the embedded recipes ran 2 to 20
 times slower with 2 threads than with 1 (see README.md, "Threads and data-loader workers").
 
-``configure_threads()`` applies the thread count where training and the apps start (``mms2s``,
-``apps.training.suite_cli``); Lightning's DDP launcher divides the cores among the processes it starts.
+``configure_threads()`` applies the thread count where the apps start (``mms2s``) and where training has
+read its recipe (``apps.training.SuiteCLI``); Lightning's DDP launcher divides the cores among the processes
+it starts.
 Overrides: ``OMP_NUM_THREADS=N`` (torch then uses N threads; the suite leaves them alone) and
 ``--data.num_workers N`` (a data module's ``num_workers``; None means ``default_num_workers()``): a recipe's
 or command line's count is what training subtracts from the cores, so ``--data.num_workers 0`` on 2 cores
