@@ -15,7 +15,9 @@ txt is the text, vtt and srt subtitles (one word per cue with ``--max-words-per-
 ``--word-timestamps``), tsv the segments, json the segments with their words. Inputs are never written
 over, nor existing files unless --overwrite is given; two inputs with the same name in one run are
 refused; files are written atomically. ``path<TAB>text`` goes to stdout per file; a file in which no
-speech is found gets an empty transcript and a line saying so (not an error). Progress bars over files
+speech is found gets an empty transcript and a line saying so (not an error), as does one whose speech
+gave no text that passed the checks (the line says how many windows; ``--keep-failed`` keeps a failing
+window's last decoding instead, as whisper does). Progress bars over files
 and windows (when stderr is a terminal) and, at the end, the real-time factor (processing time / audio
 duration, model loading excluded) go to stderr. A file that cannot be read gets one ``error: PATH: reason``
 line and the others are still transcribed; the exit code is then 1 (2 when the checkpoint or the options
@@ -120,6 +122,9 @@ def _add_check_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--temperature-increment-on-fallback", type=optional(float), default=FALLBACK_TEMPERATURE_STEP,
                        help="temperature step while a window fails a check, up to 1 (none: no fallback)")
     group.add_argument("--best-of", type=int, default=DEFAULTS.best_of, help="samples per fallback temperature")
+    group.add_argument("--keep-failed", action="store_true",
+                       help="keep a window's last decoding when every try fails the checks, as whisper does "
+                            "(default: drop it)")
     for name in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold", "max_ngram_repeats"):
         default = getattr(DEFAULTS, name)
         group.add_argument(f"--{name.replace('_', '-')}", type=optional(type(default)), default=default,
@@ -148,9 +153,9 @@ def transcription_options(args: argparse.Namespace) -> TranscriptionOptions:
         beam_size=args.beam_size, batch_size=args.batch_size, window_seconds=args.window_seconds,
         ctc_weight=args.ctc_weight, windows=args.windows, vad=vad,
         word_timestamps=args.word_timestamps or args.max_words_per_cue is not None, temperature=temperatures,
-        best_of=args.best_of, compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
-        max_ngram_repeats=args.max_ngram_repeats,
+        best_of=args.best_of, drop_failed=not args.keep_failed,
+        compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
+        no_speech_threshold=args.no_speech_threshold, max_ngram_repeats=args.max_ngram_repeats,
     )
 
 
@@ -227,9 +232,17 @@ def _transcribe(
                 audio_seconds += item.transcript.duration
                 files.write(f"{path}\t{item.transcript.text}", file=sys.stdout)
                 if not item.transcript.segments:
-                    files.write(f"{path}: no speech found; wrote an empty transcript", file=sys.stderr)
+                    files.write(_empty_transcript_line(path, item.transcript), file=sys.stderr)
             files.update()
     return audio_seconds
+
+
+def _empty_transcript_line(path: Path, transcript: Transcript) -> str:
+    """Why ``path``'s transcript is empty: no speech, or speech whose every decoding failed the checks."""
+    if transcript.unheard_windows:
+        return (f"{path}: speech found in {transcript.unheard_windows} window(s), but no decoding of it passed the "
+                "checks (--keep-failed keeps the last try); wrote an empty transcript")
+    return f"{path}: no speech found; wrote an empty transcript"
 
 
 def _write(transcript: Transcript, targets: list[Path], path: Path, max_words_per_cue: int | None) -> str | None:

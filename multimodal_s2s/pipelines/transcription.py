@@ -74,9 +74,11 @@ class _Pending:
     def item(self) -> TranscriptionItem:
         if self.error is not None:
             return TranscriptionItem(self.index, self.source, error=self.error)
-        spoken = [self.segments[n] for n in range(len(self.windows)) if self.segments[n] and self.segments[n].text]
+        decoded = [self.segments[n] for n in range(len(self.windows)) if self.segments[n] is not None]
+        spoken = [segment for segment in decoded if segment.text]
         duration = round(self.samples / SAMPLE_RATE, TIME_DIGITS)
-        return TranscriptionItem(self.index, self.source, Transcript(duration, spoken, self.source))
+        transcript = Transcript(duration, spoken, self.source, unheard_windows=len(decoded) - len(spoken))
+        return TranscriptionItem(self.index, self.source, transcript)
 
 
 class Transcriber(WindowDecodingPipeline):

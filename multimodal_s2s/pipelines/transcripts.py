@@ -24,11 +24,14 @@ class Segment:
 class Transcript:
     """One recording's transcript: its duration (s), its spoken segments in order, and where it came from.
 
-    No segments (an empty ``text``): no speech was found, or what was found was dropped by the checks."""
+    ``unheard_windows``: windows of speech (not dropped as silence) that gave no text, as each of their
+    decodings failed the checks (``TranscriptionOptions.drop_failed``) or the model wrote nothing. No segments
+    (an empty ``text``): no speech was found (``unheard_windows`` 0), or what was found gave no text."""
 
     duration: float
     segments: list[Segment]
     source: str = ""
+    unheard_windows: int = 0
 
     @property
     def text(self) -> str:

@@ -104,9 +104,9 @@ class WindowDecodingPipeline(TextOutPipeline):
         decoding: DecodingOptions | None = None,
     ) -> list[Segment | None]:
         """Decode windows (16 kHz waveforms) in one batch under ``options``' checks and fallback: a segment
-        per window, placed at its (start, end) seconds in ``spans``, or None for a window dropped as silence
-        or as failing every try. ``decoding`` replaces the options made from the beam size and the windows'
-        length."""
+        per window, placed at its (start, end) seconds in ``spans``: None for a window dropped as silence, one
+        with no text for a window whose every try failed the checks (``drop_failed``). ``decoding`` replaces
+        the options made from the beam size and the windows' length."""
         encoded = self.encode(waveforms)
         decoding = decoding or self.window_options(options.beam_size, max(len(w) for w in waveforms) / SAMPLE_RATE)
         policy = options.fallback_policy()
@@ -146,15 +146,17 @@ class WindowDecodingPipeline(TextOutPipeline):
         spans: Sequence[tuple[float, float]],
         options: TranscriptionOptions,
     ) -> list[Segment | None]:
-        kept = [row for row, decoding in enumerate(decodings) if decoding is not None]
-        windows = [WindowTokens(decodings[row].tokens, *spans[row]) for row in kept]
-        words: list[list[Word]] = [[] for _ in kept]
-        if options.word_timestamps and kept:
-            words = self.word_timestamps(self.rows(encoded, kept), windows, options.alignment)
         segments: list[Segment | None] = [None] * len(decodings)
-        for row, window, window_words in zip(kept, windows, words, strict=True):
-            start, end = round(window.start, TIME_DIGITS), round(window.end, TIME_DIGITS)
-            segments[row] = Segment(start, end, decodings[row].text, window_words)
+        for row, decoding in enumerate(decodings):
+            if decoding is not None:
+                start, end = (round(seconds, TIME_DIGITS) for seconds in spans[row])
+                segments[row] = Segment(start, end, decoding.text)
+        timed = [row for row, decoding in enumerate(decodings) if decoding is not None and decoding.tokens]
+        if options.word_timestamps and timed:
+            windows = [WindowTokens(decodings[row].tokens, *spans[row]) for row in timed]
+            for row, words in zip(timed, self.word_timestamps(self.rows(encoded, timed), windows, options.alignment),
+                                  strict=True):
+                segments[row].words = words
         return segments
 
     def word_timestamps(self, encoded: SequenceOutput, windows: list[WindowTokens], alignment: str) -> list[list[Word]]:

@@ -14,8 +14,9 @@ the compression ratio in a short window).
 
 ``decode_with_fallback`` decodes a batch of windows at temperature 0 (greedy or the beam), re-decodes the
 windows that fail a check by sampling at rising temperatures (0.2, 0.4, ... 1.0; the best of
-``best_of`` samples by average log-probability), and drops those that still fail after the last one (or
-keeps their last decoding when ``drop_failed`` is False, as whisper does).
+``best_of`` samples by average log-probability), and empties those that still fail after the last one (no
+text, no tokens: dropped, but told apart from silence) or keeps their last decoding when ``drop_failed`` is
+False, as whisper does.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def decode_with_fallback(
     policy: FallbackPolicy | None = None,
 ) -> list[WindowDecoding | None]:
     """Decode ``windows`` with ``decode_batch(windows, options)`` (one WindowDecoding per window) under the
-    fallback policy: one result per window, None for a window dropped as silence or as failing every try."""
+    fallback policy: one result per window, None for a window dropped as silence; for one failing every try
+    its last decoding, emptied (no text, no tokens) when the policy drops failures."""
     policy = policy or FallbackPolicy()
     results: list[WindowDecoding | None] = [None] * len(windows)
     pending = list(range(len(windows)))
@@ -164,7 +166,7 @@ def decode_with_fallback(
             if silent or not failed_checks(decoding, policy.thresholds):
                 results[index] = None if silent else decoding
             elif last_try:
-                results[index] = None if policy.drop_failed else decoding
+                results[index] = replace(decoding, text="", tokens=[]) if policy.drop_failed else decoding
             else:
                 still_failing.append(index)
         pending = still_failing

@@ -84,7 +84,8 @@ def test_fallback_re_decodes_only_the_failing_windows():
     results = decode_with_fallback(["clear", "unsure", "silence", "noise"], decoder, options, policy)
     assert results[0].text == "one two" and results[0].temperature == 0.0
     assert results[1].text == "one" and results[1].temperature == 0.2
-    assert results[2] is None and results[3] is None  # silence: no retry; noise: fails every try
+    assert results[2] is None  # silence: dropped, no retry
+    assert results[3].text == "" and results[3].tokens == []  # noise fails every try: emptied, not silence
     assert decoder.calls[0] == (0.0, 3, ["clear", "unsure", "silence", "noise"])
     assert decoder.calls[1:3] == [(0.2, 1, ["unsure", "noise"])] * 2  # best of 2 samples, sampling is greedy
     assert decoder.calls[3:] == [(0.4, 1, ["noise"])] * 2

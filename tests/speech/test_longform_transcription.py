@@ -102,13 +102,15 @@ def test_silence_and_noise_alone_give_no_words(transcriber):
     counts = []
     items = list(transcriber.stream(recordings, word_timestamps=True, progress=lambda *c: counts.append(c)))
     assert [item.transcript.segments for item in items] == [[], [], []] and counts[-1] == (0, 0)
+    assert [item.transcript.unheard_windows for item in items] == [0, 0, 0]
 
 
 def test_improbable_windows_are_dropped(transcriber, speech):
     fallback = {"temperature": (0.0, 0.5), "best_of": 2}
-    assert transcriber([speech[0]], **fallback)[0].text == ""  # random weights: every decoding fails the checks
+    dropped = transcriber([speech[0]], **fallback)[0]  # random weights: every decoding fails the checks
+    assert dropped.text == "" and dropped.segments == [] and dropped.unheard_windows == 3
     kept = transcriber([speech[0]], drop_failed=False, **fallback)[0]
-    assert len(kept.segments) == 3 and kept.text
+    assert len(kept.segments) == 3 and kept.text and kept.unheard_windows == 0
 
 
 def test_windows_of_several_files_share_batches(transcriber, speech, monkeypatch):
@@ -156,6 +158,20 @@ def test_cli_reports_no_speech_and_writes_an_empty_transcript(checkpoint, audio_
     for stem in ("silence", "noise"):
         assert (tmp_path / f"{stem}.txt").read_text() == "" and (tmp_path / f"{stem}.srt").read_text() == ""
         assert json.loads((tmp_path / f"{stem}.json").read_text())["segments"] == []
+
+
+def test_cli_tells_speech_that_failed_the_checks_from_silence(checkpoint, audio_files, tmp_path, capsys):
+    talk, fallback = str(audio_files / "talk.wav"), ["--temperature-increment-on-fallback", "0.5", "--best-of", "2"]
+    common = [talk, "--checkpoint", str(checkpoint), *fallback]
+    assert main(["transcribe", *common, "--output-dir", str(tmp_path / "dropped")]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{talk}\t\n"  # random weights: every decoding fails the checks
+    assert f"{talk}: speech found in 3 window(s), but no decoding of it passed the checks" in err
+    assert "no speech found" not in err
+    assert main(["transcribe", *common, "--output-dir", str(tmp_path / "kept"), "--keep-failed"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{talk}\t") and out.strip() != talk and "passed the checks" not in err
+    assert (tmp_path / "kept" / "talk.txt").read_text().strip()
 
 
 def test_cli_every_output_format_parses_with_one_word_per_cue(checkpoint, audio_files, tmp_path):
