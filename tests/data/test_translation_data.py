@@ -4,14 +4,13 @@ trained on the training side only, batches and length bucketing."""
 from __future__ import annotations
 
 import datetime
-import gzip
 import random
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import RandomSampler, SequentialSampler
+from translation_fixtures import write_lines, write_parallel
 
 from multimodal_s2s.checkpoint import Task, TrainingData
 from multimodal_s2s.data.dates import FORMATS, cardinal, date_pairs, ordinal, ordinal_suffix, split_of, year_words
@@ -29,22 +28,6 @@ from tests.conftest import shared_data
 ISO = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 TRAIN = [("a small dog runs", "ein kleiner Hund rennt"), ("two men sit", "zwei Männer sitzen"), ("a cat", "eine Katze")]
 VAL = [("a zebra runs", "ein Zebra rennt"), ("two dogs", "zwei Hunde")]
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    text = "".join(f"{line}\n" for line in lines)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt", encoding="utf-8") as file:
-            file.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_parallel(root: Path, split: str, pairs: list[tuple[str, str]], gz: bool = False) -> None:
-    suffix = ".gz" if gz else ""
-    write_lines(root / f"{split}.en{suffix}", [s for s, _ in pairs])
-    write_lines(root / f"{split}.de{suffix}", [t for _, t in pairs])
 
 
 # --- dates ---------------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ and the averaged checkpoint that benchmarks/cpu_recipes.py scores is tested on `
 from __future__ import annotations
 
 import csv
-import gzip
 import itertools
 import json
 from pathlib import Path
 
 import yaml
+from translation_fixtures import write_parallel
 
 from multimodal_s2s.apps.cli import main
 from multimodal_s2s.checkpoint import read_checkpoint
@@ -27,9 +27,7 @@ def write_multi30k(root: Path) -> None:
              for n, v, p in itertools.product(NOUNS, VERBS, PLACES)]
     root.mkdir(parents=True)
     for split, chosen in (("train", pairs[:40]), ("val", pairs[40:44]), ("test_2016_flickr", pairs[44:48])):
-        for side, lang in enumerate(("en", "de")):
-            with gzip.open(root / f"{split}.{lang}.gz", "wt", encoding="utf-8") as file:
-                file.write("".join(f"{pair[side]}\n" for pair in chosen))
+        write_parallel(root, split, chosen, gz=True)
 
 
 def test_recipe_fits_and_its_averaged_checkpoint_is_scored_on_test2016(tmp_path):
